@@ -1,0 +1,81 @@
+namespace EdgeServer.Inference;
+
+/// <summary>Base of every error the inference library raises on purpose.</summary>
+public class InferenceException : Exception
+{
+    public InferenceException(string message) : base(message) { }
+
+    public InferenceException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>The llama.cpp native libraries could not be found, loaded, or are of the wrong version.</summary>
+public sealed class NativeLibraryException(string message, Exception? inner = null)
+    : InferenceException(message, inner ?? new DllNotFoundException(message));
+
+/// <summary>A GGUF file is truncated, corrupt or not GGUF at all. Raised before llama.cpp sees the file.</summary>
+public sealed class GgufFormatException(string path, string reason)
+    : InferenceException($"'{path}' is not a valid GGUF model: {reason}")
+{
+    public string Path { get; } = path;
+
+    public string Reason { get; } = reason;
+}
+
+/// <summary>llama.cpp refused a model file (unsupported architecture, missing tensors, out of memory, ...).</summary>
+public sealed class ModelLoadException(string path, string reason)
+    : InferenceException($"Could not load model '{path}': {reason}")
+{
+    public string Path { get; } = path;
+}
+
+/// <summary>No model is known by the requested name.</summary>
+public sealed class ModelNotFoundException(string model)
+    : InferenceException($"The model '{model}' does not exist.")
+{
+    public string Model { get; } = model;
+}
+
+/// <summary>The model is known but could not be loaded; the reason says why.</summary>
+public sealed class ModelUnavailableException(string model, string reason)
+    : InferenceException($"The model '{model}' is unavailable: {reason}")
+{
+    public string Model { get; } = model;
+}
+
+/// <summary>Prompt plus requested completion does not fit the context of a slot.</summary>
+public sealed class ContextLengthExceededException(int promptTokens, int maxTokens, int contextLength)
+    : InferenceException(
+        $"This model's maximum context length is {contextLength} tokens. However, you requested {promptTokens + maxTokens} tokens " +
+        $"({promptTokens} in the messages, {maxTokens} in the completion). Please reduce the length of the messages or completion.")
+{
+    public int PromptTokens { get; } = promptTokens;
+
+    public int ContextLength { get; } = contextLength;
+}
+
+/// <summary>A sampling or generation parameter is outside its valid range.</summary>
+public sealed class InvalidGenerationParameterException(string parameter, string message)
+    : InferenceException(message)
+{
+    public string Parameter { get; } = parameter;
+}
+
+/// <summary>llama_decode failed. The status is llama.cpp's return code.</summary>
+public sealed class DecodeException(int status)
+    : InferenceException(status switch
+    {
+        1 => "llama_decode could not find space in the KV cache for the batch (status 1).",
+        2 => "llama_decode was aborted (status 2).",
+        -1 => "llama_decode rejected the batch as invalid (status -1).",
+        _ => $"llama_decode failed with status {status}.",
+    })
+{
+    public int Status { get; } = status;
+}
+
+/// <summary>The model's wait queue is full; the caller should try again later.</summary>
+public sealed class ServerBusyException(string model, TimeSpan retryAfter)
+    : InferenceException($"The model '{model}' is busy: all slots are in use and the wait queue is full. Retry after {retryAfter.TotalSeconds:0} s.")
+{
+    public TimeSpan RetryAfter { get; } = retryAfter;
+}

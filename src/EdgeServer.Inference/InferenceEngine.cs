@@ -1,0 +1,164 @@
+using System.Collections.Concurrent;
+using EdgeServer.Inference.Models;
+using EdgeServer.Inference.Native;
+using EdgeServer.Inference.Sampling;
+using EdgeServer.Inference.Scheduling;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeServer.Inference;
+
+/// <summary>
+/// The in-process engine: a catalog of models, each loaded on first use into its own
+/// <see cref="ModelScheduler"/>. Thread-safe.
+/// </summary>
+public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
+{
+    private readonly EngineOptions _options;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, ModelDescriptor> _descriptors = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Task<ModelScheduler>>> _loaded = new(StringComparer.Ordinal);
+    private readonly IReadOnlyList<string> _order;
+    private int _disposed;
+
+    public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory)
+    {
+        _options = options;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<InferenceEngine>();
+        Runtime = LlamaRuntime.Initialize(options.NativeDirectory, loggerFactory.CreateLogger("EdgeServer.Inference.LlamaCpp"));
+        foreach (var source in options.Models)
+        {
+            var descriptor = ModelCatalog.Describe(source);
+            _descriptors[source.Id] = descriptor;
+            if (descriptor.Status == ModelStatus.Unavailable)
+            {
+                LogModelUnavailable(_logger, source.Id, descriptor.Error ?? "unknown");
+            }
+            else
+            {
+                LogModelFound(_logger, source.Id, source.Path, descriptor.Architecture ?? "?", descriptor.Quantization ?? "?");
+            }
+        }
+
+        _order = options.Models.Select(m => m.Id).ToArray();
+    }
+
+    public LlamaRuntimeInfo Runtime { get; }
+
+    public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(id => _descriptors[id]).ToArray();
+
+    public ModelDescriptor? FindModel(string id) => _descriptors.GetValueOrDefault(id);
+
+    /// <summary>Loads a model now (it would otherwise load on first use).</summary>
+    public async Task LoadAsync(string id, CancellationToken cancellationToken = default) => await GetSchedulerAsync(id, cancellationToken);
+
+    /// <summary>The running scheduler of a loaded model, or null; for counters and diagnostics.</summary>
+    internal ModelScheduler? GetLoadedScheduler(string id) =>
+        _loaded.TryGetValue(id, out var lazy) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully ? lazy.Value.Result : null;
+
+    /// <summary>Prompt tokens a model has run through llama_decode so far (prefix-cache hits excluded).</summary>
+    public long PromptTokensEvaluated(string id) => GetLoadedScheduler(id)?.PromptTokensEvaluated ?? 0;
+
+    public async Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        SamplerChainFactory.Validate(request.Sampling);
+        if (request.MaxTokens is < 1)
+        {
+            throw new InvalidGenerationParameterException("max_tokens", $"max_tokens must be at least 1; got {request.MaxTokens}.");
+        }
+
+        if ((request.Messages is null) == (request.Prompt is null))
+        {
+            throw new InvalidGenerationParameterException("messages", "Give either chat messages or a prompt.");
+        }
+
+        var scheduler = await GetSchedulerAsync(request.Model, cancellationToken);
+        var model = scheduler.Model;
+        int[] prompt;
+        if (request.Messages is { } messages)
+        {
+            var text = model.ApplyChatTemplate(messages);
+            prompt = model.Tokenize(text, addSpecial: true, parseSpecial: true);
+        }
+        else
+        {
+            prompt = model.Tokenize(request.Prompt!, addSpecial: true, parseSpecial: false);
+        }
+
+        return scheduler.Enqueue(request, prompt, cancellationToken);
+    }
+
+    private async Task<ModelScheduler> GetSchedulerAsync(string id, CancellationToken cancellationToken)
+    {
+        if (!_descriptors.TryGetValue(id, out var descriptor))
+        {
+            throw new ModelNotFoundException(id);
+        }
+
+        if (descriptor.Status == ModelStatus.Unavailable)
+        {
+            throw new ModelUnavailableException(id, descriptor.Error ?? "it could not be loaded");
+        }
+
+        var lazy = _loaded.GetOrAdd(id, key => new Lazy<Task<ModelScheduler>>(() => Task.Run(() => Load(key))));
+        return await lazy.Value.WaitAsync(cancellationToken);
+    }
+
+    private ModelScheduler Load(string id)
+    {
+        var descriptor = _descriptors[id];
+        var started = TimeProvider.System.GetTimestamp();
+        LlamaModel? model = null;
+        try
+        {
+            model = LlamaModel.Load(descriptor.Path, _options.UseMmap);
+            var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>());
+            _descriptors[id] = descriptor with
+            {
+                Status = ModelStatus.Loaded,
+                ContextLength = scheduler.ContextPerSlot,
+                ParameterCount = model.ParameterCount,
+                ChatTemplate = model.ChatTemplateName,
+            };
+            var elapsedMs = TimeProvider.System.GetElapsedTime(started).TotalMilliseconds;
+            LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName);
+            return scheduler;
+        }
+        catch (InferenceException e)
+        {
+            model?.Dispose();
+            _descriptors[id] = descriptor with { Status = ModelStatus.Unavailable, Error = e.Message };
+            LogModelUnavailable(_logger, id, e.Message);
+            throw new ModelUnavailableException(id, e.Message);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        foreach (var lazy in _loaded.Values)
+        {
+            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
+            {
+                var scheduler = lazy.Value.Result;
+                scheduler.Dispose();
+                scheduler.Model.Dispose();
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 3000, Level = LogLevel.Information, Message = "Model {Model} found at {Path} ({Architecture}, {Quantization})")]
+    private static partial void LogModelFound(ILogger logger, string model, string path, string architecture, string quantization);
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model} is unavailable: {Reason}")]
+    private static partial void LogModelUnavailable(ILogger logger, string model, string reason);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
+    private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate);
+}

@@ -1,0 +1,246 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using EdgeServer.Inference.Native;
+
+namespace EdgeServer.Inference.Models;
+
+/// <summary>A loaded llama.cpp model: weights, vocabulary, tokenizer and chat template.</summary>
+public sealed class LlamaModel : IDisposable
+{
+    private const string FallbackTemplate = "chatml";
+    private readonly SafeLlamaModelHandle _handle;
+    private readonly IntPtr _vocab;
+    private readonly byte[] _templateUtf8;
+
+    private LlamaModel(SafeLlamaModelHandle handle, string path)
+    {
+        _handle = handle;
+        Path = path;
+        _vocab = NativeMethods.llama_model_get_vocab(handle);
+        if (_vocab == IntPtr.Zero)
+        {
+            throw new ModelLoadException(path, "the model has no vocabulary");
+        }
+
+        VocabularySize = NativeMethods.llama_vocab_n_tokens(_vocab);
+        TrainingContextLength = NativeMethods.llama_model_n_ctx_train(handle);
+        SizeBytes = NativeMethods.llama_model_size(handle);
+        ParameterCount = NativeMethods.llama_model_n_params(handle);
+        Description = ReadDescription(handle);
+        (ChatTemplateName, _templateUtf8) = ChooseTemplate(handle);
+    }
+
+    public string Path { get; }
+
+    public int VocabularySize { get; }
+
+    public int TrainingContextLength { get; }
+
+    public ulong SizeBytes { get; }
+
+    public ulong ParameterCount { get; }
+
+    public string Description { get; }
+
+    /// <summary>"model" when the GGUF's own template is used; otherwise the fallback and why.</summary>
+    public string ChatTemplateName { get; }
+
+    internal SafeLlamaModelHandle Handle => _handle;
+
+    internal IntPtr Vocab => _vocab;
+
+    /// <param name="threads">Unused here; the context sets threads.</param>
+    public static LlamaModel Load(string path, bool useMmap = true)
+    {
+        if (LlamaRuntime.Current is null)
+        {
+            throw new InvalidOperationException("LlamaRuntime.Initialize must be called before loading a model.");
+        }
+
+        var parameters = NativeMethods.llama_model_default_params();
+        parameters.NGpuLayers = 0;
+        parameters.LoadMode = (int)(useMmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None);
+        var handle = NativeMethods.llama_model_load_from_file(path, parameters);
+        if (handle.IsInvalid)
+        {
+            handle.Dispose();
+            throw new ModelLoadException(path, "llama.cpp refused the file (unsupported architecture, missing tensors or not enough memory; the log above has llama.cpp's reason)");
+        }
+
+        try
+        {
+            if (!NativeMethods.llama_model_has_decoder(handle))
+            {
+                throw new ModelLoadException(path, "the model has no decoder, so it cannot generate text");
+            }
+
+            return new LlamaModel(handle, path);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    public bool IsEndOfGeneration(int token) => NativeMethods.llama_vocab_is_eog(_vocab, token);
+
+    /// <summary>Tokenizes UTF-8 text. <paramref name="addSpecial"/> adds BOS where the model wants it.</summary>
+    public unsafe int[] Tokenize(string text, bool addSpecial, bool parseSpecial)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var capacity = bytes.Length + 8;
+        while (true)
+        {
+            var tokens = new int[capacity];
+            int n;
+            fixed (byte* p = bytes)
+            fixed (int* t = tokens)
+            {
+                n = NativeMethods.llama_tokenize(_vocab, p, bytes.Length, t, capacity, addSpecial, parseSpecial);
+            }
+
+            if (n >= 0)
+            {
+                return n == capacity ? tokens : tokens[..n];
+            }
+
+            if (n == int.MinValue)
+            {
+                throw new InferenceException("The text is too long to tokenize.");
+            }
+
+            capacity = -n;
+        }
+    }
+
+    /// <summary>The bytes a token stands for (may be part of a UTF-8 character). Control tokens give nothing.</summary>
+    public unsafe int TokenToPiece(int token, Span<byte> buffer)
+    {
+        fixed (byte* p = buffer)
+        {
+            var n = NativeMethods.llama_token_to_piece(_vocab, token, p, buffer.Length, 0, false);
+            if (n < 0)
+            {
+                throw new InferenceException($"Token {token} needs {-n} bytes; the buffer has {buffer.Length}.");
+            }
+
+            return n;
+        }
+    }
+
+    public unsafe string Detokenize(ReadOnlySpan<int> tokens)
+    {
+        var capacity = Math.Max(16, tokens.Length * 8);
+        while (true)
+        {
+            var buffer = new byte[capacity];
+            int n;
+            fixed (int* t = tokens)
+            fixed (byte* b = buffer)
+            {
+                n = NativeMethods.llama_detokenize(_vocab, t, tokens.Length, b, capacity, false, false);
+            }
+
+            if (n >= 0)
+            {
+                return Encoding.UTF8.GetString(buffer, 0, n);
+            }
+
+            capacity = -n;
+        }
+    }
+
+    /// <summary>Renders chat messages with the model's template and opens the assistant's turn.</summary>
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages)
+    {
+        var result = TryApplyTemplate(_templateUtf8, messages, addAssistant: true);
+        return result ?? throw new InferenceException($"The chat template '{ChatTemplateName}' could not render the messages.");
+    }
+
+    public void Dispose() => _handle.Dispose();
+
+    private static unsafe string? TryApplyTemplate(byte[] templateUtf8, IReadOnlyList<ChatMessage> messages, bool addAssistant)
+    {
+        var handles = new List<GCHandle>(messages.Count * 2);
+        try
+        {
+            var chat = new LlamaChatMessage[messages.Count];
+            var totalLength = 0;
+            for (var i = 0; i < messages.Count; i++)
+            {
+                var role = Utf8Z(messages[i].Role);
+                var content = Utf8Z(messages[i].Content);
+                totalLength += role.Length + content.Length;
+                var hr = GCHandle.Alloc(role, GCHandleType.Pinned);
+                handles.Add(hr);
+                var hc = GCHandle.Alloc(content, GCHandleType.Pinned);
+                handles.Add(hc);
+                chat[i] = new LlamaChatMessage { Role = (byte*)hr.AddrOfPinnedObject(), Content = (byte*)hc.AddrOfPinnedObject() };
+            }
+
+            var capacity = Math.Max(256, totalLength * 2 + 256);
+            while (true)
+            {
+                var buffer = new byte[capacity];
+                int n;
+                fixed (byte* tmpl = templateUtf8)
+                fixed (LlamaChatMessage* c = chat)
+                fixed (byte* b = buffer)
+                {
+                    n = NativeMethods.llama_chat_apply_template(tmpl, c, (nuint)chat.Length, addAssistant, b, capacity);
+                }
+
+                if (n < 0)
+                {
+                    return null;
+                }
+
+                if (n <= capacity)
+                {
+                    return Encoding.UTF8.GetString(buffer, 0, n);
+                }
+
+                capacity = n;
+            }
+        }
+        finally
+        {
+            foreach (var h in handles)
+            {
+                h.Free();
+            }
+        }
+    }
+
+    /// <summary>The GGUF's template when llama.cpp's renderer knows it; ChatML otherwise (as llama-server does).</summary>
+    private static unsafe (string Name, byte[] Template) ChooseTemplate(SafeLlamaModelHandle handle)
+    {
+        var own = NativeMethods.PtrToString(NativeMethods.llama_model_chat_template(handle, null));
+        var fallback = Utf8Z(FallbackTemplate);
+        if (string.IsNullOrEmpty(own))
+        {
+            return ("chatml (fallback: the model has no chat template)", fallback);
+        }
+
+        var ownUtf8 = Utf8Z(own);
+        var probe = TryApplyTemplate(ownUtf8, [new ChatMessage("system", "s"), new ChatMessage("user", "u")], addAssistant: true);
+        return probe is null
+            ? ("chatml (fallback: the model's chat template is not one llama.cpp can render)", fallback)
+            : ("model", ownUtf8);
+    }
+
+    private static unsafe string ReadDescription(SafeLlamaModelHandle handle)
+    {
+        var buffer = stackalloc byte[256];
+        var n = NativeMethods.llama_model_desc(handle, buffer, 256);
+        return n > 0 ? Encoding.UTF8.GetString(buffer, Math.Min(n, 255)) : "unknown";
+    }
+
+    private static byte[] Utf8Z(string s)
+    {
+        var bytes = new byte[Encoding.UTF8.GetByteCount(s) + 1];
+        Encoding.UTF8.GetBytes(s, bytes);
+        return bytes;
+    }
+}

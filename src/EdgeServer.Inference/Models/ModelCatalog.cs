@@ -1,0 +1,66 @@
+using EdgeServer.Inference.Gguf;
+
+namespace EdgeServer.Inference.Models;
+
+/// <summary>Finds model files: configured ones and every *.gguf in a folder, named by file name unless given a name.</summary>
+public static class ModelCatalog
+{
+    public static IReadOnlyList<ModelSource> Discover(IEnumerable<ModelSource> configured, string? directory)
+    {
+        var list = new List<ModelSource>();
+        var seenPaths = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var source in configured)
+        {
+            if (seenPaths.Add(Path.GetFullPath(source.Path)))
+            {
+                list.Add(source);
+            }
+        }
+
+        if (!string.IsNullOrWhiteSpace(directory) && Directory.Exists(directory))
+        {
+            foreach (var file in Directory.EnumerateFiles(directory, "*.gguf", SearchOption.TopDirectoryOnly).Order(StringComparer.Ordinal))
+            {
+                if (seenPaths.Add(Path.GetFullPath(file)))
+                {
+                    list.Add(new ModelSource(IdFromPath(file), file));
+                }
+            }
+        }
+
+        var duplicate = list.GroupBy(m => m.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new InvalidOperationException($"Two model files are both named '{duplicate.Key}': {string.Join(", ", duplicate.Select(m => m.Path))}. Give one of them another name in EdgeServer:Models.");
+        }
+
+        return list;
+    }
+
+    public static string IdFromPath(string path) => Path.GetFileNameWithoutExtension(path);
+
+    /// <summary>Reads the file's GGUF header; a broken file yields an Unavailable descriptor with the reason.</summary>
+    public static ModelDescriptor Describe(ModelSource source)
+    {
+        var created = File.Exists(source.Path) ? new DateTimeOffset(File.GetLastWriteTimeUtc(source.Path)) : DateTimeOffset.UnixEpoch;
+        try
+        {
+            if (!File.Exists(source.Path))
+            {
+                return Unavailable(source, created, $"the file '{source.Path}' does not exist");
+            }
+
+            var gguf = GgufReader.Read(source.Path);
+            return new ModelDescriptor(source.Id, source.Path, created, ModelStatus.Available, null, gguf.Architecture,
+                gguf.Quantization, gguf.ParameterCount, gguf.FileLength, (int)(gguf.ContextLength ?? 0),
+                gguf.ChatTemplate is null ? "chatml (fallback: the model has no chat template)" : "model");
+        }
+        catch (GgufFormatException e)
+        {
+            return Unavailable(source, created, e.Message);
+        }
+    }
+
+    private static ModelDescriptor Unavailable(ModelSource source, DateTimeOffset created, string reason) =>
+        new(source.Id, source.Path, created, ModelStatus.Unavailable, reason, null, null, 0, 0, 0, "none");
+}

@@ -1,0 +1,74 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+
+namespace EdgeServer.Inference.Scheduling;
+
+/// <summary>
+/// One admitted request: the scheduler writes chunks, the caller reads them. Cancelling either token, or
+/// abandoning the enumeration, marks it cancelled; the decode loop then frees its slot within one step.
+/// </summary>
+internal sealed class GenerationSession : IGenerationSession
+{
+    private readonly Channel<GenerationChunk> _output = Channel.CreateUnbounded<GenerationChunk>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = false });
+    private readonly CancellationTokenRegistration _startRegistration;
+    private volatile bool _cancelled;
+    private int _readers;
+
+    public GenerationSession(string model, GenerationRequest request, int[] promptTokens, int maxTokens, CancellationToken cancellationToken)
+    {
+        Model = model;
+        Request = request;
+        Prompt = promptTokens;
+        MaxTokens = maxTokens;
+        _startRegistration = cancellationToken.Register(static s => ((GenerationSession)s!).Cancel(), this);
+    }
+
+    public string Model { get; }
+
+    public GenerationRequest Request { get; }
+
+    public int[] Prompt { get; }
+
+    public int PromptTokens => Prompt.Length;
+
+    public int MaxTokens { get; }
+
+    public bool IsCancelled => _cancelled;
+
+    internal ChannelWriter<GenerationChunk> Writer => _output.Writer;
+
+    public void Cancel() => _cancelled = true;
+
+    public async IAsyncEnumerable<GenerationChunk> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _readers, 1) != 0)
+        {
+            throw new InvalidOperationException("A generation can be read only once.");
+        }
+
+        using var registration = cancellationToken.Register(static s => ((GenerationSession)s!).Cancel(), this);
+        var completed = false;
+        try
+        {
+            await foreach (var chunk in _output.Reader.ReadAllAsync(cancellationToken))
+            {
+                yield return chunk;
+                if (chunk.IsFinal)
+                {
+                    completed = true;
+                    yield break;
+                }
+            }
+        }
+        finally
+        {
+            if (!completed)
+            {
+                Cancel();
+            }
+
+            await _startRegistration.DisposeAsync();
+        }
+    }
+}

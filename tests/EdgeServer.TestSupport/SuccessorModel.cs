@@ -1,0 +1,129 @@
+using EdgeServer.Inference.Gguf;
+
+namespace EdgeServer.TestSupport;
+
+/// <summary>
+/// A generated llama model whose greedy output is known from its construction, so tests can assert exact text.
+/// Each token's embedding is a one-hot vector and the output matrix maps token t to its successor:
+///   'a'→'b'→…→'y'→'z'→ bytes C3 A9 ("é") → bytes E2 82 AC ("€") → end of text;
+///   '0'→'1'→…→'9'→ end of text;  "▁x" (a word start) → the letter after x;  '\n' → 'a'.
+/// Every other token leads to end of text. The transformer layers carry small random weights, so real
+/// attention and feed-forward work runs, but the residual one-hot dominates: logits are ~20 for the successor
+/// and near 0 for the rest. So after a prompt ending in "j", greedy output is "klmnopqrstuvwxyzé€".
+/// </summary>
+public static class SuccessorModel
+{
+    public const string Alphabet = "abcdefghijklmnopqrstuvwxyz";
+
+    /// <summary>What the model writes after a chat prompt (which ends in a newline): the alphabet, then "é€".</summary>
+    public const string ChatReply = Alphabet + "é€";
+
+    public static readonly LlamaShape Shape = new(
+        EmbeddingLength: 384, BlockCount: 2, HeadCount: 6, HeadCountKv: 2, FeedForwardLength: 256, ContextLength: 4096);
+
+    public static SpmVocabulary Vocabulary { get; } = new(
+        new[] { "▁" }
+            .Concat(Alphabet.Select(c => c.ToString()))
+            .Concat("0123456789".Select(c => c.ToString()))
+            .Concat(Alphabet.Select(c => "▁" + c)));
+
+    /// <summary>Greedy continuation of text whose last character is <paramref name="last"/>, up to end of text.</summary>
+    public static string ExpectedAfter(char last)
+    {
+        var i = Alphabet.IndexOf(last, StringComparison.Ordinal);
+        if (i >= 0)
+        {
+            return Alphabet[(i + 1)..] + "é€";
+        }
+
+        var d = "0123456789".IndexOf(last, StringComparison.Ordinal);
+        return d >= 0 ? "0123456789"[(d + 1)..] : last == '\n' ? ChatReply : string.Empty;
+    }
+
+    public static void Write(string path, string? chatTemplate = null) =>
+        LlamaModelBuilder.Write(path, Shape, Vocabulary, new Weights(Successors()), name: "successor-test-model", chatTemplate: chatTemplate);
+
+    /// <summary>Writes the model once per process into a temp folder and returns its path.</summary>
+    public static string SharedPath => s_shared.Value;
+
+    private static readonly Lazy<string> s_shared = new(() =>
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(dir);
+        var path = Path.Combine(dir, "successor.gguf");
+        Write(path);
+        return path;
+    });
+
+    private static Dictionary<int, int> Successors()
+    {
+        var v = Vocabulary;
+        var map = new Dictionary<int, int>();
+        for (var i = 0; i + 1 < Alphabet.Length; i++)
+        {
+            map[v[Alphabet[i].ToString()]] = v[Alphabet[i + 1].ToString()];
+            map[v["▁" + Alphabet[i]]] = v[Alphabet[i + 1].ToString()];
+        }
+
+        map[v["▁z"]] = SpmVocabulary.ByteToken(0xC3);
+        int[] tail = [v["z"], SpmVocabulary.ByteToken(0xC3), SpmVocabulary.ByteToken(0xA9), SpmVocabulary.ByteToken(0xE2), SpmVocabulary.ByteToken(0x82), SpmVocabulary.ByteToken(0xAC), SpmVocabulary.Eos];
+        for (var i = 0; i + 1 < tail.Length; i++)
+        {
+            map[tail[i]] = tail[i + 1];
+        }
+
+        for (var d = 0; d < 9; d++)
+        {
+            map[v[d.ToString(System.Globalization.CultureInfo.InvariantCulture)]] = v[(d + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)];
+        }
+
+        map[SpmVocabulary.ByteToken((byte)'\n')] = v["a"];
+        return map;
+    }
+
+    private sealed class Weights(Dictionary<int, int> successors) : ILlamaWeights
+    {
+        private const float Embedding = 4f;
+        private readonly RandomLlamaWeights _random = new(seed: 7, scale: 0.005f);
+        private readonly Dictionary<int, List<int>> _predecessors = successors
+            .GroupBy(kv => kv.Value)
+            .ToDictionary(g => g.Key, g => g.Select(kv => kv.Key).ToList());
+
+        public void FillRow(string tensor, int row, Span<float> values)
+        {
+            switch (tensor)
+            {
+                case "token_embd.weight":
+                    values.Clear();
+                    values[row] = Embedding;
+                    break;
+                case "output.weight":
+                    // Row j scores token j: 1 at every token whose successor is j. Tokens with no successor lead to EOS.
+                    values.Clear();
+                    if (_predecessors.TryGetValue(row, out var from))
+                    {
+                        foreach (var t in from)
+                        {
+                            values[t] = 1f;
+                        }
+                    }
+
+                    if (row == SpmVocabulary.Eos)
+                    {
+                        for (var t = 0; t < Vocabulary.Count; t++)
+                        {
+                            if (!successors.ContainsKey(t))
+                            {
+                                values[t] = 1f;
+                            }
+                        }
+                    }
+
+                    break;
+                default:
+                    _random.FillRow(tensor, row, values);
+                    break;
+            }
+        }
+    }
+}
