@@ -1,0 +1,122 @@
+using EdgeServer.Inference;
+using EdgeServer.Inference.Models;
+using EdgeServer.Inference.Scheduling;
+using EdgeServer.OpenAi;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace EdgeServer.Hosting;
+
+/// <summary>Wires configuration, the inference engine and the HTTP surface.</summary>
+public static class EdgeServerHosting
+{
+    /// <summary>Short command-line switches for the common settings.</summary>
+    public static readonly IReadOnlyDictionary<string, string> SwitchMappings = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["--model"] = "EdgeServer:Model",
+        ["--models-dir"] = "EdgeServer:ModelsDirectory",
+        ["--native-dir"] = "EdgeServer:Runtime:NativeDirectory",
+        ["--threads"] = "EdgeServer:Runtime:Threads",
+        ["--slots"] = "EdgeServer:Scheduler:Slots",
+        ["--ctx-size"] = "EdgeServer:Scheduler:ContextPerSlot",
+    };
+
+    public static WebApplicationBuilder CreateBuilder(string[] args)
+    {
+        // appsettings.json sits at the repository root and is copied beside the binary; prefer the working
+        // directory's copy so `dotnet run` from the root and a published folder both find it.
+        var contentRoot = File.Exists(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"))
+            ? Directory.GetCurrentDirectory()
+            : AppContext.BaseDirectory;
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
+        builder.Configuration.AddCommandLine(args, SwitchMappings.ToDictionary());
+        builder.AddEdgeServer();
+        return builder;
+    }
+
+    public static WebApplicationBuilder AddEdgeServer(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Web));
+        services.AddOptions<EdgeServerOptions>()
+            .BindConfiguration(EdgeServerOptions.Section)
+            .ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsFileValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(CreateEngine);
+        services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
+        services.AddHostedService<EngineStartup>();
+        return builder;
+    }
+
+    public static WebApplication MapEdgeServer(this WebApplication app)
+    {
+        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1"), v1 => v1.UseMiddleware<OpenAiErrorMiddleware>());
+        app.MapGet("/health", () => OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse));
+        app.MapOpenAiApi();
+        return app;
+    }
+
+    private static InferenceEngine CreateEngine(IServiceProvider services)
+    {
+        var options = services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
+        static string Resolve(string path) => EdgeServerOptionsFileValidator.Resolve(path);
+
+        var configured = new List<ModelSource>();
+        if (!string.IsNullOrWhiteSpace(options.Model))
+        {
+            configured.Add(new ModelSource(ModelCatalog.IdFromPath(options.Model), Resolve(options.Model)));
+        }
+
+        configured.AddRange(options.Models.Select(m => new ModelSource(m.Id, Resolve(m.Path))));
+        var engineOptions = new EngineOptions
+        {
+            NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
+            Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
+            UseMmap = options.Runtime.UseMmap,
+            Scheduler = new SchedulerOptions
+            {
+                Slots = options.Scheduler.Slots,
+                ContextPerSlot = options.Scheduler.ContextPerSlot,
+                BatchSize = options.Scheduler.BatchSize,
+                QueueCapacity = options.Scheduler.QueueCapacity,
+                Threads = options.Runtime.Threads,
+            },
+        };
+        return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>());
+    }
+}
+
+/// <summary>Starts the engine with the host, so a missing native library or bad model folder fails start-up loudly.</summary>
+internal sealed partial class EngineStartup(InferenceEngine engine, IOptions<EdgeServerOptions> options, ILogger<EngineStartup> logger) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        var models = engine.ListModels();
+        if (models.Count == 0)
+        {
+            LogNoModels(logger, options.Value.ModelsDirectory);
+        }
+
+        if (options.Value.Preload)
+        {
+            foreach (var model in models.Where(m => m.Status != ModelStatus.Unavailable))
+            {
+                _ = engine.LoadAsync(model.Id, CancellationToken.None).ContinueWith(
+                    t => LogPreloadFailed(logger, t.Exception!.GetBaseException(), model.Id),
+                    CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(EventId = 5000, Level = LogLevel.Warning, Message = "No models found. Put .gguf files in '{ModelsDirectory}' or start with --model path/to/model.gguf")]
+    private static partial void LogNoModels(ILogger logger, string modelsDirectory);
+
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Error, Message = "Preloading model {Model} failed")]
+    private static partial void LogPreloadFailed(ILogger logger, Exception exception, string model);
+}

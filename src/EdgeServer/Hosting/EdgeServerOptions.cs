@@ -1,0 +1,110 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
+namespace EdgeServer.Hosting;
+
+/// <summary>The "EdgeServer" section of configuration (appsettings.json, EDGESERVER__* variables, command line).</summary>
+public sealed class EdgeServerOptions
+{
+    public const string Section = "EdgeServer";
+
+    /// <summary>One model file to serve (the --model switch). Its name is the file name without .gguf.</summary>
+    public string? Model { get; set; }
+
+    /// <summary>Every *.gguf here is served, named by file name. Relative paths are from the working directory.</summary>
+    public string ModelsDirectory { get; set; } = "models";
+
+    /// <summary>Models with explicit names.</summary>
+    [ValidateEnumeratedItems]
+    public List<ModelEntry> Models { get; set; } = [];
+
+    [ValidateObjectMembers]
+    public RuntimeOptions Runtime { get; set; } = new();
+
+    [ValidateObjectMembers]
+    public SchedulerSettings Scheduler { get; set; } = new();
+
+    /// <summary>Load every available model at start-up rather than on its first request.</summary>
+    public bool Preload { get; set; }
+}
+
+public sealed class ModelEntry
+{
+    [Required]
+    public string Id { get; set; } = string.Empty;
+
+    [Required]
+    public string Path { get; set; } = string.Empty;
+}
+
+public sealed class RuntimeOptions
+{
+    /// <summary>A folder with libllama.so and libggml.so of llama.cpp 0.5.x, instead of the bundled libraries.</summary>
+    public string? NativeDirectory { get; set; }
+
+    /// <summary>CPU threads for decoding; 0 uses every core.</summary>
+    [Range(0, 512)]
+    public int Threads { get; set; }
+
+    /// <summary>Memory-map model files.</summary>
+    public bool UseMmap { get; set; } = true;
+}
+
+public sealed class SchedulerSettings
+{
+    /// <summary>Requests decoded together per model.</summary>
+    [Range(1, 64)]
+    public int Slots { get; set; } = 2;
+
+    /// <summary>Context tokens per slot (capped at the model's training length).</summary>
+    [Range(64, 1_048_576)]
+    public int ContextPerSlot { get; set; } = 4096;
+
+    /// <summary>Most tokens in one decode step.</summary>
+    [Range(16, 16_384)]
+    public int BatchSize { get; set; } = 512;
+
+    /// <summary>Requests that may wait for a slot before new ones get 429.</summary>
+    [Range(0, 10_000)]
+    public int QueueCapacity { get; set; } = 16;
+}
+
+[OptionsValidator]
+public sealed partial class EdgeServerOptionsValidator : IValidateOptions<EdgeServerOptions>;
+
+/// <summary>Rules spanning fields and the file system; reports every problem at once.</summary>
+public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, EdgeServerOptions options)
+    {
+        var errors = new List<string>();
+        if (!string.IsNullOrWhiteSpace(options.Model) && !File.Exists(Resolve(options.Model)))
+        {
+            errors.Add($"EdgeServer:Model (--model): the file '{Resolve(options.Model)}' does not exist. Give the path of a .gguf model file.");
+        }
+
+        foreach (var entry in options.Models)
+        {
+            if (!string.IsNullOrWhiteSpace(entry.Path) && !File.Exists(Resolve(entry.Path)))
+            {
+                errors.Add($"EdgeServer:Models ('{entry.Id}'): the file '{Resolve(entry.Path)}' does not exist.");
+            }
+        }
+
+        var duplicates = options.Models.GroupBy(m => m.Id, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        if (duplicates.Count > 0)
+        {
+            errors.Add($"EdgeServer:Models: the names {string.Join(", ", duplicates)} are used more than once.");
+        }
+
+        if (options.Runtime.NativeDirectory is { Length: > 0 } native && !Directory.Exists(Resolve(native)))
+        {
+            errors.Add($"EdgeServer:Runtime:NativeDirectory: the folder '{Resolve(native)}' does not exist. Remove the setting to use the bundled llama.cpp.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>Relative paths are taken from the working directory, as llama-server does.</summary>
+    public static string Resolve(string path) => Path.GetFullPath(path, Directory.GetCurrentDirectory());
+}

@@ -1,0 +1,177 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace EdgeServer.OpenAi;
+
+// Wire contracts of the OpenAI API (../shared/openai-openapi/openapi.json) that EdgeServer serves.
+// Fields OpenAI marks required are always written, null where they have no value.
+
+/// <summary>Fields shared by chat and legacy completions: model, length, sampling, stop, streaming.</summary>
+public abstract class GenerationRequestDto
+{
+    public string? Model { get; set; }
+
+    public int? MaxTokens { get; set; }
+
+    public float? Temperature { get; set; }
+
+    public float? TopP { get; set; }
+
+    /// <summary>Extension (llama-server): top-k sampling; 0 = off.</summary>
+    public int? TopK { get; set; }
+
+    /// <summary>Extension (llama-server): min-p sampling.</summary>
+    public float? MinP { get; set; }
+
+    /// <summary>Extension (llama-server): repetition penalty; 1 = off.</summary>
+    public float? RepeatPenalty { get; set; }
+
+    public float? PresencePenalty { get; set; }
+
+    public float? FrequencyPenalty { get; set; }
+
+    /// <summary>Same seed, same parameters, same prompt: same output. -1 or absent: random.</summary>
+    public long? Seed { get; set; }
+
+    /// <summary>A string or an array of up to 4 strings.</summary>
+    public JsonElement? Stop { get; set; }
+
+    public bool? Stream { get; set; }
+
+    public StreamOptionsDto? StreamOptions { get; set; }
+
+    public int? N { get; set; }
+
+    /// <summary>Extension (llama-server): keep generating past end-of-generation tokens.</summary>
+    public bool? IgnoreEos { get; set; }
+
+    /// <summary>Accepted and ignored: EdgeServer keeps no per-user state.</summary>
+    public string? User { get; set; }
+}
+
+public sealed class ChatCompletionRequest : GenerationRequestDto
+{
+    public List<ChatMessageDto?>? Messages { get; set; }
+
+    /// <summary>Newer name of max_tokens; wins when both are given.</summary>
+    public int? MaxCompletionTokens { get; set; }
+}
+
+public sealed class ChatMessageDto
+{
+    public string? Role { get; set; }
+
+    /// <summary>A string, or an array of content parts ({"type":"text","text":...}).</summary>
+    public JsonElement? Content { get; set; }
+
+    public string? Name { get; set; }
+}
+
+public sealed class StreamOptionsDto
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+public sealed class CompletionRequest : GenerationRequestDto
+{
+    /// <summary>A string or an array holding one string.</summary>
+    public JsonElement? Prompt { get; set; }
+}
+
+public sealed record ChatCompletionResponse(
+    string Id,
+    string Object,
+    long Created,
+    string Model,
+    string SystemFingerprint,
+    IReadOnlyList<ChatChoice> Choices,
+    Usage Usage);
+
+public sealed record ChatChoice(int Index, ResponseMessage Message, object? Logprobs, string FinishReason);
+
+public sealed record ResponseMessage(string Role, string? Content, string? Refusal);
+
+public sealed record ChatCompletionChunk(
+    string Id,
+    string Object,
+    long Created,
+    string Model,
+    string SystemFingerprint,
+    IReadOnlyList<ChunkChoice> Choices,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage);
+
+public sealed record ChunkChoice(int Index, ChunkDelta Delta, object? Logprobs, string? FinishReason);
+
+public sealed record ChunkDelta(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+
+public sealed record CompletionResponse(
+    string Id,
+    string Object,
+    long Created,
+    string Model,
+    string SystemFingerprint,
+    IReadOnlyList<CompletionChoice> Choices,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage);
+
+public sealed record CompletionChoice(string Text, int Index, object? Logprobs, string? FinishReason);
+
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails);
+
+public sealed record PromptTokensDetails(int CachedTokens);
+
+public sealed record ModelList(string Object, IReadOnlyList<ModelDto> Data);
+
+public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy, ModelDetails Details);
+
+/// <summary>EdgeServer's own description of a model (an extension of OpenAI's Model object).</summary>
+public sealed record ModelDetails(
+    string Status,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
+    string? Architecture,
+    string? Quantization,
+    ulong Parameters,
+    long FileSize,
+    int ContextLength,
+    string ChatTemplate);
+
+public sealed record ErrorResponse(ErrorBody Error);
+
+public sealed record ErrorBody(string Message, string Type, string? Param, string? Code);
+
+public sealed record HealthResponse(string Status);
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    NumberHandling = JsonNumberHandling.Strict,
+    AllowTrailingCommas = false,
+    ReadCommentHandling = JsonCommentHandling.Disallow,
+    MaxDepth = 64)]
+[JsonSerializable(typeof(ChatCompletionRequest))]
+[JsonSerializable(typeof(CompletionRequest))]
+[JsonSerializable(typeof(ChatCompletionResponse))]
+[JsonSerializable(typeof(ChatCompletionChunk))]
+[JsonSerializable(typeof(CompletionResponse))]
+[JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(ModelDto))]
+[JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(HealthResponse))]
+public sealed partial class OpenAiJsonContext : JsonSerializerContext
+{
+    /// <summary>
+    /// The context the server uses: like <see cref="JsonSerializerContext"/>'s default, but it writes quotes,
+    /// apostrophes and non-ASCII text as they are (JSON-escaped only where JSON requires), as OpenAI does.
+    /// </summary>
+    public static OpenAiJsonContext Web { get; } = CreateWeb();
+
+    private static OpenAiJsonContext CreateWeb()
+    {
+        var options = new JsonSerializerOptions(Default.Options)
+        {
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        };
+        return new OpenAiJsonContext(options);
+    }
+}

@@ -1,0 +1,112 @@
+using System.Text;
+using EdgeServer.Inference;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>The OpenAI-compatible routes under /v1.</summary>
+public static partial class OpenAiEndpoints
+{
+    public static IEndpointRouteBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
+    {
+        var v1 = app.MapGroup("/v1").WithTags("OpenAI");
+        v1.MapPost("/chat/completions", ChatCompletionsAsync)
+            .Accepts<ChatCompletionRequest>("application/json")
+            .Produces<ChatCompletionResponse>()
+            .Produces<ErrorResponse>(StatusCodes.Status400BadRequest);
+        v1.MapPost("/completions", CompletionsAsync)
+            .Accepts<CompletionRequest>("application/json")
+            .Produces<CompletionResponse>()
+            .Produces<ErrorResponse>(StatusCodes.Status400BadRequest);
+        v1.MapGet("/models", ListModels).Produces<ModelList>();
+        v1.MapGet("/models/{**id}", GetModel).Produces<ModelDto>().Produces<ErrorResponse>(StatusCodes.Status404NotFound);
+        return app;
+    }
+
+    internal static async Task<IResult> ChatCompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, ILoggerFactory loggers)
+    {
+        var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.ChatCompletionRequest, context.RequestAborted);
+        var request = RequestMapper.FromChat(body);
+        var shape = new ChatShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine));
+        return await GenerateAsync(context, engine, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
+    }
+
+    internal static async Task<IResult> CompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, ILoggerFactory loggers)
+    {
+        var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.CompletionRequest, context.RequestAborted);
+        var request = RequestMapper.FromCompletion(body);
+        var shape = new CompletionShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine));
+        return await GenerateAsync(context, engine, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
+    }
+
+    internal static IResult ListModels(IInferenceEngine engine) =>
+        OpenAiResults.Json(new ModelList("list", engine.ListModels().Select(ToDto).ToList()), OpenAiJsonContext.Web.ModelList);
+
+    internal static IResult GetModel(string id, IInferenceEngine engine) => engine.FindModel(id) is { } model
+        ? OpenAiResults.Json(ToDto(model), OpenAiJsonContext.Web.ModelDto)
+        : throw OpenAiException.From(new ModelNotFoundException(id));
+
+    private static async Task<IResult> GenerateAsync(HttpContext context, IInferenceEngine engine, GenerationRequest request,
+        IResponseShape shape, bool stream, bool includeUsage, ILoggerFactory loggers)
+    {
+        var aborted = context.RequestAborted;
+        // Every error up to here, and any from admission, is still an ordinary JSON error response.
+        var session = await engine.StartAsync(request, aborted);
+        if (!stream)
+        {
+            var text = new StringBuilder();
+            await foreach (var chunk in session.ReadAllAsync(aborted))
+            {
+                text.Append(chunk.Text);
+                if (chunk.IsFinal)
+                {
+                    return shape.Complete(text.ToString(), chunk.FinishReason!.Value, chunk.Usage!);
+                }
+            }
+
+            throw new OperationCanceledException("The generation ended without a result.");
+        }
+
+        var sse = new ServerSentEvents(context.Response);
+        await sse.StartAsync(aborted);
+        try
+        {
+            await shape.WriteFirstAsync(sse, aborted);
+            await foreach (var chunk in session.ReadAllAsync(aborted))
+            {
+                if (chunk.Text.Length > 0)
+                {
+                    await shape.WriteTextAsync(sse, chunk.Text, aborted);
+                }
+
+                if (chunk.IsFinal)
+                {
+                    await shape.WriteFinishAsync(sse, chunk.FinishReason!.Value, aborted);
+                    if (includeUsage)
+                    {
+                        await shape.WriteUsageAsync(sse, chunk.Usage!, aborted);
+                    }
+
+                    await sse.WriteDoneAsync(aborted);
+                    break;
+                }
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException && !aborted.IsCancellationRequested)
+        {
+            // Headers are gone; the error travels as a last event, as llama-server does.
+            var error = OpenAiException.From(e);
+            LogStreamFailed(loggers.CreateLogger("EdgeServer.OpenAi"), e, request.Model);
+            await sse.WriteAsync(error.ToResponse(), OpenAiJsonContext.Web.ErrorResponse, CancellationToken.None);
+        }
+
+        return Results.Empty;
+    }
+
+    private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
+        new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate));
+
+    private static string Fingerprint(IInferenceEngine engine) => engine is InferenceEngine e ? $"fp_edgeserver_llama.cpp-{e.Runtime.Version}" : "fp_edgeserver";
+
+    [LoggerMessage(EventId = 4000, Level = LogLevel.Error, Message = "Streaming generation for {Model} failed after the response started")]
+    private static partial void LogStreamFailed(ILogger logger, Exception exception, string model);
+}

@@ -1,0 +1,40 @@
+using EdgeServer.Inference;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>An error to send in OpenAI's shape <c>{"error":{"message","type","param","code"}}</c>.</summary>
+public sealed class OpenAiException(int status, string message, string type, string? param = null, string? code = null) : Exception(message)
+{
+    public int Status { get; } = status;
+
+    public string Type { get; } = type;
+
+    public string? Param { get; } = param;
+
+    public string? Code { get; } = code;
+
+    public TimeSpan? RetryAfter { get; init; }
+
+    public ErrorResponse ToResponse() => new(new ErrorBody(Message, Type, Param, Code));
+
+    public static OpenAiException InvalidRequest(string message, string? param = null, string? code = null) =>
+        new(StatusCodes.Status400BadRequest, message, "invalid_request_error", param, code);
+
+    public static OpenAiException MissingParameter(string param) =>
+        InvalidRequest($"Missing required parameter: '{param}'.", param, "missing_required_parameter");
+
+    public static OpenAiException InvalidType(string param, string expected) =>
+        InvalidRequest($"Invalid type for '{param}': expected {expected}.", param, "invalid_type");
+
+    /// <summary>Maps the inference library's typed errors to HTTP; anything else is a 500.</summary>
+    public static OpenAiException From(Exception exception) => exception switch
+    {
+        OpenAiException e => e,
+        ModelNotFoundException e => new(StatusCodes.Status404NotFound, e.Message, "invalid_request_error", "model", "model_not_found"),
+        ModelUnavailableException e => new(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", "model", "model_unavailable"),
+        ContextLengthExceededException e => new(StatusCodes.Status400BadRequest, e.Message, "invalid_request_error", "messages", "context_length_exceeded"),
+        InvalidGenerationParameterException e => InvalidRequest(e.Message, e.Parameter, "invalid_value"),
+        ServerBusyException e => new(StatusCodes.Status429TooManyRequests, e.Message, "rate_limit_error", null, "server_busy") { RetryAfter = e.RetryAfter },
+        _ => new(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),
+    };
+}

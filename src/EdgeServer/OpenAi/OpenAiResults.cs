@@ -1,0 +1,70 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>Reads request bodies and writes JSON responses and errors with the source-generated context.</summary>
+internal static class OpenAiResults
+{
+    /// <summary>Reads a JSON body; malformed JSON or a wrong type becomes a 400 naming the field.</summary>
+    public static async Task<T> ReadBodyAsync<T>(HttpRequest request, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+        where T : class
+    {
+        if (request.ContentType is { } contentType && !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new OpenAiException(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json; got '{contentType}'.", "invalid_request_error", null, "unsupported_media_type");
+        }
+
+        try
+        {
+            return await JsonSerializer.DeserializeAsync(request.Body, typeInfo, cancellationToken)
+                ?? throw OpenAiException.InvalidRequest("The request body must be a JSON object, not null.", null, "invalid_json");
+        }
+        catch (JsonException e)
+        {
+            // Conversion errors name a field; syntax errors (truncated, malformed) are about the body as a whole.
+            var param = e.Message.StartsWith("The JSON value could not be converted", StringComparison.Ordinal) ? ParamFromPath(e.Path) : null;
+            var message = param is null
+                ? $"We could not parse the JSON body of your request: {Describe(e)} (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}). The API expects a JSON object."
+                : $"Invalid type for '{param}': {Describe(e).Replace("System.Nullable`1[", "", StringComparison.Ordinal).Replace("System.", "", StringComparison.Ordinal).TrimEnd(']', '.')}.";
+            throw OpenAiException.InvalidRequest(message, param, param is null ? "invalid_json" : "invalid_type");
+        }
+        catch (BadHttpRequestException e)
+        {
+            throw new OpenAiException(e.StatusCode, e.Message, "invalid_request_error", null, e.StatusCode == StatusCodes.Status413PayloadTooLarge ? "request_too_large" : "bad_request");
+        }
+    }
+
+    public static IResult Json<T>(T value, JsonTypeInfo<T> typeInfo, int status = StatusCodes.Status200OK) =>
+        Results.Json(value, typeInfo, contentType: "application/json", statusCode: status);
+
+    public static async Task WriteErrorAsync(HttpContext context, OpenAiException error)
+    {
+        context.Response.StatusCode = error.Status;
+        if (error.RetryAfter is { } retry)
+        {
+            context.Response.Headers.RetryAfter = Math.Ceiling(retry.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+        }
+
+        await context.Response.WriteAsJsonAsync(error.ToResponse(), OpenAiJsonContext.Web.ErrorResponse, "application/json", context.RequestAborted);
+    }
+
+    /// <summary>"$.messages[0].content" → "messages[0].content"; "$" or null → null.</summary>
+    internal static string? ParamFromPath(string? path)
+    {
+        if (string.IsNullOrEmpty(path) || path == "$")
+        {
+            return null;
+        }
+
+        return path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$');
+    }
+
+    private static string Describe(JsonException e)
+    {
+        var message = e.Message;
+        var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+        return cut > 0 ? message[..cut] : message;
+    }
+}
