@@ -1,0 +1,140 @@
+using System.Text;
+using EdgeServer.Inference.Gguf;
+using EdgeServer.TestSupport;
+
+namespace EdgeServer.Inference.Tests.Gguf;
+
+public class GgufReaderTests
+{
+    [Fact]
+    public void ReadsTheMetadataOfAGeneratedModel()
+    {
+        var file = GgufReader.Read(SuccessorModel.SharedPath);
+        Assert.Equal(3u, file.Version);
+        Assert.Equal("llama", file.Architecture);
+        Assert.Equal("successor-test-model", file.Name);
+        Assert.Equal("llama", file.TokenizerModel);
+        Assert.Equal(4096, file.ContextLength);
+        Assert.Equal("F32", file.Quantization);
+        Assert.Null(file.ChatTemplate);
+        Assert.Equal(new GgufArray(GgufValueType.String, (ulong)SuccessorModel.Vocabulary.Count), file.Metadata["tokenizer.ggml.tokens"]);
+        // 2 blocks × 9 tensors + embeddings, output norm, output.
+        Assert.Equal(21, file.Tensors.Count);
+        var shape = SuccessorModel.Shape;
+        ulong e = (ulong)shape.EmbeddingLength, v = (ulong)SuccessorModel.Vocabulary.Count;
+        ulong kv = (ulong)shape.KvEmbeddingLength, ff = (ulong)shape.FeedForwardLength;
+        var perBlock = 2 * e + 2 * e * e + 2 * e * kv + 3 * e * ff;
+        Assert.Equal(2 * e * v + e + 2 * perBlock, file.ParameterCount);
+    }
+
+    [SkippableFact]
+    public void ReadsTheRealTrainedModelsHeader()
+    {
+        var path = SharedPaths.Stories260K;
+        Skip.If(SharedPaths.MissingReason(path) is not null, SharedPaths.MissingReason(path));
+
+        var file = GgufReader.Read(path);
+        Assert.Equal("llama", file.Architecture);
+        Assert.Equal(48, file.Tensors.Count);
+        Assert.Equal(19, file.Metadata.Count);
+        Assert.Equal(2048, file.ContextLength);
+        Assert.Equal(292_800UL, file.ParameterCount);
+        Assert.All(file.Tensors, t => Assert.Equal(GgmlType.F32, t.Type));
+    }
+
+    [Fact]
+    public void ATruncatedFileIsRejectedWithPathAndReason()
+    {
+        var bytes = File.ReadAllBytes(SuccessorModel.SharedPath);
+        foreach (var length in new[] { 0, 10, 24, 200, 5000, bytes.Length / 2, bytes.Length - 1 })
+        {
+            var path = Temp($"truncated-{length}.gguf", bytes[..length]);
+            var e = Assert.Throws<GgufFormatException>(() => GgufReader.Read(path));
+            Assert.Equal(path, e.Path);
+            Assert.Contains(path, e.Message, StringComparison.Ordinal);
+            Assert.False(string.IsNullOrWhiteSpace(e.Reason));
+        }
+    }
+
+    [Fact]
+    public void ANonGgufFileIsRejected()
+    {
+        var path = Temp("notes.gguf", Encoding.UTF8.GetBytes("This is a text file, not a model. It is long enough to have a header."));
+        var e = Assert.Throws<GgufFormatException>(() => GgufReader.Read(path));
+        Assert.Contains("not a GGUF file", e.Reason, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(4, 99u, "version 99")]            // version
+    [InlineData(8, 0xFFFFFFFFu, "tensors")]       // tensor count low word
+    [InlineData(16, 0x7FFFFFFFu, "metadata entries")] // kv count low word
+    [InlineData(24, 0xFFFFFFF0u, "past the end")] // first key's string length
+    public void CorruptHeaderFieldsAreRejected(int offset, uint value, string expected)
+    {
+        var bytes = File.ReadAllBytes(SuccessorModel.SharedPath);
+        BitConverter.TryWriteBytes(bytes.AsSpan(offset), value);
+        var path = Temp($"corrupt-{offset}.gguf", bytes);
+        var e = Assert.Throws<GgufFormatException>(() => GgufReader.Read(path));
+        Assert.Contains(expected, e.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ATensorPointingPastTheEndOfTheFileIsRejected()
+    {
+        var path = TempPath("bad-offset.gguf");
+        new GgufWriter()
+            .Add("general.architecture", "llama")
+            .AddTensor("t", [64], GgmlType.F32, s => s.Write(new byte[256]))
+            .Write(path);
+        var ok = GgufReader.Read(path);
+        Assert.Single(ok.Tensors);
+
+        // Drop the tensor data but keep its header.
+        var bytes = File.ReadAllBytes(path);
+        var truncated = Temp("bad-offset-cut.gguf", bytes[..(int)ok.DataOffset]);
+        var e = Assert.Throws<GgufFormatException>(() => GgufReader.Read(truncated));
+        Assert.Contains("tensor 't'", e.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WriterAndReaderAgreeOnValuesAlignmentAndOffsets()
+    {
+        var path = TempPath("roundtrip.gguf");
+        new GgufWriter { Alignment = 64 }
+            .Add("a.string", "héllo")
+            .Add("a.uint", 7u)
+            .Add("a.int", -3)
+            .Add("a.float", 1.5f)
+            .Add("a.bool", true)
+            .Add("a.strings", ["x", "yy"])
+            .AddTensor("first", [32, 2], GgmlType.Q8_0, s => GgmlEncoding.Write(s, new float[64], GgmlType.Q8_0))
+            .AddTensor("second", [3], GgmlType.F16, s => GgmlEncoding.Write(s, [1f, 2f, 3f], GgmlType.F16))
+            .Write(path);
+        var file = GgufReader.Read(path);
+        Assert.Equal(64u, file.Alignment);
+        Assert.Equal("héllo", file.GetString("a.string"));
+        Assert.Equal(7L, file.GetInteger("a.uint"));
+        Assert.Equal(-3L, file.GetInteger("a.int"));
+        Assert.Equal(1.5f, file.Metadata["a.float"]);
+        Assert.Equal(true, file.Metadata["a.bool"]);
+        Assert.Equal(new GgufArray(GgufValueType.String, 2), file.Metadata["a.strings"]);
+        Assert.Equal(0, file.DataOffset % 64);
+        Assert.Equal(68UL, file.Tensors[0].ByteSize);
+        Assert.Equal(0UL, file.Tensors[0].Offset);
+        Assert.Equal(128UL, file.Tensors[1].Offset);
+    }
+
+    internal static string TempPath(string name)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), "gguf");
+        Directory.CreateDirectory(dir);
+        return Path.Combine(dir, name);
+    }
+
+    internal static string Temp(string name, byte[] contents)
+    {
+        var path = TempPath(name);
+        File.WriteAllBytes(path, contents);
+        return path;
+    }
+}
