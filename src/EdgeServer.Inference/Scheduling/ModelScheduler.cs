@@ -28,6 +28,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly int* _abortFlag;
     private readonly byte[] _pieceBuffer = new byte[256];
+    private readonly int _admissionLimit;
+    private int _inFlight; // queued + running; admission refuses beyond slots + queue capacity
     private long _promptTokensEvaluated;
     private long _tokensGenerated;
     private int _disposed;
@@ -61,11 +63,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         BatchCapacity = (int)NativeMethods.llama_n_batch(_context);
         _batch = SafeLlamaBatchHandle.Create(BatchCapacity, 1);
         _slots = Enumerable.Range(0, options.Slots).Select(i => new Slot(i)).ToArray();
-        _queue = Channel.CreateBounded<GenerationSession>(new BoundedChannelOptions(Math.Max(1, options.QueueCapacity))
-        {
-            SingleReader = true,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
+        _admissionLimit = options.Slots + Math.Max(0, options.QueueCapacity);
+        _queue = Channel.CreateUnbounded<GenerationSession>(new UnboundedChannelOptions { SingleReader = true });
         _thread = new Thread(Run) { IsBackground = true, Name = $"decode:{id}" };
         _thread.Start();
         LogStarted(logger, id, options.Slots, ContextPerSlot, BatchCapacity, threads);
@@ -105,10 +104,17 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ContextLengthExceededException(prompt.Length, request.MaxTokens ?? 1, ContextPerSlot);
         }
 
+        if (Interlocked.Increment(ref _inFlight) > _admissionLimit)
+        {
+            Interlocked.Decrement(ref _inFlight);
+            throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
+        }
+
         var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken);
         if (!_queue.Writer.TryWrite(session))
         {
-            throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
+            Interlocked.Decrement(ref _inFlight);
+            throw new ObjectDisposedException(nameof(ModelScheduler), $"The model '{Id}' is shutting down.");
         }
 
         return session;
@@ -154,6 +160,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             if (session.IsCancelled)
             {
                 session.Writer.TryComplete();
+                Interlocked.Decrement(ref _inFlight);
                 continue;
             }
 
@@ -318,7 +325,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
     }
 
-    private static void Finish(Slot slot, FinishReason reason)
+    private void Finish(Slot slot, FinishReason reason)
     {
         var session = slot.Session!;
         var tail = slot.Stops!.Append(slot.Decoder!.Flush());
@@ -336,9 +343,14 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         Release(slot, error: null);
     }
 
-    private static void Release(Slot slot, Exception? error)
+    private void Release(Slot slot, Exception? error)
     {
-        slot.Session?.Writer.TryComplete(error);
+        if (slot.Session is { } session)
+        {
+            session.Writer.TryComplete(error);
+            Interlocked.Decrement(ref _inFlight);
+        }
+
         slot.Session = null;
         slot.PendingToken = -1;
         slot.BatchIndex = -1;
@@ -357,6 +369,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         while (_queue.Reader.TryRead(out var waiting))
         {
             waiting.Writer.TryComplete(error);
+            Interlocked.Decrement(ref _inFlight);
         }
     }
 

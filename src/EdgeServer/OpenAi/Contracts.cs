@@ -164,7 +164,10 @@ public sealed partial class OpenAiJsonContext : JsonSerializerContext
     /// The context the server uses: like <see cref="JsonSerializerContext"/>'s default, but it writes quotes,
     /// apostrophes and non-ASCII text as they are (JSON-escaped only where JSON requires), as OpenAI does.
     /// </summary>
-    public static OpenAiJsonContext Web { get; } = CreateWeb();
+    public static OpenAiJsonContext Web => s_web ??= CreateWeb();
+
+    // Not a static initializer: it would run before the generated Default context exists.
+    private static OpenAiJsonContext? s_web;
 
     private static OpenAiJsonContext CreateWeb()
     {

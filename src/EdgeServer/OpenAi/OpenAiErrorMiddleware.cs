@@ -11,12 +11,9 @@ internal sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogge
         try
         {
             await next(context);
-            if (!context.Response.HasStarted && context.Response.StatusCode is StatusCodes.Status404NotFound or StatusCodes.Status405MethodNotAllowed
-                && context.GetEndpoint() is null)
+            // Routing answers these itself, with an empty body; give them the OpenAI shape too.
+            if (!context.Response.HasStarted && RoutingError(context) is { } error)
             {
-                var error = context.Response.StatusCode == StatusCodes.Status404NotFound
-                    ? new OpenAiException(StatusCodes.Status404NotFound, $"Unknown request URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url")
-                    : new OpenAiException(StatusCodes.Status405MethodNotAllowed, $"Method {context.Request.Method} is not allowed for {context.Request.Path}.", "invalid_request_error", null, "method_not_allowed");
                 await OpenAiResults.WriteErrorAsync(context, error);
             }
         }
@@ -42,6 +39,14 @@ internal sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogge
             await OpenAiResults.WriteErrorAsync(context, error);
         }
     }
+
+    private static OpenAiException? RoutingError(HttpContext context) => context.Response.StatusCode switch
+    {
+        StatusCodes.Status404NotFound => new(StatusCodes.Status404NotFound, $"Unknown request URL: {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "unknown_url"),
+        StatusCodes.Status405MethodNotAllowed => new(StatusCodes.Status405MethodNotAllowed, $"Method {context.Request.Method} is not allowed for {context.Request.Path}.", "invalid_request_error", null, "method_not_allowed"),
+        StatusCodes.Status415UnsupportedMediaType => new(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json; got '{context.Request.ContentType}'.", "invalid_request_error", null, "unsupported_media_type"),
+        _ => null,
+    };
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Error, Message = "Request {Method} {Path} failed")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string path);

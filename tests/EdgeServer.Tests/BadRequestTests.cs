@@ -1,0 +1,99 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace EdgeServer.Tests;
+
+/// <summary>Bad input gets the right status and an OpenAI-shaped error; a good request right after still works.</summary>
+[Collection(ServerGroup.Name)]
+public class BadRequestTests(ServerFixture server)
+{
+    private const string Good = """{"model":"successor","messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":3}""";
+
+    public static TheoryData<string, string, string, int, string?, string?> Cases => new()
+    {
+        // name, path, body, status, param, code
+        { "malformed JSON", "/v1/chat/completions", "{not json", 400, null, "invalid_json" },
+        { "truncated JSON", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}""", 400, null, "invalid_json" },
+        { "empty body", "/v1/chat/completions", "", 400, null, "invalid_json" },
+        { "JSON null", "/v1/chat/completions", "null", 400, null, "invalid_json" },
+        { "JSON array", "/v1/chat/completions", "[]", 400, null, "invalid_json" },
+        { "wrong type max_tokens", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":"ten"}""", 400, "max_tokens", "invalid_type" },
+        { "wrong type stream", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stream":"yes"}""", 400, "stream", "invalid_type" },
+        { "huge max_tokens", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":99999999999}""", 400, "max_tokens", "invalid_type" },
+        { "missing model", "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}]}""", 400, "model", "missing_required_parameter" },
+        { "missing messages", "/v1/chat/completions", """{"model":"successor"}""", 400, "messages", "missing_required_parameter" },
+        { "empty messages", "/v1/chat/completions", """{"model":"successor","messages":[]}""", 400, "messages", "invalid_value" },
+        { "null message", "/v1/chat/completions", """{"model":"successor","messages":[null]}""", 400, "messages[0]", "invalid_type" },
+        { "unknown role", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"wizard","content":"hi"}]}""", 400, "messages[0].role", "invalid_value" },
+        { "content a number", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":42}]}""", 400, "messages[0].content", "invalid_type" },
+        { "image content part", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", 400, "messages[0].content[0].type", "invalid_value" },
+        { "zero max_tokens", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":0}""", 400, "max_tokens", "integer_below_min_value" },
+        { "negative max_completion_tokens", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":-5}""", 400, "max_completion_tokens", "integer_below_min_value" },
+        { "temperature too high", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"temperature":5}""", 400, "temperature", "invalid_value" },
+        { "top_p zero", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"top_p":0}""", 400, "top_p", "invalid_value" },
+        { "n of 3", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"n":3}""", 400, "n", "invalid_value" },
+        { "five stops", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stop":["a","b","c","d","e"]}""", 400, "stop", "invalid_value" },
+        { "stop a number", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stop":7}""", 400, "stop", "invalid_type" },
+        { "stream_options without stream", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}""", 400, "stream_options", "invalid_value" },
+        { "unknown model", "/v1/chat/completions", """{"model":"nope","messages":[{"role":"user","content":"hi"}]}""", 404, "model", "model_not_found" },
+        { "broken model file", "/v1/chat/completions", """{"model":"truncated","messages":[{"role":"user","content":"hi"}]}""", 503, "model", "model_unavailable" },
+        { "prompt longer than the context", "/v1/completions", "{\"model\":\"successor\",\"prompt\":\"" + new string('a', 600) + "\"}", 400, "messages", "context_length_exceeded" },
+        { "max_tokens beyond the context", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":100000}""", 400, "messages", "context_length_exceeded" },
+        { "completion without prompt", "/v1/completions", """{"model":"successor"}""", 400, "prompt", "missing_required_parameter" },
+        { "completion with token prompt", "/v1/completions", """{"model":"successor","prompt":[1,2,3]}""", 400, "prompt", "invalid_value" },
+        { "unknown route", "/v1/engines", "{}", 404, null, "unknown_url" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task IsAnsweredWithAnOpenAiError(string name, string path, string body, int status, string? param, string? code)
+    {
+        using var response = await Send(HttpMethod.Post, path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(status == (int)response.StatusCode, $"{name}: {(int)response.StatusCode} {text}");
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        server.AssertMatchesSchema("ErrorResponse", text);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()), name);
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+
+        await AGoodRequestStillSucceeds();
+    }
+
+    [Fact]
+    public async Task ANonJsonContentTypeIs415()
+    {
+        using var response = await server.Http.PostAsync("/v1/chat/completions", new StringContent(Good, Encoding.UTF8, "text/plain"));
+        Assert.Equal(415, (int)response.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task AWrongMethodIs405InOpenAiShape()
+    {
+        using var response = await Send(HttpMethod.Get, "/v1/chat/completions", null);
+        Assert.Equal(405, (int)response.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", await response.Content.ReadAsStringAsync());
+    }
+
+    private async Task AGoodRequestStillSucceeds()
+    {
+        using var ok = await Send(HttpMethod.Post, "/v1/chat/completions", Good);
+        var text = await ok.Content.ReadAsStringAsync();
+        Assert.True(ok.IsSuccessStatusCode, text);
+        Assert.Equal("abc", JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+    }
+
+    private Task<HttpResponseMessage> Send(HttpMethod method, string path, string? body)
+    {
+        var request = new HttpRequestMessage(method, path);
+        if (body is not null)
+        {
+            request.Content = new StringContent(body, Encoding.UTF8, new MediaTypeHeaderValue("application/json"));
+        }
+
+        return server.Http.SendAsync(request);
+    }
+}

@@ -1,0 +1,76 @@
+using Microsoft.AspNetCore.Builder;
+using EdgeServer.Hosting;
+using EdgeServer.TestSupport;
+
+namespace EdgeServer.Tests;
+
+/// <summary>
+/// The real server on Kestrel at 127.0.0.1 (a free port), serving the generated successor model by --model and a
+/// models folder holding a truncated GGUF and a file that is not GGUF at all.
+/// </summary>
+public sealed class ServerFixture : IAsyncLifetime
+{
+    public const string Model = "successor";
+    public const int ContextPerSlot = 512;
+    private WebApplication? _app;
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public OpenApiSchemaValidator? Schema { get; } =
+        File.Exists(SharedPaths.OpenApiSpec) ? OpenApiSchemaValidator.Load(SharedPaths.OpenApiSpec) : null;
+
+    public async Task InitializeAsync()
+    {
+        var models = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), "models");
+        Directory.CreateDirectory(models);
+        await File.WriteAllBytesAsync(Path.Combine(models, "truncated.gguf"), File.ReadAllBytes(SuccessorModel.SharedPath)[..5000]);
+        await File.WriteAllTextAsync(Path.Combine(models, "notes.gguf"), "not a model, just some text that happens to end in .gguf");
+        var path = SuccessorModel.SharedPath; // named successor.gguf, so served as "successor"
+
+        var builder = EdgeServerHosting.CreateBuilder(
+        [
+            "--urls", "http://127.0.0.1:0",
+            "--model", path,
+            "--models-dir", models,
+            "--threads", "2",
+            "--slots", "2",
+            "--ctx-size", ContextPerSlot.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--Logging:LogLevel:Default=Warning",
+        ]);
+        _app = builder.Build();
+        _app.MapEdgeServer();
+        await _app.StartAsync();
+        BaseAddress = new Uri(_app.Urls.Single());
+        Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        Http.Dispose();
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+
+    /// <summary>Asserts <paramref name="json"/> matches the named schema of OpenAI's spec (when ../shared is present).</summary>
+    public void AssertMatchesSchema(string schemaName, string json)
+    {
+        if (Schema is null)
+        {
+            return;
+        }
+
+        var errors = Schema.Validate(schemaName, json);
+        Assert.True(errors.Count == 0, $"{schemaName}: {string.Join(Environment.NewLine, errors)}{Environment.NewLine}{json}");
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServerGroup : ICollectionFixture<ServerFixture>
+{
+    public const string Name = "server";
+}
