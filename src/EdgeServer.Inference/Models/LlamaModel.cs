@@ -49,7 +49,7 @@ public sealed class LlamaModel : IDisposable
 
     internal IntPtr Vocab => _vocab;
 
-    /// <param name="threads">Unused here; the context sets threads.</param>
+    /// <summary>Loads a GGUF file on the CPU. Throws <see cref="ModelLoadException"/> with llama.cpp's verdict.</summary>
     public static LlamaModel Load(string path, bool useMmap = true)
     {
         if (LlamaRuntime.Current is null)

@@ -31,7 +31,6 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly int _admissionLimit;
     private int _inFlight; // queued + running; admission refuses beyond slots + queue capacity
     private long _promptTokensEvaluated;
-    private long _tokensGenerated;
     private int _disposed;
 
     public ModelScheduler(string id, LlamaModel model, SchedulerOptions options, ILogger logger)
@@ -78,16 +77,9 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
     public int BatchCapacity { get; }
 
-    public int SlotCount => _slots.Length;
-
     /// <summary>Prompt tokens actually run through llama_decode (cache hits excluded).</summary>
     public long PromptTokensEvaluated => Interlocked.Read(ref _promptTokensEvaluated);
 
-    public long TokensGenerated => Interlocked.Read(ref _tokensGenerated);
-
-    public int BusySlots => _slots.Count(s => s.Session is not null);
-
-    public int QueueLength => _queue.Reader.Count;
 
     /// <summary>Queues a tokenized request; throws <see cref="ServerBusyException"/> when the queue is full.</summary>
     public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken)
@@ -303,7 +295,6 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
 
         slot.Generated++;
-        Interlocked.Increment(ref _tokensGenerated);
         var length = _model.TokenToPiece(token, _pieceBuffer);
         var text = slot.Stops!.Append(slot.Decoder!.Append(_pieceBuffer.AsSpan(0, length)));
         if (text.Length > 0)

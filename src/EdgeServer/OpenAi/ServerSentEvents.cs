@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Microsoft.AspNetCore.Http.Features;
@@ -47,8 +46,4 @@ internal sealed class ServerSentEvents(HttpResponse response)
         await response.BodyWriter.WriteAsync(Done, cancellationToken);
         await response.BodyWriter.FlushAsync(cancellationToken);
     }
-
-    public static string Encode(string data) => $"data: {data}\n\n";
-
-    public static Encoding Utf8 { get; } = new UTF8Encoding(false);
 }
