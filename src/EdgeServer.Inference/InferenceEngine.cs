@@ -30,6 +30,18 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         foreach (var source in options.Models)
         {
             var descriptor = ModelCatalog.Describe(source);
+            if (descriptor.Status == ModelStatus.Available)
+            {
+                try
+                {
+                    LlamaModel.Probe(source.Path);
+                }
+                catch (ModelLoadException e)
+                {
+                    descriptor = descriptor with { Status = ModelStatus.Unavailable, Error = e.Message };
+                }
+            }
+
             _descriptors[source.Id] = descriptor;
             if (descriptor.Status == ModelStatus.Unavailable)
             {

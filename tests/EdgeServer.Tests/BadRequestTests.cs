@@ -32,14 +32,33 @@ public class BadRequestTests(ServerFixture server)
         { "negative max_completion_tokens", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":-5}""", 400, "max_completion_tokens", "integer_below_min_value" },
         { "temperature too high", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"temperature":5}""", 400, "temperature", "invalid_value" },
         { "top_p zero", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"top_p":0}""", 400, "top_p", "invalid_value" },
-        { "n of 3", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"n":3}""", 400, "n", "invalid_value" },
-        { "five stops", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stop":["a","b","c","d","e"]}""", 400, "stop", "invalid_value" },
+        { "n of 3", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"n":3}""", 400, "n", "limit_exceeded" },
+        { "five stops", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stop":["a","b","c","d","e"]}""", 400, "stop", "limit_exceeded" },
         { "stop a number", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stop":7}""", 400, "stop", "invalid_type" },
         { "stream_options without stream", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}""", 400, "stream_options", "invalid_value" },
         { "unknown model", "/v1/chat/completions", """{"model":"nope","messages":[{"role":"user","content":"hi"}]}""", 404, "model", "model_not_found" },
         { "broken model file", "/v1/chat/completions", """{"model":"truncated","messages":[{"role":"user","content":"hi"}]}""", 503, "model", "model_unavailable" },
         { "prompt longer than the context", "/v1/completions", "{\"model\":\"successor\",\"prompt\":\"" + new string('a', 600) + "\"}", 400, "messages", "context_length_exceeded" },
-        { "max_tokens beyond the context", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":100000}""", 400, "messages", "context_length_exceeded" },
+        { "max_tokens beyond the context", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":600}""", 400, "messages", "context_length_exceeded" },
+        { "max_tokens above the cap", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":5000}""", 400, "max_tokens", "limit_exceeded" },
+        { "negative max_tokens", "/v1/completions", """{"model":"successor","prompt":"a","max_tokens":-1}""", 400, "max_tokens", "integer_below_min_value" },
+        { "n of 0", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"n":0}""", 400, "n", "integer_below_min_value" },
+        { "model null", "/v1/chat/completions", """{"model":null,"messages":[{"role":"user","content":"hi"}]}""", 400, "model", "missing_required_parameter" },
+        { "model a number", "/v1/chat/completions", """{"model":7,"messages":[{"role":"user","content":"hi"}]}""", 400, "model", "invalid_type" },
+        { "messages an object", "/v1/chat/completions", """{"model":"successor","messages":{"role":"user","content":"hi"}}""", 400, "messages", "invalid_type" },
+        { "message a string", "/v1/chat/completions", """{"model":"successor","messages":["hi"]}""", 400, "messages[0]", "invalid_type" },
+        { "role missing", "/v1/chat/completions", """{"model":"successor","messages":[{"content":"hi"}]}""", 400, "messages[0].role", "missing_required_parameter" },
+        { "user content null", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":null}]}""", 400, "messages[0].content", "missing_required_parameter" },
+        { "text part without text", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":[{"type":"text"}]}]}""", 400, "messages[0].content[0].text", "missing_required_parameter" },
+        { "temperature out of float range", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"temperature":1e400}""", 400, "temperature", "invalid_value" },
+        { "temperature a string", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}""", 400, "temperature", "invalid_type" },
+        { "seed too large", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"seed":99999999999}""", 400, "seed", "invalid_value" },
+        { "negative top_k", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"top_k":-3}""", 400, "top_k", "invalid_value" },
+        { "stream_options wrong type", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":true}""", 400, "stream_options", "invalid_type" },
+        { "stop sequence too long", "/v1/chat/completions", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":\"" + new string('s', 300) + "\"}", 400, "stop", "limit_exceeded" },
+        { "message too long", "/v1/chat/completions", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('m', 70_000) + "\"}]}", 400, "messages[0].content", "limit_exceeded" },
+        { "too many messages", "/v1/chat/completions", "{\"model\":\"successor\",\"messages\":[" + string.Join(",", Enumerable.Repeat("{\"role\":\"user\",\"content\":\"hi\"}", 300)) + "]}", 400, "messages", "limit_exceeded" },
+        { "deeply nested JSON", "/v1/chat/completions", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":" + new string('[', 5000) + new string(']', 5000) + "}", 400, null, "invalid_json" },
         { "completion without prompt", "/v1/completions", """{"model":"successor"}""", 400, "prompt", "missing_required_parameter" },
         { "completion with token prompt", "/v1/completions", """{"model":"successor","prompt":[1,2,3]}""", 400, "prompt", "invalid_value" },
         { "unknown route", "/v1/engines", "{}", 404, null, "unknown_url" },
@@ -59,6 +78,36 @@ public class BadRequestTests(ServerFixture server)
         Assert.Equal(param, error.GetProperty("param").GetString());
         Assert.Equal(code, error.GetProperty("code").GetString());
 
+        await AGoodRequestStillSucceeds();
+    }
+
+    [Fact]
+    public async Task InvalidUtf8IsA400()
+    {
+        byte[] body = [.. Encoding.UTF8.GetBytes("""{"model":"successor","messages":[{"role":"user","content":"bad """), 0xC3, 0x28, 0xFF, .. Encoding.UTF8.GetBytes("\"}]}")];
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await server.Http.PostAsync("/v1/chat/completions", content);
+        Assert.Equal(400, (int)response.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", await response.Content.ReadAsStringAsync());
+        await AGoodRequestStillSucceeds();
+    }
+
+    [Fact]
+    public async Task ATenMegabyteBodyIs413NamingTheLimit()
+    {
+        var padding = new string('x', 10 * 1024 * 1024);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent("{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"" + padding + "\"}]}", Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
+        };
+        // As curl and browsers do for large bodies: the server can refuse before the body is sent.
+        request.Headers.ExpectContinue = true;
+        using var response = await server.Http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(413, (int)response.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", text);
+        Assert.Contains("EdgeServer:Limits:MaxRequestBody", text, StringComparison.Ordinal);
         await AGoodRequestStillSucceeds();
     }
 

@@ -8,7 +8,7 @@ namespace EdgeServer.Tests;
 /// The real server on Kestrel at 127.0.0.1 (a free port), serving the generated successor model by --model and a
 /// models folder holding a truncated GGUF and a file that is not GGUF at all.
 /// </summary>
-public sealed class ServerFixture : IAsyncLifetime
+public class ServerFixture : IAsyncLifetime
 {
     public const string Model = "successor";
     public const int ContextPerSlot = 512;
@@ -21,9 +21,13 @@ public sealed class ServerFixture : IAsyncLifetime
     public OpenApiSchemaValidator? Schema { get; } =
         File.Exists(SharedPaths.OpenApiSpec) ? OpenApiSchemaValidator.Load(SharedPaths.OpenApiSpec) : null;
 
+    /// <summary>Settings a derived fixture adds to the command line.</summary>
+    protected virtual IEnumerable<string> ExtraArguments(string scratch) => [];
+
     public async Task InitializeAsync()
     {
-        var models = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), "models");
+        var scratch = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var models = Path.Combine(scratch, "models");
         Directory.CreateDirectory(models);
         await File.WriteAllBytesAsync(Path.Combine(models, "truncated.gguf"), File.ReadAllBytes(SuccessorModel.SharedPath)[..5000]);
         await File.WriteAllTextAsync(Path.Combine(models, "notes.gguf"), "not a model, just some text that happens to end in .gguf");
@@ -38,6 +42,7 @@ public sealed class ServerFixture : IAsyncLifetime
             "--slots", "2",
             "--ctx-size", ContextPerSlot.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--Logging:LogLevel:Default=Warning",
+            .. ExtraArguments(scratch),
         ]);
         _app = builder.Build();
         _app.MapEdgeServer();

@@ -52,21 +52,7 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Loads a GGUF file on the CPU. Throws <see cref="ModelLoadException"/> with llama.cpp's verdict.</summary>
     public static LlamaModel Load(string path, bool useMmap = true)
     {
-        if (LlamaRuntime.Current is null)
-        {
-            throw new InvalidOperationException("LlamaRuntime.Initialize must be called before loading a model.");
-        }
-
-        var parameters = NativeMethods.llama_model_default_params();
-        parameters.NGpuLayers = 0;
-        parameters.LoadMode = (int)(useMmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None);
-        var handle = NativeMethods.llama_model_load_from_file(path, parameters);
-        if (handle.IsInvalid)
-        {
-            handle.Dispose();
-            throw new ModelLoadException(path, "llama.cpp refused the file (unsupported architecture, missing tensors or not enough memory; the log above has llama.cpp's reason)");
-        }
-
+        var handle = LoadHandle(path, useMmap, vocabularyOnly: false);
         try
         {
             if (!NativeMethods.llama_model_has_decoder(handle))
@@ -81,6 +67,40 @@ public sealed class LlamaModel : IDisposable
             handle.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Asks llama.cpp to read the file's metadata and vocabulary without its weights: a quick check that it
+    /// knows the architecture and tokenizer. Throws <see cref="ModelLoadException"/> with llama.cpp's reason.
+    /// </summary>
+    public static void Probe(string path)
+    {
+        using var handle = LoadHandle(path, useMmap: true, vocabularyOnly: true);
+    }
+
+    private static SafeLlamaModelHandle LoadHandle(string path, bool useMmap, bool vocabularyOnly)
+    {
+        if (LlamaRuntime.Current is null)
+        {
+            throw new InvalidOperationException("LlamaRuntime.Initialize must be called before loading a model.");
+        }
+
+        var parameters = NativeMethods.llama_model_default_params();
+        parameters.NGpuLayers = 0;
+        parameters.VocabOnly = (byte)(vocabularyOnly ? 1 : 0);
+        parameters.LoadMode = (int)(useMmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None);
+        LlamaLog.TakeLastError();
+        var handle = NativeMethods.llama_model_load_from_file(path, parameters);
+        if (handle.IsInvalid)
+        {
+            handle.Dispose();
+            var reason = LlamaLog.TakeLastError();
+            throw new ModelLoadException(path, reason is null
+                ? "llama.cpp refused the file (unsupported architecture, missing tensors or not enough memory)"
+                : $"llama.cpp refused it: {reason}");
+        }
+
+        return handle;
     }
 
     public bool IsEndOfGeneration(int token) => NativeMethods.llama_vocab_is_eog(_vocab, token);

@@ -21,6 +21,36 @@ internal static unsafe partial class LlamaLog
     [ThreadStatic]
     private static GgmlLogLevel t_pendingLevel;
 
+    private const int KeptErrors = 4;
+
+    [ThreadStatic]
+    private static List<string>? t_errors;
+
+    /// <summary>
+    /// The error lines (at most the last four) llama.cpp logged on this thread since the previous call, joined with
+    /// "; ", or null. The cause usually comes a line before llama.cpp's summary ("failed to load model").
+    /// </summary>
+    public static string? TakeLastError()
+    {
+        FlushPending();
+        if (t_errors is not { Count: > 0 } errors)
+        {
+            return null;
+        }
+
+        var text = string.Join("; ", errors);
+        errors.Clear();
+        return text;
+    }
+
+    private static void FlushPending()
+    {
+        if (t_pending is { Length: > 0 } pending && s_logger is { } logger)
+        {
+            Flush(logger, pending);
+        }
+    }
+
     public static void Install(ILogger logger)
     {
         s_logger = logger;
@@ -76,6 +106,17 @@ internal static unsafe partial class LlamaLog
         var line = pending.ToString().TrimEnd('\n', '\r');
         pending.Clear();
         var level = Map(t_pendingLevel);
+        if (t_pendingLevel == GgmlLogLevel.Error && line.Length > 0)
+        {
+            var errors = t_errors ??= [];
+            if (errors.Count == KeptErrors)
+            {
+                errors.RemoveAt(0);
+            }
+
+            errors.Add(line.Trim());
+        }
+
         if (line.Length > 0 && logger.IsEnabled(level))
         {
             LogNative(logger, level, line);

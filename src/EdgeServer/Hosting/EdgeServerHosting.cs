@@ -2,6 +2,9 @@ using EdgeServer.Inference;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Scheduling;
 using EdgeServer.OpenAi;
+using EdgeServer.Security;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -30,6 +33,13 @@ public static class EdgeServerHosting
             : AppContext.BaseDirectory;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
         builder.Configuration.AddCommandLine(args, SwitchMappings.ToDictionary());
+        if (string.IsNullOrWhiteSpace(builder.Configuration["urls"]))
+        {
+            // Without API keys the server answers only this machine unless told otherwise.
+            var security = builder.Configuration.GetSection($"{EdgeServerOptions.Section}:Security").Get<SecurityOptions>() ?? new();
+            builder.WebHost.UseUrls(new ApiKeyStore(security).Enabled ? "http://0.0.0.0:8080" : "http://127.0.0.1:8080");
+        }
+
         builder.AddEdgeServer();
         return builder;
     }
@@ -47,14 +57,36 @@ public static class EdgeServerHosting
         services.TryAddSingleton(CreateEngine);
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
+
+        services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
+        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorization();
+        services.AddCors();
+        services.AddHostedService<NetworkExposureCheck>();
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<EdgeServerOptions>>(
+            (kestrel, options) => kestrel.Limits.MaxRequestBodySize = options.Value.Limits.MaxRequestBodyBytes);
         return builder;
     }
 
     public static WebApplication MapEdgeServer(this WebApplication app)
     {
+        var options = app.Services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
+        if (options.Security.CorsOrigins.Count > 0)
+        {
+            app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
+        }
+
         app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1"), v1 => v1.UseMiddleware<OpenAiErrorMiddleware>());
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.MapGet("/health", () => OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse));
-        app.MapOpenAiApi();
+        var v1 = app.MapOpenAiApi();
+        if (app.Services.GetRequiredService<ApiKeyStore>().Enabled)
+        {
+            v1.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
+        }
+
         return app;
     }
 

@@ -26,6 +26,55 @@ public sealed class EdgeServerOptions
 
     /// <summary>Load every available model at start-up rather than on its first request.</summary>
     public bool Preload { get; set; }
+
+    public SecurityOptions Security { get; set; } = new();
+
+    [ValidateObjectMembers]
+    public LimitsOptions Limits { get; set; } = new();
+}
+
+public sealed class SecurityOptions
+{
+    /// <summary>Keys accepted as <c>Authorization: Bearer &lt;key&gt;</c> on /v1. None: no key is asked for.</summary>
+    public List<string> ApiKeys { get; set; } = [];
+
+    /// <summary>A file with one key per line (blank lines and lines starting with # are ignored).</summary>
+    public string? ApiKeyFile { get; set; }
+
+    /// <summary>Browser origins allowed to call the API (CORS), e.g. http://homeassistant.local:8123. None by default.</summary>
+    public List<string> CorsOrigins { get; set; } = [];
+}
+
+/// <summary>Per-request limits, sized for a 4 GB board. Each refusal names its setting.</summary>
+public sealed class LimitsOptions
+{
+    /// <summary>Largest request body, in bytes or with a unit: "1mb", "512kb".</summary>
+    [Required]
+    [RegularExpression(ByteSize.Pattern, ErrorMessage = "EdgeServer:Limits:MaxRequestBody must be a size such as 1048576, \"512kb\" or \"1mb\".")]
+    public string MaxRequestBody { get; set; } = "1mb";
+
+    [Range(1, 100_000)]
+    public int MaxMessages { get; set; } = 256;
+
+    /// <summary>Characters in one message's content.</summary>
+    [Range(1, 100_000_000)]
+    public int MaxMessageChars { get; set; } = 65_536;
+
+    /// <summary>Highest max_tokens / max_completion_tokens a request may ask for.</summary>
+    [Range(1, 1_048_576)]
+    public int MaxTokens { get; set; } = 4096;
+
+    /// <summary>Highest n (choices per request).</summary>
+    [Range(1, 16)]
+    public int MaxN { get; set; } = 1;
+
+    [Range(0, 64)]
+    public int MaxStopSequences { get; set; } = 4;
+
+    [Range(1, 4096)]
+    public int MaxStopLength { get; set; } = 256;
+
+    public long MaxRequestBodyBytes => ByteSize.Parse(MaxRequestBody);
 }
 
 public sealed class ModelEntry
@@ -95,6 +144,24 @@ public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServer
         if (duplicates.Count > 0)
         {
             errors.Add($"EdgeServer:Models: the names {string.Join(", ", duplicates)} are used more than once.");
+        }
+
+        if (options.Security.ApiKeyFile is { Length: > 0 } keyFile && !File.Exists(Resolve(keyFile)))
+        {
+            errors.Add($"EdgeServer:Security:ApiKeyFile: the file '{Resolve(keyFile)}' does not exist.");
+        }
+
+        if (options.Security.ApiKeys.Any(string.IsNullOrWhiteSpace))
+        {
+            errors.Add("EdgeServer:Security:ApiKeys: a key is empty; remove it or give it a value.");
+        }
+
+        foreach (var origin in options.Security.CorsOrigins)
+        {
+            if (!Uri.TryCreate(origin, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.AbsolutePath != "/")
+            {
+                errors.Add($"EdgeServer:Security:CorsOrigins: '{origin}' is not an origin such as http://homeassistant.local:8123.");
+            }
         }
 
         if (options.Runtime.NativeDirectory is { Length: > 0 } native && !Directory.Exists(Resolve(native)))

@@ -1,12 +1,14 @@
 using System.Text;
+using EdgeServer.Hosting;
 using EdgeServer.Inference;
+using Microsoft.Extensions.Options;
 
 namespace EdgeServer.OpenAi;
 
 /// <summary>The OpenAI-compatible routes under /v1.</summary>
 public static partial class OpenAiEndpoints
 {
-    public static IEndpointRouteBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
+    public static RouteGroupBuilder MapOpenAiApi(this IEndpointRouteBuilder app)
     {
         var v1 = app.MapGroup("/v1").WithTags("OpenAI");
         v1.MapPost("/chat/completions", ChatCompletionsAsync)
@@ -19,21 +21,21 @@ public static partial class OpenAiEndpoints
             .Produces<ErrorResponse>(StatusCodes.Status400BadRequest);
         v1.MapGet("/models", ListModels).Produces<ModelList>();
         v1.MapGet("/models/{**id}", GetModel).Produces<ModelDto>().Produces<ErrorResponse>(StatusCodes.Status404NotFound);
-        return app;
+        return v1;
     }
 
-    internal static async Task<IResult> ChatCompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, ILoggerFactory loggers)
+    internal static async Task<IResult> ChatCompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.ChatCompletionRequest, context.RequestAborted);
-        var request = RequestMapper.FromChat(body);
+        var request = RequestMapper.FromChat(body, options.Value.Limits);
         var shape = new ChatShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine));
         return await GenerateAsync(context, engine, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
     }
 
-    internal static async Task<IResult> CompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, ILoggerFactory loggers)
+    internal static async Task<IResult> CompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.CompletionRequest, context.RequestAborted);
-        var request = RequestMapper.FromCompletion(body);
+        var request = RequestMapper.FromCompletion(body, options.Value.Limits);
         var shape = new CompletionShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine));
         return await GenerateAsync(context, engine, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
     }

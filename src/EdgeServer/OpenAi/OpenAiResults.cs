@@ -30,9 +30,16 @@ internal static class OpenAiResults
                 : $"Invalid type for '{param}': {Describe(e).Replace("System.Nullable`1[", "", StringComparison.Ordinal).Replace("System.", "", StringComparison.Ordinal).TrimEnd(']', '.')}.";
             throw OpenAiException.InvalidRequest(message, param, param is null ? "invalid_json" : "invalid_type");
         }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            var limit = request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+            throw new OpenAiException(StatusCodes.Status413PayloadTooLarge,
+                $"The request body is larger than the limit of {limit} bytes (setting EdgeServer:Limits:MaxRequestBody).",
+                "invalid_request_error", null, "request_too_large");
+        }
         catch (BadHttpRequestException e)
         {
-            throw new OpenAiException(e.StatusCode, e.Message, "invalid_request_error", null, e.StatusCode == StatusCodes.Status413PayloadTooLarge ? "request_too_large" : "bad_request");
+            throw new OpenAiException(e.StatusCode, e.Message, "invalid_request_error", null, "bad_request");
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using EdgeServer.Hosting;
 using EdgeServer.Inference;
 
 namespace EdgeServer.OpenAi;
@@ -10,11 +11,10 @@ namespace EdgeServer.OpenAi;
 /// </summary>
 internal static class RequestMapper
 {
-    public const int MaxStopSequences = 4;
     public const int CompletionsDefaultMaxTokens = 16;
     private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant", "tool" };
 
-    public static GenerationRequest FromChat(ChatCompletionRequest body)
+    public static GenerationRequest FromChat(ChatCompletionRequest body, LimitsOptions limits)
     {
         var model = RequireModel(body);
         if (body.Messages is null)
@@ -25,6 +25,11 @@ internal static class RequestMapper
         if (body.Messages.Count == 0)
         {
             throw OpenAiException.InvalidRequest("'messages' must contain at least one message.", "messages", "invalid_value");
+        }
+
+        if (body.Messages.Count > limits.MaxMessages)
+        {
+            throw Limit("messages", $"'messages' has {body.Messages.Count} messages", limits.MaxMessages, nameof(limits.MaxMessages));
         }
 
         var messages = new List<ChatMessage>(body.Messages.Count);
@@ -42,16 +47,21 @@ internal static class RequestMapper
             }
 
             var content = ReadContent(m.Content, $"messages[{i}].content", allowNull: m.Role == "assistant");
+            if (content.Length > limits.MaxMessageChars)
+            {
+                throw Limit($"messages[{i}].content", $"'messages[{i}].content' has {content.Length} characters", limits.MaxMessageChars, nameof(limits.MaxMessageChars));
+            }
+
             // Chat templates know "system"; "developer" is OpenAI's newer name for it.
             messages.Add(new ChatMessage(m.Role == "developer" ? "system" : m.Role, content));
         }
 
         var maxTokens = body.MaxCompletionTokens ?? body.MaxTokens;
         var param = body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
-        return Common(body, model, maxTokens, param) with { Messages = messages };
+        return Common(body, model, maxTokens, param, limits) with { Messages = messages };
     }
 
-    public static GenerationRequest FromCompletion(CompletionRequest body)
+    public static GenerationRequest FromCompletion(CompletionRequest body, LimitsOptions limits)
     {
         var model = RequireModel(body);
         if (body.Prompt is not { } prompt || prompt.ValueKind == JsonValueKind.Null)
@@ -61,8 +71,8 @@ internal static class RequestMapper
 
         var text = prompt.ValueKind switch
         {
-            JsonValueKind.String => prompt.GetString()!,
-            JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.String => prompt[0].GetString()!,
+            JsonValueKind.String => Text(prompt, "prompt"),
+            JsonValueKind.Array when prompt.GetArrayLength() == 1 && prompt[0].ValueKind == JsonValueKind.String => Text(prompt[0], "prompt"),
             JsonValueKind.Array => throw OpenAiException.InvalidRequest("'prompt' as an array must hold exactly one string; batches of prompts and token arrays are not supported.", "prompt", "invalid_value"),
             _ => throw OpenAiException.InvalidType("prompt", "a string"),
         };
@@ -72,7 +82,12 @@ internal static class RequestMapper
             throw OpenAiException.InvalidRequest("'prompt' must not be empty.", "prompt", "invalid_value");
         }
 
-        return Common(body, model, body.MaxTokens ?? CompletionsDefaultMaxTokens, "max_tokens") with { Prompt = text };
+        if (text.Length > limits.MaxMessageChars)
+        {
+            throw Limit("prompt", $"'prompt' has {text.Length} characters", limits.MaxMessageChars, nameof(limits.MaxMessageChars));
+        }
+
+        return Common(body, model, body.MaxTokens ?? Math.Min(CompletionsDefaultMaxTokens, limits.MaxTokens), "max_tokens", limits) with { Prompt = text };
     }
 
     public static bool IsStreaming(GenerationRequestDto body) => body.Stream == true;
@@ -82,16 +97,31 @@ internal static class RequestMapper
     private static string RequireModel(GenerationRequestDto body) =>
         string.IsNullOrEmpty(body.Model) ? throw OpenAiException.MissingParameter("model") : body.Model;
 
-    private static GenerationRequest Common(GenerationRequestDto body, string model, int? maxTokens, string maxTokensParam)
+    private static GenerationRequest Common(GenerationRequestDto body, string model, int? maxTokens, string maxTokensParam, LimitsOptions limits)
     {
         if (maxTokens is < 1)
         {
             throw OpenAiException.InvalidRequest($"Invalid '{maxTokensParam}': integer below minimum value. Expected a value >= 1, but got {maxTokens} instead.", maxTokensParam, "integer_below_min_value");
         }
 
-        if (body.N is { } n && n != 1)
+        if (maxTokens > limits.MaxTokens)
         {
-            throw OpenAiException.InvalidRequest($"Invalid 'n': {n}. EdgeServer generates one choice per request (n = 1).", "n", "invalid_value");
+            throw Limit(maxTokensParam, $"'{maxTokensParam}' is {maxTokens}", limits.MaxTokens, nameof(limits.MaxTokens));
+        }
+
+        if (body.N is { } n && n < 1)
+        {
+            throw OpenAiException.InvalidRequest($"Invalid 'n': {n}. It must be at least 1.", "n", "integer_below_min_value");
+        }
+
+        if (body.N > limits.MaxN)
+        {
+            throw Limit("n", $"'n' is {body.N}", limits.MaxN, nameof(limits.MaxN));
+        }
+
+        if (body.N > 1)
+        {
+            throw OpenAiException.InvalidRequest($"Invalid 'n': {body.N}. EdgeServer generates one choice per request (n = 1).", "n", "invalid_value");
         }
 
         if (body.StreamOptions is not null && body.Stream != true)
@@ -123,47 +153,65 @@ internal static class RequestMapper
         {
             Model = model,
             MaxTokens = maxTokens,
-            Stop = ReadStop(body.Stop),
+            Stop = ReadStop(body.Stop, limits),
             Sampling = sampling,
             IgnoreEos = body.IgnoreEos == true,
         };
     }
 
-    private static List<string> ReadStop(JsonElement? stop)
+    private static List<string> ReadStop(JsonElement? stop, LimitsOptions limits)
     {
         if (stop is not { } value || value.ValueKind == JsonValueKind.Null)
         {
             return [];
         }
 
+        var list = new List<string>();
         if (value.ValueKind == JsonValueKind.String)
         {
-            return [value.GetString()!];
+            list.Add(Text(value, "stop"));
         }
+        else if (value.ValueKind == JsonValueKind.Array)
+        {
+            if (value.GetArrayLength() > limits.MaxStopSequences)
+            {
+                throw Limit("stop", $"'stop' has {value.GetArrayLength()} sequences", limits.MaxStopSequences, nameof(limits.MaxStopSequences));
+            }
 
-        if (value.ValueKind != JsonValueKind.Array)
+            foreach (var item in value.EnumerateArray())
+            {
+                list.Add(item.ValueKind == JsonValueKind.String ? Text(item, "stop") : throw OpenAiException.InvalidType("stop", "a string or an array of strings"));
+            }
+        }
+        else
         {
             throw OpenAiException.InvalidType("stop", "a string or an array of strings");
         }
 
-        if (value.GetArrayLength() > MaxStopSequences)
+        if (list.FirstOrDefault(s => s.Length > limits.MaxStopLength) is { } tooLong)
         {
-            throw OpenAiException.InvalidRequest($"Invalid 'stop': at most {MaxStopSequences} stop sequences are allowed; got {value.GetArrayLength()}.", "stop", "invalid_value");
-        }
-
-        var list = new List<string>();
-        foreach (var item in value.EnumerateArray())
-        {
-            if (item.ValueKind != JsonValueKind.String)
-            {
-                throw OpenAiException.InvalidType("stop", "a string or an array of strings");
-            }
-
-            list.Add(item.GetString()!);
+            throw Limit("stop", $"a stop sequence has {tooLong.Length} characters", limits.MaxStopLength, nameof(limits.MaxStopLength));
         }
 
         return list;
     }
+
+    /// <summary>A JSON string as text; one holding invalid UTF-8 is a 400 for that field.</summary>
+    private static string Text(JsonElement value, string param)
+    {
+        try
+        {
+            return value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw OpenAiException.InvalidRequest($"Invalid value for '{param}': the text is not valid UTF-8.", param, "invalid_utf8");
+        }
+    }
+
+    /// <summary>A 400 that names the limit and the setting that raises it.</summary>
+    private static OpenAiException Limit(string param, string what, int limit, string setting) =>
+        OpenAiException.InvalidRequest($"{what}; the limit is {limit} (setting EdgeServer:Limits:{setting}).", param, "limit_exceeded");
 
     private static string ReadContent(JsonElement? content, string param, bool allowNull)
     {
@@ -174,7 +222,7 @@ internal static class RequestMapper
 
         if (value.ValueKind == JsonValueKind.String)
         {
-            return value.GetString()!;
+            return Text(value, param);
         }
 
         if (value.ValueKind != JsonValueKind.Array)
@@ -202,7 +250,7 @@ internal static class RequestMapper
                 throw OpenAiException.MissingParameter(partParam + ".text");
             }
 
-            text.Append(partText.GetString());
+            text.Append(Text(partText, partParam + ".text"));
         }
 
         return text.ToString();

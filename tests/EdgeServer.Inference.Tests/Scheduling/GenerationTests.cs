@@ -300,3 +300,33 @@ public class AdmissionTests
         return (text.ToString(), usage);
     }
 }
+
+public class ModelFolderTests
+{
+    [Fact]
+    public void BrokenAndUnsupportedFilesAreListedUnavailableWithTheirReasonAndTheGoodOneServes()
+    {
+        TestRuntime.Ensure();
+        var dir = Path.Combine(Path.GetDirectoryName(GgufReaderTests.TempPath("x"))!, "folder");
+        Directory.CreateDirectory(dir);
+        File.Copy(SuccessorModel.SharedPath, Path.Combine(dir, "good.gguf"), overwrite: true);
+        File.WriteAllBytes(Path.Combine(dir, "truncated.gguf"), File.ReadAllBytes(SuccessorModel.SharedPath)[..3000]);
+        File.WriteAllText(Path.Combine(dir, "readme.gguf"), "these are my notes, not a model file");
+        new GgufWriter()
+            .Add("general.architecture", "edgeserver-imaginary")
+            .Add("general.name", "alien")
+            .AddTensor("x.weight", [32], GgmlType.F32, s => GgmlEncoding.Write(s, new float[32], GgmlType.F32))
+            .Write(Path.Combine(dir, "alien.gguf"));
+
+        using var engine = new InferenceEngine(new EngineOptions { Models = ModelCatalog.Discover([], dir) }, NullLoggerFactory.Instance);
+        var models = engine.ListModels().ToDictionary(m => m.Id);
+        Assert.Equal(["alien", "good", "readme", "truncated"], models.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(ModelStatus.Available, models["good"].Status);
+        Assert.Equal(ModelStatus.Unavailable, models["truncated"].Status);
+        Assert.Contains("truncated", models["truncated"].Error, StringComparison.Ordinal);
+        Assert.Equal(ModelStatus.Unavailable, models["readme"].Status);
+        Assert.Contains("not a GGUF file", models["readme"].Error, StringComparison.Ordinal);
+        Assert.Equal(ModelStatus.Unavailable, models["alien"].Status);
+        Assert.Contains("edgeserver-imaginary", models["alien"].Error, StringComparison.Ordinal);
+    }
+}

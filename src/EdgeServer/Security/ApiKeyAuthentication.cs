@@ -1,0 +1,53 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using EdgeServer.OpenAi;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+
+namespace EdgeServer.Security;
+
+/// <summary>
+/// "Authorization: Bearer &lt;key&gt;" against <see cref="ApiKeyStore"/>. A missing or wrong key is a 401 in
+/// OpenAI's error shape with <c>WWW-Authenticate: Bearer</c>.
+/// </summary>
+public sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ApiKeyStore keys)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "ApiKey";
+    private const string MissingKey = "missing";
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        string? header = Request.Headers.Authorization;
+        if (string.IsNullOrEmpty(header))
+        {
+            return Task.FromResult(AuthenticateResult.Fail(MissingKey));
+        }
+
+        const string bearer = "Bearer ";
+        if (!header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) || !keys.IsValid(header.AsSpan(bearer.Length).Trim()))
+        {
+            return Task.FromResult(AuthenticateResult.Fail("invalid"));
+        }
+
+        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "api-key")], SchemeName);
+        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+    }
+
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        var result = await HandleAuthenticateOnceSafeAsync();
+        var missing = result.Failure?.Message == MissingKey;
+        Response.Headers.WWWAuthenticate = "Bearer";
+        var error = new OpenAiException(
+            StatusCodes.Status401Unauthorized,
+            missing
+                ? "You didn't provide an API key. Provide it in an Authorization header as 'Bearer YOUR_KEY'."
+                : "Incorrect API key provided.",
+            "invalid_request_error",
+            null,
+            missing ? "missing_api_key" : "invalid_api_key");
+        await OpenAiResults.WriteErrorAsync(Context, error);
+    }
+}

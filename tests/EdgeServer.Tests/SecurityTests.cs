@@ -1,0 +1,197 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using EdgeServer.Hosting;
+using EdgeServer.Security;
+using EdgeServer.TestSupport;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Options;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace EdgeServer.Tests;
+
+/// <summary>The server with API keys (one in settings, one in a key file) and one allowed browser origin.</summary>
+public sealed class SecuredServerFixture : ServerFixture
+{
+    public const string Key = "sk-edge-first-key";
+    public const string FileKey = "sk-edge-key-from-file";
+    public const string Origin = "http://assistant.local:8123";
+
+    protected override IEnumerable<string> ExtraArguments(string scratch)
+    {
+        var keyFile = Path.Combine(scratch, "keys.txt");
+        File.WriteAllText(keyFile, $"# keys for the tests\n\n{FileKey}\n");
+        return
+        [
+            $"--EdgeServer:Security:ApiKeys:0={Key}",
+            $"--EdgeServer:Security:ApiKeyFile={keyFile}",
+            $"--EdgeServer:Security:CorsOrigins:0={Origin}",
+        ];
+    }
+}
+
+public class SecurityTests(SecuredServerFixture server) : IClassFixture<SecuredServerFixture>
+{
+    private const string Body = """{"model":"successor","messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":3}""";
+
+    [Fact]
+    public async Task WithoutAKeyV1AnswersUnauthorizedInOpenAiShape()
+    {
+        using var response = await Send(HttpMethod.Post, "/v1/chat/completions", key: null);
+        await AssertUnauthorized(response, "missing_api_key");
+        using var models = await Send(HttpMethod.Get, "/v1/models", key: null);
+        await AssertUnauthorized(models, "missing_api_key");
+    }
+
+    [Theory]
+    [InlineData("Bearer sk-edge-wrong-key")]
+    [InlineData("Bearer sk-edge-first-ke")]
+    [InlineData("Bearer sk-edge-first-key-and-more")]
+    [InlineData("Basic c2stZWRnZTp4")]
+    [InlineData("sk-edge-first-key")]
+    public async Task AWrongKeyIsRefused(string authorization)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(Body) };
+        request.Headers.TryAddWithoutValidation("Authorization", authorization);
+        using var response = await server.Http.SendAsync(request);
+        await AssertUnauthorized(response, "invalid_api_key");
+    }
+
+    [Theory]
+    [InlineData(SecuredServerFixture.Key)]
+    [InlineData(SecuredServerFixture.FileKey)]
+    public async Task TheOpenAiSdkWithAConfiguredKeyIsServed(string key)
+    {
+        var chat = new ChatClient(ServerFixture.Model, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(server.BaseAddress, "/v1") });
+        ChatCompletion completion = await chat.CompleteChatAsync([new UserChatMessage("go")], new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 3 });
+        Assert.Equal("abc", completion.Content.Single().Text);
+    }
+
+    [Fact]
+    public async Task TheSdkSurfacesAWrongKeyAs401()
+    {
+        var chat = new ChatClient(ServerFixture.Model, new ApiKeyCredential("sk-nope"), new OpenAIClientOptions { Endpoint = new Uri(server.BaseAddress, "/v1") });
+        var e = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("go")]));
+        Assert.Equal(401, e.Status);
+    }
+
+    [Fact]
+    public async Task HealthNeedsNoKey()
+    {
+        using var response = await server.Http.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task AnAllowedOriginPassesThePreflightAndOthersDoNot()
+    {
+        using var allowed = await Preflight(SecuredServerFixture.Origin);
+        Assert.True(allowed.Headers.TryGetValues("Access-Control-Allow-Origin", out var values), allowed.ToString());
+        Assert.Equal(SecuredServerFixture.Origin, values.Single());
+
+        using var other = await Preflight("http://evil.example");
+        Assert.False(other.Headers.Contains("Access-Control-Allow-Origin"));
+    }
+
+    private Task<HttpResponseMessage> Preflight(string origin)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Options, "/v1/chat/completions");
+        request.Headers.Add("Origin", origin);
+        request.Headers.Add("Access-Control-Request-Method", "POST");
+        request.Headers.Add("Access-Control-Request-Headers", "authorization,content-type");
+        return server.Http.SendAsync(request);
+    }
+
+    private async Task AssertUnauthorized(HttpResponseMessage response, string code)
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
+        var text = await response.Content.ReadAsStringAsync();
+        server.AssertMatchesSchema("ErrorResponse", text);
+        Assert.Equal(code, JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    private Task<HttpResponseMessage> Send(HttpMethod method, string path, string? key)
+    {
+        var request = new HttpRequestMessage(method, path);
+        if (method == HttpMethod.Post)
+        {
+            request.Content = Json(Body);
+        }
+
+        if (key is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+
+        return server.Http.SendAsync(request);
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, new MediaTypeHeaderValue("application/json"));
+}
+
+public class StartupTests
+{
+    [Theory]
+    [InlineData("http://127.0.0.1:8080", true)]
+    [InlineData("http://localhost:8080", true)]
+    [InlineData("http://[::1]:8080", true)]
+    [InlineData("http://0.0.0.0:8080", false)]
+    [InlineData("http://+:8080", false)]
+    [InlineData("http://*:8080", false)]
+    [InlineData("http://192.168.1.20:8080", false)]
+    public void LoopbackAddressesAreToldApartFromNetworkOnes(string address, bool loopback) =>
+        Assert.Equal(loopback, NetworkExposureCheck.IsLoopback(address));
+
+    [Theory]
+    [InlineData("1048576", 1048576)]
+    [InlineData("512kb", 524288)]
+    [InlineData("1mb", 1048576)]
+    [InlineData(" 2 G ", 2147483648)]
+    [InlineData("10b", 10)]
+    public void SizesAreReadInHumanUnits(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
+
+    [Fact]
+    public void WithoutKeysTheDefaultAddressIsLoopbackAndWithKeysItIsTheNetwork()
+    {
+        Assert.Equal("http://127.0.0.1:8080", DefaultUrls());
+        Assert.Equal("http://0.0.0.0:8080", DefaultUrls("--EdgeServer:Security:ApiKeys:0=k"));
+        Assert.Equal("http://10.0.0.2:9000", DefaultUrls("--urls", "http://10.0.0.2:9000"));
+    }
+
+    [Fact]
+    public async Task InvalidSettingsStopStartUpWithEveryProblemNamed()
+    {
+        var builder = EdgeServerHosting.CreateBuilder(
+        [
+            "--urls", "http://127.0.0.1:0",
+            "--model", "/nonexistent/model.gguf",
+            "--slots", "0",
+            "--EdgeServer:Limits:MaxRequestBody=lots",
+            "--EdgeServer:Security:ApiKeyFile=/nonexistent/keys.txt",
+            "--EdgeServer:Security:CorsOrigins:0=not an origin",
+            "--Logging:LogLevel:Default=None",
+        ]);
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(async () =>
+        {
+            await using var app = builder.Build();
+            app.MapEdgeServer();
+            await app.StartAsync();
+        });
+        var message = string.Join("\n", e.Failures);
+        Assert.Contains("EdgeServer:Model", message, StringComparison.Ordinal);
+        Assert.Contains("Slots", message, StringComparison.Ordinal);
+        Assert.Contains("EdgeServer:Limits:MaxRequestBody", message, StringComparison.Ordinal);
+        Assert.Contains("EdgeServer:Security:ApiKeyFile", message, StringComparison.Ordinal);
+        Assert.Contains("EdgeServer:Security:CorsOrigins", message, StringComparison.Ordinal);
+    }
+
+    private static string? DefaultUrls(params string[] args)
+    {
+        var builder = EdgeServerHosting.CreateBuilder(args);
+        return builder.WebHost.GetSetting("urls");
+    }
+}
