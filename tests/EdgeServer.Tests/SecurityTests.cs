@@ -6,6 +6,7 @@ using System.Text.Json;
 using EdgeServer.Hosting;
 using EdgeServer.Security;
 using EdgeServer.TestSupport;
+using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Options;
 using OpenAI;
@@ -187,6 +188,21 @@ public class StartupTests
         Assert.Contains("EdgeServer:Limits:MaxRequestBody", message, StringComparison.Ordinal);
         Assert.Contains("EdgeServer:Security:ApiKeyFile", message, StringComparison.Ordinal);
         Assert.Contains("EdgeServer:Security:CorsOrigins", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ListeningOnTheNetworkWithoutKeysLogsALoudWarning()
+    {
+        var logs = new CapturingLoggerProvider();
+        var builder = EdgeServerHosting.CreateBuilder(["--urls", "http://0.0.0.0:0", "--models-dir", "/nonexistent", "--Logging:LogLevel:Default=Warning"]);
+        builder.Logging.AddProvider(logs);
+        await using var app = builder.Build();
+        app.MapEdgeServer();
+        await app.StartAsync();
+        await app.StopAsync();
+        var warning = Assert.Single(logs.Entries, e => e.EventId == 6000);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, warning.Level);
+        Assert.Contains("NO API KEY", warning.Message, StringComparison.Ordinal);
     }
 
     private static string? DefaultUrls(params string[] args)
