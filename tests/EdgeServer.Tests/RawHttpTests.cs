@@ -124,6 +124,9 @@ public class RawHttpTests(ServerFixture server)
         Assert.Contains("truncated", data["truncated"].GetProperty("details").GetProperty("error").GetString(), StringComparison.Ordinal);
         Assert.Contains("not a GGUF file", data["notes"].GetProperty("details").GetProperty("error").GetString(), StringComparison.Ordinal);
         Assert.Equal("llama", data["successor"].GetProperty("details").GetProperty("architecture").GetString());
+        Assert.Contains(data["successor"].GetProperty("details").GetProperty("status").GetString(), new[] { "available", "loaded" });
+        Assert.Equal("unavailable", data["alien"].GetProperty("details").GetProperty("status").GetString());
+        Assert.Contains("unknown model architecture", data["alien"].GetProperty("details").GetProperty("error").GetString(), StringComparison.Ordinal);
 
         using var one = await server.Http.GetAsync("/v1/models/successor");
         server.AssertMatchesSchema("Model", await one.Content.ReadAsStringAsync());

@@ -6,7 +6,7 @@ namespace EdgeServer.Tests;
 
 /// <summary>
 /// The real server on Kestrel at 127.0.0.1 (a free port), serving the generated successor model by --model and a
-/// models folder holding a truncated GGUF and a file that is not GGUF at all.
+/// models folder holding a truncated GGUF, a file that is not GGUF at all, and a GGUF of an unknown architecture.
 /// </summary>
 public class ServerFixture : IAsyncLifetime
 {
@@ -31,6 +31,10 @@ public class ServerFixture : IAsyncLifetime
         Directory.CreateDirectory(models);
         await File.WriteAllBytesAsync(Path.Combine(models, "truncated.gguf"), File.ReadAllBytes(SuccessorModel.SharedPath)[..5000]);
         await File.WriteAllTextAsync(Path.Combine(models, "notes.gguf"), "not a model, just some text that happens to end in .gguf");
+        new EdgeServer.Inference.Gguf.GgufWriter()
+            .Add("general.architecture", "edgeserver-imaginary")
+            .AddTensor("x.weight", [32], EdgeServer.Inference.Gguf.GgmlType.F32, s => s.Write(new byte[128]))
+            .Write(Path.Combine(models, "alien.gguf"));
         var path = SuccessorModel.SharedPath; // named successor.gguf, so served as "successor"
 
         var builder = EdgeServerHosting.CreateBuilder(

@@ -304,7 +304,7 @@ public class AdmissionTests
 public class ModelFolderTests
 {
     [Fact]
-    public void BrokenAndUnsupportedFilesAreListedUnavailableWithTheirReasonAndTheGoodOneServes()
+    public async Task BrokenAndUnsupportedFilesAreListedUnavailableWithTheirReasonAndTheGoodOneServes()
     {
         TestRuntime.Ensure();
         var dir = Path.Combine(Path.GetDirectoryName(GgufReaderTests.TempPath("x"))!, "folder");
@@ -328,5 +328,14 @@ public class ModelFolderTests
         Assert.Contains("not a GGUF file", models["readme"].Error, StringComparison.Ordinal);
         Assert.Equal(ModelStatus.Unavailable, models["alien"].Status);
         Assert.Contains("edgeserver-imaginary", models["alien"].Error, StringComparison.Ordinal);
+
+        var session = await engine.StartAsync(new GenerationRequest { Model = "good", Prompt = "w", Sampling = new SamplingParameters { Temperature = 0 } }, default);
+        var text = new System.Text.StringBuilder();
+        await foreach (var chunk in session.ReadAllAsync())
+        {
+            text.Append(chunk.Text);
+        }
+
+        Assert.Equal("xyzé€", text.ToString());
     }
 }
