@@ -65,8 +65,8 @@ public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int
     public int TotalTokens => PromptTokens + CompletionTokens;
 }
 
-/// <summary>A piece of generated text; the last chunk carries the finish reason and usage.</summary>
-public readonly record struct GenerationChunk(string Text, FinishReason? FinishReason = null, GenerationUsage? Usage = null)
+/// <summary>A piece of generated text; the last chunk carries the finish reason, usage and timings.</summary>
+public readonly record struct GenerationChunk(string Text, FinishReason? FinishReason = null, GenerationUsage? Usage = null, Diagnostics.GenerationTimings? Timings = null)
 {
     public bool IsFinal => FinishReason is not null;
 }

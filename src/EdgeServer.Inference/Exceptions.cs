@@ -79,3 +79,7 @@ public sealed class ServerBusyException(string model, TimeSpan retryAfter)
 {
     public TimeSpan RetryAfter { get; } = retryAfter;
 }
+
+/// <summary>The engine is shutting down and takes no new requests.</summary>
+public sealed class ShuttingDownException()
+    : InferenceException("The server is shutting down and takes no new requests.");

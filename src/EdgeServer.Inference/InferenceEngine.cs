@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using EdgeServer.Inference.Diagnostics;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Native;
 using EdgeServer.Inference.Sampling;
@@ -19,11 +21,14 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly ConcurrentDictionary<string, ModelDescriptor> _descriptors = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<ModelScheduler>>> _loaded = new(StringComparer.Ordinal);
     private readonly IReadOnlyList<string> _order;
+    private readonly InferenceMetrics _metrics;
     private int _disposed;
+    private volatile bool _shuttingDown;
 
-    public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory)
+    public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory, IMeterFactory? meterFactory = null)
     {
         _options = options;
+        _metrics = new InferenceMetrics(meterFactory, LoadedSnapshots);
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<InferenceEngine>();
         Runtime = LlamaRuntime.Initialize(options.NativeDirectory, loggerFactory.CreateLogger("EdgeServer.Inference.LlamaCpp"));
@@ -72,9 +77,16 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     /// <summary>Prompt tokens a model has run through llama_decode so far (prefix-cache hits excluded).</summary>
     public long PromptTokensEvaluated(string id) => GetLoadedScheduler(id)?.PromptTokensEvaluated ?? 0;
 
+    private List<SchedulerSnapshot> LoadedSnapshots() =>
+        _order.Select(GetLoadedScheduler).OfType<ModelScheduler>().Select(s => s.Snapshot()).ToList();
+
     public async Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_shuttingDown || _disposed != 0)
+        {
+            throw new ShuttingDownException();
+        }
+
         SamplerChainFactory.Validate(request.Sampling);
         if (request.MaxTokens is < 1)
         {
@@ -126,7 +138,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         try
         {
             model = LlamaModel.Load(descriptor.Path, _options.UseMmap);
-            var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>());
+            var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics);
             _descriptors[id] = descriptor with
             {
                 Status = ModelStatus.Loaded,
@@ -147,6 +159,19 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
     }
 
+    /// <summary>From now on new requests are refused with <see cref="ShuttingDownException"/>; running ones go on.</summary>
+    public void BeginShutdown() => _shuttingDown = true;
+
+    /// <summary>Ends every running and queued generation now, each with a shutting-down error its reader sees.</summary>
+    public void EndGenerations()
+    {
+        _shuttingDown = true;
+        foreach (var id in _order)
+        {
+            GetLoadedScheduler(id)?.EndAll(new ShuttingDownException());
+        }
+    }
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -163,6 +188,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 scheduler.Model.Dispose();
             }
         }
+
+        _metrics.Dispose();
     }
 
     [LoggerMessage(EventId = 3000, Level = LogLevel.Information, Message = "Model {Model} found at {Path} ({Architecture}, {Quantization})")]

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Logging;
 using EdgeServer.Hosting;
 using EdgeServer.TestSupport;
 
@@ -15,6 +16,10 @@ public class ServerFixture : IAsyncLifetime
     private WebApplication? _app;
 
     public Uri BaseAddress { get; private set; } = null!;
+
+    public CapturingLoggerProvider Logs { get; } = new();
+
+    public WebApplication App => _app!;
 
     public HttpClient Http { get; private set; } = null!;
 
@@ -46,8 +51,10 @@ public class ServerFixture : IAsyncLifetime
             "--slots", "2",
             "--ctx-size", ContextPerSlot.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--Logging:LogLevel:Default=Warning",
+            "--Logging:LogLevel:EdgeServer.Telemetry=Information",
             .. ExtraArguments(scratch),
         ]);
+        builder.Logging.AddProvider(Logs);
         _app = builder.Build();
         _app.MapEdgeServer();
         await _app.StartAsync();
@@ -55,7 +62,7 @@ public class ServerFixture : IAsyncLifetime
         Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
     }
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         Http.Dispose();
         if (_app is not null)

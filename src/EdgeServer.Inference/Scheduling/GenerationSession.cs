@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 
@@ -21,8 +22,12 @@ internal sealed class GenerationSession : IGenerationSession
         Request = request;
         Prompt = promptTokens;
         MaxTokens = maxTokens;
+        Parent = Activity.Current?.Context ?? default;
         _startRegistration = cancellationToken.Register(static s => ((GenerationSession)s!).Cancel(), this);
     }
+
+    /// <summary>A marker put in the queue only to wake an idle decode loop.</summary>
+    internal static GenerationSession Wakeup { get; } = new(string.Empty, new GenerationRequest { Model = string.Empty }, [], 0, CancellationToken.None);
 
     public string Model { get; }
 
@@ -35,6 +40,15 @@ internal sealed class GenerationSession : IGenerationSession
     public int MaxTokens { get; }
 
     public bool IsCancelled => _cancelled;
+
+    /// <summary>The caller's trace context when it was queued; the engine's spans hang below it.</summary>
+    public ActivityContext Parent { get; }
+
+    public DateTimeOffset QueuedAt { get; set; }
+
+    public DateTimeOffset AdmittedAt { get; set; }
+
+    public DateTimeOffset FirstTokenAt { get; set; }
 
     internal ChannelWriter<GenerationChunk> Writer => _output.Writer;
 

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using EdgeServer.Inference.Diagnostics;
 using System.Runtime.InteropServices;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Native;
@@ -33,11 +35,16 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private long _promptTokensEvaluated;
     private int _disposed;
 
-    public ModelScheduler(string id, LlamaModel model, SchedulerOptions options, ILogger logger)
+    private readonly InferenceMetrics? _metrics;
+    private readonly TimeProvider _clock;
+
+    public ModelScheduler(string id, LlamaModel model, SchedulerOptions options, ILogger logger, InferenceMetrics? metrics = null, TimeProvider? clock = null)
     {
         Id = id;
         _model = model;
         _logger = logger;
+        _metrics = metrics;
+        _clock = clock ?? TimeProvider.System;
         var perSlot = Math.Min(options.ContextPerSlot, Math.Max(model.TrainingContextLength, 256));
         var parameters = NativeMethods.llama_context_default_params();
         parameters.NCtx = (uint)(perSlot * options.Slots);
@@ -81,6 +88,19 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     public long PromptTokensEvaluated => Interlocked.Read(ref _promptTokensEvaluated);
 
 
+    internal SchedulerSnapshot Snapshot()
+    {
+        int busy = 0;
+        long cells = 0;
+        foreach (var slot in _slots)
+        {
+            busy += slot.Session is null ? 0 : 1;
+            cells += slot.Cached.Count;
+        }
+
+        return new SchedulerSnapshot(Id, _slots.Length, busy, Math.Max(0, Volatile.Read(ref _inFlight) - busy), cells, (long)_model.SizeBytes);
+    }
+
     /// <summary>Queues a tokenized request; throws <see cref="ServerBusyException"/> when the queue is full.</summary>
     public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken)
     {
@@ -102,7 +122,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
         }
 
-        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken);
+        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow() };
         if (!_queue.Writer.TryWrite(session))
         {
             Interlocked.Decrement(ref _inFlight);
@@ -111,6 +131,21 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         return session;
     }
+
+    /// <summary>Ends every running and queued generation with <paramref name="error"/>; the model stays loaded.</summary>
+    public void EndAll(Exception error)
+    {
+        lock (_endLock)
+        {
+            _endRequested = error;
+        }
+
+        // Wake an idle loop so it notices.
+        _queue.Writer.TryWrite(GenerationSession.Wakeup);
+    }
+
+    private readonly Lock _endLock = new();
+    private Exception? _endRequested;
 
     private void Run()
     {
@@ -125,6 +160,18 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
                     {
                         break;
                     }
+                }
+
+                Exception? end;
+                lock (_endLock)
+                {
+                    end = _endRequested;
+                    _endRequested = null;
+                }
+
+                if (end is not null)
+                {
+                    EndRunning(end);
                 }
 
                 Admit();
@@ -149,6 +196,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     {
         while (_slots.Any(s => s.Session is null) && _queue.Reader.TryRead(out var session))
         {
+            if (ReferenceEquals(session, GenerationSession.Wakeup))
+            {
+                continue;
+            }
+
             if (session.IsCancelled)
             {
                 session.Writer.TryComplete();
@@ -188,6 +240,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         slot.Cached.RemoveRange(common, slot.Cached.Count - common);
         slot.Session = session;
+        session.AdmittedAt = _clock.GetUtcNow();
         slot.PromptPosition = common;
         slot.CachedPromptTokens = common;
         slot.Generated = 0;
@@ -288,6 +341,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private void Accept(Slot slot, int token)
     {
         var session = slot.Session!;
+        if (session.FirstTokenAt == default)
+        {
+            session.FirstTokenAt = _clock.GetUtcNow();
+        }
+
         if (!session.Request.IgnoreEos && _model.IsEndOfGeneration(token))
         {
             Finish(slot, FinishReason.Stop);
@@ -330,8 +388,52 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
 
         var usage = new GenerationUsage(session.PromptTokens, slot.Generated, slot.CachedPromptTokens);
-        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage));
+        var finished = _clock.GetUtcNow();
+        var first = session.FirstTokenAt == default ? finished : session.FirstTokenAt;
+        var timings = new GenerationTimings(session.AdmittedAt - session.QueuedAt, first - session.AdmittedAt, finished - first);
+        _metrics?.Finished(Id, usage, timings);
+        Trace(session, usage, reason, finished);
+        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings));
         Release(slot, error: null);
+    }
+
+    /// <summary>
+    /// Records the request as spans below the caller's: the whole generation, and its queue wait, prompt evaluation
+    /// and generation, each with its real start and end. Spans are started and stopped here at once, on the decode
+    /// thread, so no Activity.Current leaks between requests.
+    /// </summary>
+    private void Trace(GenerationSession session, GenerationUsage usage, FinishReason reason, DateTimeOffset finished)
+    {
+        var source = InferenceDiagnostics.ActivitySource;
+        if (!source.HasListeners())
+        {
+            return;
+        }
+
+        var first = session.FirstTokenAt == default ? finished : session.FirstTokenAt;
+        using var root = source.StartActivity("edgeserver.generate", ActivityKind.Internal, session.Parent, startTime: session.QueuedAt);
+        if (root is null)
+        {
+            return;
+        }
+
+        root.SetTag("gen_ai.request.model", Id);
+        root.SetTag("gen_ai.usage.input_tokens", usage.PromptTokens);
+        root.SetTag("gen_ai.usage.output_tokens", usage.CompletionTokens);
+        root.SetTag("edgeserver.prompt.cached_tokens", usage.CachedPromptTokens);
+        root.SetTag("gen_ai.response.finish_reasons", reason == FinishReason.Length ? "length" : "stop");
+        Child(root, "edgeserver.queue", session.QueuedAt, session.AdmittedAt);
+        Child(root, "edgeserver.prompt", session.AdmittedAt, first).SetTag("edgeserver.prompt.evaluated_tokens", usage.PromptTokens - usage.CachedPromptTokens);
+        Child(root, "edgeserver.generation", first, finished).SetTag("gen_ai.usage.output_tokens", usage.CompletionTokens);
+        root.SetEndTime(finished.UtcDateTime);
+
+        static Activity Child(Activity parent, string name, DateTimeOffset start, DateTimeOffset end)
+        {
+            var child = InferenceDiagnostics.ActivitySource.StartActivity(name, ActivityKind.Internal, parent.Context, startTime: start)!;
+            child.SetEndTime(end.UtcDateTime);
+            child.Stop();
+            return child;
+        }
     }
 
     private void Release(Slot slot, Exception? error)
@@ -349,6 +451,23 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         slot.Sampler = null;
     }
 
+    private void EndRunning(Exception error)
+    {
+        foreach (var slot in _slots)
+        {
+            Release(slot, error);
+        }
+
+        while (_queue.Reader.TryRead(out var waiting))
+        {
+            if (!ReferenceEquals(waiting, GenerationSession.Wakeup))
+            {
+                waiting.Writer.TryComplete(error);
+                Interlocked.Decrement(ref _inFlight);
+            }
+        }
+    }
+
     private void FailAll(Exception error)
     {
         foreach (var slot in _slots)
@@ -359,8 +478,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _queue.Writer.TryComplete();
         while (_queue.Reader.TryRead(out var waiting))
         {
-            waiting.Writer.TryComplete(error);
-            Interlocked.Decrement(ref _inFlight);
+            if (!ReferenceEquals(waiting, GenerationSession.Wakeup))
+            {
+                waiting.Writer.TryComplete(error);
+                Interlocked.Decrement(ref _inFlight);
+            }
         }
     }
 

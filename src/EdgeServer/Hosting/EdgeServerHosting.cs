@@ -3,6 +3,7 @@ using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Scheduling;
 using EdgeServer.OpenAi;
 using EdgeServer.Security;
+using EdgeServer.Telemetry;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -44,19 +45,46 @@ public static class EdgeServerHosting
         return builder;
     }
 
+    private static void AddApiDocs(IServiceCollection services)
+    {
+        services.AddEndpointsApiExplorer();
+        services.AddSwaggerGen(c =>
+        {
+            c.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+            {
+                Title = "EdgeServer",
+                Version = "v1",
+                Description = "OpenAI-compatible API of a local LLM server. Point an OpenAI SDK at <this host>/v1.",
+            });
+            c.OperationFilter<ApiExamples>();
+        });
+    }
+
     public static WebApplicationBuilder AddEdgeServer(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
-        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Web));
+        builder.Host.UseSystemd();
+        var grace = builder.Configuration.GetValue($"{EdgeServerOptions.Section}:ShutdownGraceSeconds", 30);
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(Math.Clamp(grace, 0, 3600) + 5));
+        builder.AddEdgeServerTelemetry();
+        AddApiDocs(services);
+        services.AddHealthChecks().AddCheck<ReadinessCheck>("ready");
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.TypeInfoResolverChain.Insert(0, OpenAiJsonContext.Web);
+            // Swashbuckle describes types with these options: snake_case, as on the wire.
+            o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
+        });
         services.AddOptions<EdgeServerOptions>()
             .BindConfiguration(EdgeServerOptions.Section)
             .ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsFileValidator>());
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton(CreateEngine);
+        services.TryAddSingleton(sp => CreateEngine(sp));
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
+        services.AddHostedService<GracefulShutdown>();
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
@@ -77,10 +105,16 @@ public static class EdgeServerHosting
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
         }
 
-        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1"), v1 => v1.UseMiddleware<OpenAiErrorMiddleware>());
+        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
         app.UseAuthentication();
         app.UseAuthorization();
-        app.MapGet("/health", () => OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse));
+        app.UseSwagger();
+        app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
+        app.MapGet("/health", () => OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse))
+            .WithTags("Health").WithSummary("Alive: the process answers.");
+        app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = ReadinessCheck.WriteAsync })
+            .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.");
+        app.MapEdgeServerTelemetry();
         var v1 = app.MapOpenAiApi();
         if (app.Services.GetRequiredService<ApiKeyStore>().Enabled)
         {
@@ -116,7 +150,7 @@ public static class EdgeServerHosting
                 Threads = options.Runtime.Threads,
             },
         };
-        return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>());
+        return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>(), services.GetService<System.Diagnostics.Metrics.IMeterFactory>());
     }
 }
 

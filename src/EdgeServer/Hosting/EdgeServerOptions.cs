@@ -31,6 +31,15 @@ public sealed class EdgeServerOptions
 
     [ValidateObjectMembers]
     public LimitsOptions Limits { get; set; } = new();
+
+    /// <summary>
+    /// On shutdown (SIGTERM, Ctrl+C), running generations may finish within this many seconds; new ones get 503.
+    /// Those still running then end with a shutting-down error event.
+    /// </summary>
+    [Range(0, 3600)]
+    public int ShutdownGraceSeconds { get; set; } = 30;
+
+    public Telemetry.TelemetryOptions Telemetry { get; set; } = new();
 }
 
 public sealed class SecurityOptions

@@ -1,6 +1,7 @@
 using System.Text;
 using EdgeServer.Hosting;
 using EdgeServer.Inference;
+using EdgeServer.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace EdgeServer.OpenAi;
@@ -51,6 +52,12 @@ public static partial class OpenAiEndpoints
         IResponseShape shape, bool stream, bool includeUsage, ILoggerFactory loggers)
     {
         var aborted = context.RequestAborted;
+        var outcome = context.Features.Get<GenerationOutcome>();
+        if (outcome is not null)
+        {
+            outcome.Model = request.Model;
+        }
+
         // Every error up to here, and any from admission, is still an ordinary JSON error response.
         var session = await engine.StartAsync(request, aborted);
         if (!stream)
@@ -61,6 +68,7 @@ public static partial class OpenAiEndpoints
                 text.Append(chunk.Text);
                 if (chunk.IsFinal)
                 {
+                    Record(outcome, chunk);
                     return shape.Complete(text.ToString(), chunk.FinishReason!.Value, chunk.Usage!);
                 }
             }
@@ -82,6 +90,7 @@ public static partial class OpenAiEndpoints
 
                 if (chunk.IsFinal)
                 {
+                    Record(outcome, chunk);
                     await shape.WriteFinishAsync(sse, chunk.FinishReason!.Value, aborted);
                     if (includeUsage)
                     {
@@ -102,6 +111,16 @@ public static partial class OpenAiEndpoints
         }
 
         return Results.Empty;
+    }
+
+    private static void Record(GenerationOutcome? outcome, GenerationChunk final)
+    {
+        if (outcome is not null)
+        {
+            outcome.Usage = final.Usage;
+            outcome.Timings = final.Timings;
+            outcome.FinishReason = final.FinishReason;
+        }
     }
 
     private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",

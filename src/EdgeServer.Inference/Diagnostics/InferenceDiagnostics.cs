@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace EdgeServer.Inference.Diagnostics;
+
+/// <summary>Names of the inference library's meter and activity source, for exporters to subscribe to.</summary>
+public static class InferenceDiagnostics
+{
+    public const string MeterName = "EdgeServer.Inference";
+    public const string ActivitySourceName = "EdgeServer.Inference";
+
+    internal static readonly ActivitySource ActivitySource = new(ActivitySourceName);
+}
+
+/// <summary>What one finished generation took, measured by the decode loop.</summary>
+public sealed record GenerationTimings(TimeSpan Queued, TimeSpan PromptEvaluation, TimeSpan Generation)
+{
+    /// <summary>From admission to the first generated token.</summary>
+    public TimeSpan TimeToFirstToken => Queued + PromptEvaluation;
+
+    public TimeSpan Total => Queued + PromptEvaluation + Generation;
+}
+
+/// <summary>
+/// The engine's instruments: tokens, time to first token and speed per request; queue depth, busy slots,
+/// KV cache cells in use and model size per loaded model (observed when collected).
+/// </summary>
+internal sealed class InferenceMetrics : IDisposable
+{
+    private readonly Meter _meter;
+    private readonly Counter<long> _promptTokens;
+    private readonly Counter<long> _cachedPromptTokens;
+    private readonly Counter<long> _generatedTokens;
+    private readonly Histogram<double> _timeToFirstToken;
+    private readonly Histogram<double> _tokensPerSecond;
+
+    public InferenceMetrics(IMeterFactory? factory, Func<IEnumerable<SchedulerSnapshot>> snapshot)
+    {
+        _meter = factory?.Create(InferenceDiagnostics.MeterName) ?? new Meter(InferenceDiagnostics.MeterName);
+        _promptTokens = _meter.CreateCounter<long>("edgeserver.tokens.prompt", "{token}", "Prompt tokens of finished requests.");
+        _cachedPromptTokens = _meter.CreateCounter<long>("edgeserver.tokens.prompt_cached", "{token}", "Prompt tokens served from the prefix cache.");
+        _generatedTokens = _meter.CreateCounter<long>("edgeserver.tokens.generated", "{token}", "Generated tokens.");
+        _timeToFirstToken = _meter.CreateHistogram<double>("edgeserver.time_to_first_token", "s", "From admission to the first generated token.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
+        _tokensPerSecond = _meter.CreateHistogram<double>("edgeserver.generation.tokens_per_second", "{token}/s", "Generation speed of each request after its first token.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000] });
+        _meter.CreateObservableGauge("edgeserver.queue.depth", () => snapshot().Select(s => new Measurement<int>(s.Queued, Model(s))), "{request}", "Requests waiting for a slot.");
+        _meter.CreateObservableGauge("edgeserver.slots.busy", () => snapshot().Select(s => new Measurement<int>(s.BusySlots, Model(s))), "{slot}", "Slots generating or reading a prompt.");
+        _meter.CreateObservableGauge("edgeserver.slots.total", () => snapshot().Select(s => new Measurement<int>(s.Slots, Model(s))), "{slot}", "Slots of each loaded model.");
+        _meter.CreateObservableGauge("edgeserver.kv_cache.cells_used", () => snapshot().Select(s => new Measurement<long>(s.KvCellsUsed, Model(s))), "{cell}", "KV cache cells holding tokens, over all slots.");
+        _meter.CreateObservableGauge("edgeserver.model.size", () => snapshot().Select(s => new Measurement<long>(s.ModelBytes, Model(s))), "By", "Size of each loaded model's tensors.");
+    }
+
+    public void Finished(string model, GenerationUsage usage, GenerationTimings timings)
+    {
+        var tag = new KeyValuePair<string, object?>("model", model);
+        _promptTokens.Add(usage.PromptTokens, tag);
+        _cachedPromptTokens.Add(usage.CachedPromptTokens, tag);
+        _generatedTokens.Add(usage.CompletionTokens, tag);
+        if (usage.CompletionTokens > 0)
+        {
+            _timeToFirstToken.Record(timings.TimeToFirstToken.TotalSeconds, tag);
+        }
+
+        if (usage.CompletionTokens > 1 && timings.Generation > TimeSpan.Zero)
+        {
+            _tokensPerSecond.Record((usage.CompletionTokens - 1) / timings.Generation.TotalSeconds, tag);
+        }
+    }
+
+    public void Dispose() => _meter.Dispose();
+
+    private static KeyValuePair<string, object?>[] Model(SchedulerSnapshot s) => [new("model", s.Model)];
+}
+
+internal readonly record struct SchedulerSnapshot(string Model, int Slots, int BusySlots, int Queued, long KvCellsUsed, long ModelBytes);

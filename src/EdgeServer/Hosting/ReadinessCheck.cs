@@ -1,0 +1,60 @@
+using System.Text.Json;
+using EdgeServer.Inference;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace EdgeServer.Hosting;
+
+/// <summary>
+/// Ready when a model can serve: the first model that is not unavailable is loaded (if it was not yet) and
+/// generates one token. A success is remembered for 30 s so probes stay cheap.
+/// </summary>
+internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock) : IHealthCheck
+{
+    private static readonly TimeSpan Remember = TimeSpan.FromSeconds(30);
+    private static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private DateTimeOffset _lastSuccess = DateTimeOffset.MinValue;
+    private string _lastDescription = string.Empty;
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (clock.GetUtcNow() - _lastSuccess < Remember)
+        {
+            return HealthCheckResult.Healthy(_lastDescription);
+        }
+
+        var model = engine.ListModels().FirstOrDefault(m => m.Status != ModelStatus.Unavailable);
+        if (model is null)
+        {
+            return HealthCheckResult.Unhealthy("No model can be served: none was found, or every one is unavailable (see /v1/models).");
+        }
+
+        try
+        {
+            var started = clock.GetTimestamp();
+            var session = await engine.StartAsync(new GenerationRequest { Model = model.Id, Prompt = "ready?", MaxTokens = 1, Sampling = new SamplingParameters { Temperature = 0 } }, cancellationToken);
+            await foreach (var _ in session.ReadAllAsync(cancellationToken))
+            {
+            }
+
+            _lastDescription = $"Model '{model.Id}' decoded a token in {clock.GetElapsedTime(started).TotalMilliseconds:0} ms.";
+            _lastSuccess = clock.GetUtcNow();
+            return HealthCheckResult.Healthy(_lastDescription);
+        }
+        catch (InferenceException e)
+        {
+            return HealthCheckResult.Unhealthy($"Model '{model.Id}' could not decode: {e.Message}");
+        }
+    }
+
+    public static Task WriteAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        var entry = report.Entries.Values.FirstOrDefault();
+        var body = JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["status"] = report.Status == HealthStatus.Healthy ? "ready" : "not_ready",
+            ["description"] = entry.Description ?? string.Empty,
+        }, Relaxed);
+        return context.Response.WriteAsync(body);
+    }
+}

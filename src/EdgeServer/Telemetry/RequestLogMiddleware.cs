@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using EdgeServer.Inference;
+using EdgeServer.Inference.Diagnostics;
+
+namespace EdgeServer.Telemetry;
+
+/// <summary>What a generation endpoint learned about its request, for the request line and metrics.</summary>
+public sealed class GenerationOutcome
+{
+    public string? Model { get; set; }
+
+    public GenerationUsage? Usage { get; set; }
+
+    public GenerationTimings? Timings { get; set; }
+
+    public FinishReason? FinishReason { get; set; }
+}
+
+/// <summary>
+/// One structured log line and one counter increment per /v1 request: endpoint, model, status, and for
+/// generations the tokens, time to first token and tokens/s.
+/// </summary>
+internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMetrics metrics, ILogger<RequestLogMiddleware> logger)
+{
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var outcome = new GenerationOutcome();
+        context.Features.Set(outcome);
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            var endpoint = context.GetEndpoint() is RouteEndpoint route ? route.RoutePattern.RawText ?? context.Request.Path.Value! : "unmatched";
+            var status = context.RequestAborted.IsCancellationRequested && outcome.FinishReason is null && outcome.Usage is null ? 499 : context.Response.StatusCode;
+            var model = outcome.Model ?? "none";
+            metrics.Request(endpoint, model, status);
+            var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            if (outcome is { Usage: { } usage, Timings: { } timings })
+            {
+                var finish = outcome.FinishReason == Inference.FinishReason.Length ? "length" : "stop";
+                var tokensPerSecond = usage.CompletionTokens > 1 && timings.Generation > TimeSpan.Zero ? (usage.CompletionTokens - 1) / timings.Generation.TotalSeconds : 0;
+                LogGeneration(logger, context.Request.Method, endpoint, status, model, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens,
+                    timings.TimeToFirstToken.TotalMilliseconds, tokensPerSecond, elapsedMs, finish);
+            }
+            else
+            {
+                LogRequest(logger, context.Request.Method, endpoint, status, model, elapsedMs);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 7000, Level = LogLevel.Information,
+        Message = "{Method} {Endpoint} {Status} model={Model} prompt_tokens={PromptTokens} cached_tokens={CachedTokens} completion_tokens={CompletionTokens} ttft_ms={TtftMs:0} tokens_per_s={TokensPerSecond:0.0} elapsed_ms={ElapsedMs:0} finish={FinishReason}")]
+    private static partial void LogGeneration(ILogger logger, string method, string endpoint, int status, string model, int promptTokens, int cachedTokens,
+        int completionTokens, double ttftMs, double tokensPerSecond, double elapsedMs, string finishReason);
+
+    [LoggerMessage(EventId = 7001, Level = LogLevel.Information, Message = "{Method} {Endpoint} {Status} model={Model} elapsed_ms={ElapsedMs:0}")]
+    private static partial void LogRequest(ILogger logger, string method, string endpoint, int status, string model, double elapsedMs);
+}
