@@ -1,8 +1,15 @@
 using EdgeServer.Hosting;
 
+if (args is ["--healthcheck", ..])
+{
+    // For container HEALTHCHECKs: the runtime image has no curl.
+    return await HealthProbe.RunAsync(args[1..]);
+}
+
 var app = EdgeServerHosting.CreateBuilder(args).Build();
 app.MapEdgeServer();
 app.Run();
+return 0;
 
 /// <summary>Entry point; public so functional tests can reference the assembly.</summary>
 public partial class Program;

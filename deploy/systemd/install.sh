@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Publishes EdgeServer for this machine, installs it in /opt/edgeserver as a systemd service running as the
+# dedicated user "edgeserver", and starts it. Run from the repository as root: sudo deploy/systemd/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Run as root (sudo $0)." >&2
+  exit 1
+fi
+
+case "$(uname -m)" in
+  x86_64) rid=linux-x64 ;;
+  aarch64 | arm64) rid=linux-arm64 ;;
+  *) echo "Unsupported architecture $(uname -m); EdgeServer ships llama.cpp for x86-64 and arm64." >&2; exit 1 ;;
+esac
+
+prefix=/opt/edgeserver
+echo "Publishing for $rid into $prefix"
+dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained true -o "$prefix"
+cp README.md "$prefix/"
+
+id edgeserver >/dev/null 2>&1 || useradd --system --home-dir /var/lib/edgeserver --shell /usr/sbin/nologin edgeserver
+install -d -o edgeserver -g edgeserver -m 0755 /var/lib/edgeserver
+install -d -o root -g edgeserver -m 0755 /var/lib/edgeserver/models
+install -d -m 0750 -o root -g edgeserver /etc/edgeserver
+if [ ! -f /etc/edgeserver/edgeserver.env ]; then
+  key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cat > /etc/edgeserver/edgeserver.env <<ENV
+# EdgeServer settings (docs/configuration.md). With a key it listens on the network (port 8080).
+EdgeServer__Security__ApiKeys__0=$key
+ENV
+  chmod 0640 /etc/edgeserver/edgeserver.env
+  chgrp edgeserver /etc/edgeserver/edgeserver.env
+  echo "An API key was generated in /etc/edgeserver/edgeserver.env"
+fi
+
+install -m 0644 deploy/systemd/edge-server.service /etc/systemd/system/edge-server.service
+systemctl daemon-reload
+systemctl enable --now edge-server.service
+echo "Installed. Put .gguf models in /var/lib/edgeserver/models and 'systemctl restart edge-server'."
+echo "Status: systemctl status edge-server; logs: journalctl -u edge-server -f"
