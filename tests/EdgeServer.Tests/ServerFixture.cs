@@ -29,6 +29,11 @@ public class ServerFixture : IAsyncLifetime
     /// <summary>Settings a derived fixture adds to the command line.</summary>
     protected virtual IEnumerable<string> ExtraArguments(string scratch) => [];
 
+    /// <summary>Services a derived fixture replaces (e.g. the clock).</summary>
+    protected virtual void ConfigureServices(Microsoft.Extensions.DependencyInjection.IServiceCollection services)
+    {
+    }
+
     public async Task InitializeAsync()
     {
         var scratch = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -55,6 +60,7 @@ public class ServerFixture : IAsyncLifetime
             .. ExtraArguments(scratch),
         ]);
         builder.Logging.AddProvider(Logs);
+        ConfigureServices(builder.Services);
         _app = builder.Build();
         _app.MapEdgeServer();
         await _app.StartAsync();

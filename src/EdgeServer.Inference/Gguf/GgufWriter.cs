@@ -173,7 +173,7 @@ public sealed class GgufWriter
 /// <summary>Encodes float rows into ggml tensor formats.</summary>
 public static class GgmlEncoding
 {
-    /// <summary>Writes <paramref name="values"/> as <paramref name="type"/> (F32, F16 or Q8_0).</summary>
+    /// <summary>Writes <paramref name="values"/> as <paramref name="type"/> (F32, F16, Q8_0 or Q4_0).</summary>
     public static void Write(Stream stream, ReadOnlySpan<float> values, GgmlType type)
     {
         switch (type)
@@ -235,8 +235,48 @@ public static class GgmlEncoding
                 break;
             }
 
+            case GgmlType.Q4_0:
+            {
+                // block_q4_0 (ggml's quantize_row_q4_0_ref): fp16 scale d = max / -8 of the value with the largest
+                // magnitude; 16 bytes of 4-bit quants, element j in the low nibble and j + 16 in the high one.
+                const int qk = 32;
+                if (values.Length % qk != 0)
+                {
+                    throw new ArgumentException("Q4_0 needs a multiple of 32 values.", nameof(values));
+                }
+
+                var buffer = new byte[values.Length / qk * 18];
+                for (var b = 0; b < values.Length / qk; b++)
+                {
+                    var block = values.Slice(b * qk, qk);
+                    float amax = 0, max = 0;
+                    foreach (var v in block)
+                    {
+                        if (Math.Abs(v) > amax)
+                        {
+                            amax = Math.Abs(v);
+                            max = v;
+                        }
+                    }
+
+                    var d = max / -8f;
+                    var id = d != 0 ? 1f / d : 0f;
+                    var o = b * 18;
+                    BinaryPrimitives.WriteHalfLittleEndian(buffer.AsSpan(o), (Half)d);
+                    for (var j = 0; j < qk / 2; j++)
+                    {
+                        var q0 = Math.Min(15, (int)(sbyte)(block[j] * id + 8.5f));
+                        var q1 = Math.Min(15, (int)(sbyte)(block[j + 16] * id + 8.5f));
+                        buffer[o + 2 + j] = (byte)(q0 | (q1 << 4));
+                    }
+                }
+
+                stream.Write(buffer);
+                break;
+            }
+
             default:
-                throw new NotSupportedException($"Encoding {type} is not implemented; use F32, F16 or Q8_0 (or quantize with llama.cpp).");
+                throw new NotSupportedException($"Encoding {type} is not implemented; use F32, F16, Q8_0 or Q4_0 (or quantize with llama.cpp).");
         }
     }
 }

@@ -94,7 +94,8 @@ public sealed class RandomLlamaWeights(int seed = 1234, float scale = 0.02f) : I
             return;
         }
 
-        var random = new Random(HashCode.Combine(seed, StableHash(tensor), row));
+        // HashCode.Combine is seeded per process; this is the same in every run.
+        var random = new Random(unchecked((seed * 1_000_003) ^ (StableHash(tensor) * 7_919) ^ (row * 104_729)));
         for (var i = 0; i < values.Length; i++)
         {
             values[i] = (float)((random.NextDouble() * 2 - 1) * scale);
@@ -128,6 +129,7 @@ public static class LlamaModelBuilder
         {
             GgmlType.F32 => 0u,
             GgmlType.F16 => 1u,
+            GgmlType.Q4_0 => 2u,
             GgmlType.Q8_0 => 7u,
             _ => throw new NotSupportedException($"Matrix type {matrixType} is not supported by the builder."),
         };
@@ -161,8 +163,9 @@ public static class LlamaModelBuilder
         }
 
         int e = shape.EmbeddingLength, kv = shape.KvEmbeddingLength, ff = shape.FeedForwardLength, v = vocabulary.Count;
-        // Embeddings stay F32 (llama.cpp reads them with get_rows); matrices take the requested type.
-        Tensor(w, weights, "token_embd.weight", e, v, GgmlType.F32);
+        // Small models keep F32 embeddings; quantized ones quantize them too, as llama-quantize does (a 1B model's
+        // F32 embedding table alone would be 1 GiB).
+        Tensor(w, weights, "token_embd.weight", e, v, matrixType is GgmlType.Q4_0 or GgmlType.Q8_0 ? matrixType : GgmlType.F32);
         for (var layer = 0; layer < shape.BlockCount; layer++)
         {
             var p = $"blk.{layer}.";

@@ -81,6 +81,7 @@ public static class EdgeServerHosting
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsFileValidator>());
         services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<Admission>();
         services.TryAddSingleton(sp => CreateEngine(sp));
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
@@ -146,6 +147,7 @@ public static class EdgeServerHosting
                 Slots = options.Scheduler.Slots,
                 ContextPerSlot = options.Scheduler.ContextPerSlot,
                 BatchSize = options.Scheduler.BatchSize,
+                // Admission (Polly) keeps at most Slots requests in the engine; its own cap is a backstop.
                 QueueCapacity = options.Scheduler.QueueCapacity,
                 Threads = options.Runtime.Threads,
             },

@@ -125,6 +125,10 @@ public sealed class SchedulerSettings
     /// <summary>Requests that may wait for a slot before new ones get 429.</summary>
     [Range(0, 10_000)]
     public int QueueCapacity { get; set; } = 16;
+
+    /// <summary>Deadline of one request, queue wait included; then it is cancelled (504, or an error event). 0: none.</summary>
+    [Range(0, 86_400)]
+    public int RequestTimeoutSeconds { get; set; } = 600;
 }
 
 [OptionsValidator]

@@ -25,20 +25,20 @@ public static partial class OpenAiEndpoints
         return v1;
     }
 
-    internal static async Task<IResult> ChatCompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
+    internal static async Task<IResult> ChatCompletionsAsync(HttpContext context, IInferenceEngine engine, Admission admission, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.ChatCompletionRequest, context.RequestAborted);
         var request = RequestMapper.FromChat(body, options.Value.Limits);
         var shape = new ChatShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine));
-        return await GenerateAsync(context, engine, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
+        return await GenerateAsync(context, engine, admission, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
     }
 
-    internal static async Task<IResult> CompletionsAsync(HttpContext context, IInferenceEngine engine, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
+    internal static async Task<IResult> CompletionsAsync(HttpContext context, IInferenceEngine engine, Admission admission, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.CompletionRequest, context.RequestAborted);
         var request = RequestMapper.FromCompletion(body, options.Value.Limits);
         var shape = new CompletionShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine));
-        return await GenerateAsync(context, engine, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
+        return await GenerateAsync(context, engine, admission, request, shape, RequestMapper.IsStreaming(body), RequestMapper.IncludeUsage(body), loggers);
     }
 
     internal static IResult ListModels(IInferenceEngine engine) =>
@@ -48,10 +48,31 @@ public static partial class OpenAiEndpoints
         ? OpenAiResults.Json(ToDto(model), OpenAiJsonContext.Web.ModelDto)
         : throw OpenAiException.From(new ModelNotFoundException(id));
 
-    private static async Task<IResult> GenerateAsync(HttpContext context, IInferenceEngine engine, GenerationRequest request,
+    private static async Task<IResult> GenerateAsync(HttpContext context, IInferenceEngine engine, Admission admission, GenerationRequest request,
         IResponseShape shape, bool stream, bool includeUsage, ILoggerFactory loggers)
     {
-        var aborted = context.RequestAborted;
+        // An unknown model is refused before it takes a place in any queue.
+        if (engine.FindModel(request.Model) is null)
+        {
+            throw new ModelNotFoundException(request.Model);
+        }
+
+        var sse = stream ? new ServerSentEvents(context.Response) : null;
+        try
+        {
+            return await admission.RunAsync(request.Model, ct => GenerateAdmittedAsync(context, engine, request, shape, sse, includeUsage, loggers, ct), context.RequestAborted);
+        }
+        catch (Polly.Timeout.TimeoutRejectedException e) when (sse is { Started: true })
+        {
+            // The deadline passed mid-stream: headers are gone, so the error is the last event.
+            await sse.WriteAsync(OpenAiException.From(e).ToResponse(), OpenAiJsonContext.Web.ErrorResponse, CancellationToken.None);
+            return Results.Empty;
+        }
+    }
+
+    private static async ValueTask<IResult> GenerateAdmittedAsync(HttpContext context, IInferenceEngine engine, GenerationRequest request,
+        IResponseShape shape, ServerSentEvents? sse, bool includeUsage, ILoggerFactory loggers, CancellationToken aborted)
+    {
         var outcome = context.Features.Get<GenerationOutcome>();
         if (outcome is not null)
         {
@@ -60,7 +81,7 @@ public static partial class OpenAiEndpoints
 
         // Every error up to here, and any from admission, is still an ordinary JSON error response.
         var session = await engine.StartAsync(request, aborted);
-        if (!stream)
+        if (sse is null)
         {
             var text = new StringBuilder();
             await foreach (var chunk in session.ReadAllAsync(aborted))
@@ -76,7 +97,6 @@ public static partial class OpenAiEndpoints
             throw new OperationCanceledException("The generation ended without a result.");
         }
 
-        var sse = new ServerSentEvents(context.Response);
         await sse.StartAsync(aborted);
         try
         {
@@ -102,7 +122,7 @@ public static partial class OpenAiEndpoints
                 }
             }
         }
-        catch (Exception e) when (e is not OperationCanceledException && !aborted.IsCancellationRequested)
+        catch (Exception e) when (e is not OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
         {
             // Headers are gone; the error travels as a last event, as llama-server does.
             var error = OpenAiException.From(e);

@@ -34,6 +34,13 @@ public sealed class OpenAiException(int status, string message, string type, str
         ModelUnavailableException e => new(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", "model", "model_unavailable"),
         ContextLengthExceededException e => new(StatusCodes.Status400BadRequest, e.Message, "invalid_request_error", "messages", "context_length_exceeded"),
         InvalidGenerationParameterException e => InvalidRequest(e.Message, e.Parameter, "invalid_value"),
+        Polly.RateLimiting.RateLimiterRejectedException e => new(StatusCodes.Status429TooManyRequests,
+            "The model is busy: every slot is in use and the wait queue is full. Retry shortly.", "rate_limit_error", null, "server_busy")
+        {
+            RetryAfter = e.RetryAfter ?? TimeSpan.FromSeconds(1),
+        },
+        Polly.Timeout.TimeoutRejectedException e => new(StatusCodes.Status504GatewayTimeout,
+            $"The request did not finish within its deadline of {e.Timeout.TotalSeconds:0} s (setting EdgeServer:Scheduler:RequestTimeoutSeconds).", "server_error", null, "timeout"),
         ShuttingDownException e => new(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", null, "shutting_down"),
         ServerBusyException e => new(StatusCodes.Status429TooManyRequests, e.Message, "rate_limit_error", null, "server_busy") { RetryAfter = e.RetryAfter },
         _ => new(StatusCodes.Status500InternalServerError, "The server had an error while processing your request.", "server_error", null, "internal_error"),

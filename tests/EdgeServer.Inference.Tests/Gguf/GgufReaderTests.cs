@@ -138,3 +138,39 @@ public class GgufReaderTests
         return path;
     }
 }
+
+public class EncodingTests
+{
+    [Fact]
+    public void Q4_0MatchesGgmlsReferenceLayout()
+    {
+        // Values 0..31 scaled: the largest magnitude is the last, 31, so d = 31 / -8 and q = round(x / d) + 8.
+        var values = Enumerable.Range(0, 32).Select(i => (float)i).ToArray();
+        using var stream = new MemoryStream();
+        GgmlEncoding.Write(stream, values, GgmlType.Q4_0);
+        var bytes = stream.ToArray();
+        Assert.Equal(18, bytes.Length);
+        var d = (float)System.Buffers.Binary.BinaryPrimitives.ReadHalfLittleEndian(bytes);
+        Assert.Equal(-31f / 8f, d, 0.01f);
+        for (var j = 0; j < 16; j++)
+        {
+            var lo = bytes[2 + j] & 0x0F;
+            var hi = bytes[2 + j] >> 4;
+            Assert.Equal(values[j], (lo - 8) * d, 0.5f * Math.Abs(d) + 0.01f);
+            Assert.Equal(values[j + 16], (hi - 8) * d, 0.5f * Math.Abs(d) + 0.01f);
+        }
+    }
+
+    [Fact]
+    public void RandomWeightsAreTheSameInEveryProcess()
+    {
+        var row = new float[4];
+        new RandomLlamaWeights(seed: 3, scale: 1f).FillRow("blk.0.attn_q.weight", 5, row);
+        // Fixed by the seed, the tensor name and the row alone (System.Random with a given seed is stable).
+        var again = new float[4];
+        new RandomLlamaWeights(seed: 3, scale: 1f).FillRow("blk.0.attn_q.weight", 5, again);
+        Assert.Equal(row, again);
+        Assert.Equal(new Random(unchecked((3 * 1_000_003) ^ (RandomLlamaWeights.StableHash("blk.0.attn_q.weight") * 7_919) ^ (5 * 104_729)))
+            .NextDouble() * 2 - 1, row[0], 6);
+    }
+}
