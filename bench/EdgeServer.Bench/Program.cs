@@ -30,7 +30,8 @@ switch (command)
             only: Opt("--only", ""),
             output: Opt("--out"),
             chart: Opt("--chart"),
-            commandLine: Opt("--command", "bench/run.sh"));
+            commandLine: Opt("--command", "bench/run.sh"),
+            edgeNative: Opt("--edge-native", ""));
     default:
         Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR | run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
         return 2;
@@ -44,8 +45,12 @@ internal static class Runner
     private const int ContextPerSlot = 1536;
     private static readonly int[] Concurrency = [1, 2, 4, 8];
 
-    public static async Task<int> RunAsync(string peerBin, string edgeDll, string modelsDir, int rounds, string only, string output, string chart, string commandLine)
+    /// <summary>Another llama.cpp build for EdgeServer (--native-dir), e.g. the peer's own, to compare the servers alone.</summary>
+    private static string s_edgeNative = "";
+
+    public static async Task<int> RunAsync(string peerBin, string edgeDll, string modelsDir, int rounds, string only, string output, string chart, string commandLine, string edgeNative = "")
     {
+        s_edgeNative = edgeNative;
         var threads = Environment.ProcessorCount;
         var report = new StringBuilder();
         var chartSeries = new List<(string Label, double[] Xs, double[] Ys)>();
@@ -97,6 +102,7 @@ internal static class Runner
                 "--EdgeServer:Models:0:Id=bench", $"--EdgeServer:Models:0:Path={model}",
                 "--threads", $"{threads}", "--slots", $"{Slots}", "--ctx-size", $"{ContextPerSlot}",
                 "--EdgeServer:Scheduler:QueueCapacity=64", "--Logging:LogLevel:Default=Warning",
+                .. (s_edgeNative.Length > 0 ? new[] { "--native-dir", s_edgeNative } : []),
             ], port)
             : ServerProcess.Start(server, Path.Combine(peerBin, "llama-server"),
             [
@@ -259,6 +265,9 @@ internal static class Runner
             ```
 
             {tables}
+            Where EdgeServer falls short of the targets, and why (with a run on llama-server's own libraries that separates the
+            server from the libraries): [benchmarks-analysis.md](benchmarks-analysis.md).
+
             ![Aggregate generated tokens/s against concurrent streams]({chartFile})
 
             What the metrics mean: decode tokens/s is (generated tokens - 1) / (time from the first to the last token) of one

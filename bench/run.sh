@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole side-by-side comparison of EdgeServer and llama-server and writes docs/benchmarks.md and
+# docs/benchmarks.png. From a clean clone it builds the peer first (cached outside the repository) and writes the
+# benchmark models (cached too). About 20 to 30 minutes on 2 cores the first time.
+#   bench/run.sh [--rounds 3] [--only mobilellm]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache=${EDGESERVER_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeserver-bench}
+export EDGESERVER_BENCH_CACHE=$cache
+
+peer_bin=$(bash bench/build-peer.sh | tail -n 1)
+dotnet build -c Release bench/EdgeServer.Bench -v quiet -nologo
+bench=bench/EdgeServer.Bench/bin/Release/net10.0/EdgeServer.Bench.dll
+dotnet "$bench" models --models-dir "$cache/models" >&2
+dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll src/EdgeServer/bin/Release/net10.0/EdgeServer.dll \
+  --models-dir "$cache/models" --out docs/benchmarks.md --chart docs/benchmarks.png --command "bench/run.sh $*" "$@"
