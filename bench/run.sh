@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole side-by-side comparison of EdgeServer and llama-server and writes docs/benchmarks.md and
 # docs/benchmarks.png. From a clean clone it builds the peer first (cached outside the repository) and writes the
-# benchmark models (cached too). About 20 to 30 minutes on 2 cores the first time.
+# benchmark models (cached too). From a clean clone with nothing cached it took 27 minutes on 2 cores (about 11
+# building the peer, 1 writing the models, 16.6 measuring); later runs skip the first two.
 #   bench/run.sh [--rounds 3] [--only mobilellm]
 set -euo pipefail
 cd "$(dirname "$0")/.."

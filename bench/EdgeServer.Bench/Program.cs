@@ -258,7 +258,8 @@ internal static class Runner
 
             Machine: {cpu}, {Environment.ProcessorCount} cores, {Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0)} GiB.
             Measured on {DateTimeOffset.UtcNow:yyyy-MM-dd}; the run took {elapsed.TotalMinutes:0} minutes.
-            Reproduce from a clean clone (builds the peer on first use, about 8 minutes on 2 cores):
+            Reproduce from a clean clone (it builds the peer and the models on first use, and caches both outside the
+            repository; from a clean clone with nothing cached the whole command took 27 minutes on 2 cores):
 
             ```sh
             {commandLine}
