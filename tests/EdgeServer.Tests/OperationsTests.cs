@@ -83,6 +83,13 @@ public partial class OperationsTests(ServerFixture server)
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("ready", JsonDocument.Parse(text).RootElement.GetProperty("status").GetString());
         Assert.Contains("successor", text, StringComparison.Ordinal);
+
+        // A success is remembered for 30 s: a second probe right after decodes nothing.
+        var engine = server.App.Services.GetRequiredService<EdgeServer.Inference.InferenceEngine>();
+        var evaluated = engine.PromptTokensEvaluated(ServerFixture.Model);
+        using var again = await server.Http.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal(evaluated, engine.PromptTokensEvaluated(ServerFixture.Model));
     }
 
     private async Task<string> Scrape() => await server.Http.GetStringAsync("/metrics");

@@ -68,6 +68,8 @@ public static class EdgeServerHosting
         services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(Math.Clamp(grace, 0, 3600) + 5));
         builder.AddEdgeServerTelemetry();
         AddApiDocs(services);
+        // A singleton, so its remembered success lasts: AddCheck<T> would otherwise create one per probe.
+        services.TryAddSingleton<ReadinessCheck>();
         services.AddHealthChecks().AddCheck<ReadinessCheck>("ready");
         services.ConfigureHttpJsonOptions(o =>
         {
