@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
+using EdgeServer.Bench;
 using EdgeServer.Inference.Gguf;
 
 // Soak test: starts the real server on 127.0.0.1 with a generated model and sends a bounded number of mixed
@@ -21,29 +21,22 @@ var model = Path.Combine(work.FullName, "soak.gguf");
 // handling are exercised under load.
 LlamaModelBuilder.Write(model, new LlamaShape(256, 4, 4, 2, 512, 2048), new SpmVocabulary([], padToCount: 4000), new RandomLlamaWeights(seed, 0.08f), name: "soak");
 
-var port = FreePort();
+var port = ServerProcess.FreePort();
 var serverDll = Path.Combine(AppContext.BaseDirectory, "EdgeServer.dll");
 if (!File.Exists(serverDll))
 {
     serverDll = FindServerDll();
 }
 
-using var server = Process.Start(new ProcessStartInfo("dotnet", [serverDll, "--model", model, "--urls", $"http://127.0.0.1:{port}", "--slots", "4", "--ctx-size", "1024", "--EdgeServer:Scheduler:QueueCapacity=8", "--Logging:LogLevel:Default=Warning"])
-{
-    RedirectStandardOutput = true,
-    RedirectStandardError = true,
-})!;
-server.OutputDataReceived += (_, _) => { };
-server.ErrorDataReceived += (_, _) => { };
-server.BeginOutputReadLine();
-server.BeginErrorReadLine();
+var server = ServerProcess.Start("EdgeServer", "dotnet",
+    [serverDll, "--model", model, "--urls", $"http://127.0.0.1:{port}", "--slots", "4", "--ctx-size", "1024", "--EdgeServer:Scheduler:QueueCapacity=8", "--Logging:LogLevel:Default=Warning"], port);
 
 using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
 try
 {
-    await WaitForHealth(http);
+    await server.WaitHealthyAsync(http, TimeSpan.FromMinutes(1));
     await Send(http, Kind.Whole, new Random(0), CancellationToken.None); // load the model
-    var rssStart = Rss(server.Id);
+    var rssStart = server.Memory().Rss;
     var outcomes = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
     var samples = new List<(int Done, long Rss)> { (0, rssStart) };
     var done = 0;
@@ -67,15 +60,15 @@ try
         {
             lock (samples)
             {
-                samples.Add((n, Rss(server.Id)));
+                samples.Add((n, server.Memory().Rss));
             }
         }
     });
 
     var elapsed = clock.Elapsed;
-    var rssEnd = Rss(server.Id);
+    var rssEnd = server.Memory().Rss;
     await Task.Delay(TimeSpan.FromSeconds(10));
-    var rssSettled = Rss(server.Id);
+    var rssSettled = server.Memory().Rss;
     var healthy = (await http.GetAsync("/health")).IsSuccessStatusCode && (await Send(http, Kind.Whole, new Random(1), CancellationToken.None)) == "ok";
 
     Console.WriteLine($"# Soak: {done} requests, concurrency {concurrency}, {elapsed.TotalSeconds:0} s ({done / elapsed.TotalSeconds:0.0} req/s)");
@@ -104,8 +97,7 @@ try
 }
 finally
 {
-    server.Kill(entireProcessTree: true);
-    await server.WaitForExitAsync();
+    await server.DisposeAsync();
     work.Delete(recursive: true);
 }
 
@@ -194,47 +186,6 @@ static async Task<string> Send(HttpClient http, Kind kind, Random random, Cancel
 }
 
 static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
-
-static long Rss(int pid)
-{
-    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-    {
-        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-        {
-            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-        }
-    }
-
-    return 0;
-}
-
-static int FreePort()
-{
-    using var listener = new TcpListener(IPAddress.Loopback, 0);
-    listener.Start();
-    return ((IPEndPoint)listener.LocalEndpoint).Port;
-}
-
-static async Task WaitForHealth(HttpClient http)
-{
-    for (var i = 0; i < 120; i++)
-    {
-        try
-        {
-            if ((await http.GetAsync("/health")).IsSuccessStatusCode)
-            {
-                return;
-            }
-        }
-        catch (HttpRequestException)
-        {
-        }
-
-        await Task.Delay(500);
-    }
-
-    throw new TimeoutException("The server did not become healthy within 60 s.");
-}
 
 static string FindServerDll()
 {

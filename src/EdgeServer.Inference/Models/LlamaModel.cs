@@ -8,6 +8,9 @@ namespace EdgeServer.Inference.Models;
 public sealed class LlamaModel : IDisposable
 {
     private const string FallbackTemplate = "chatml";
+
+    /// <summary>What a model without a chat template is served with, as shown in its info.</summary>
+    public const string NoTemplateFallback = "chatml (fallback: the model has no chat template)";
     private readonly SafeLlamaModelHandle _handle;
     private readonly IntPtr _vocab;
     private readonly byte[] _templateUtf8;
@@ -240,7 +243,7 @@ public sealed class LlamaModel : IDisposable
         var fallback = Utf8Z(FallbackTemplate);
         if (string.IsNullOrEmpty(own))
         {
-            return ("chatml (fallback: the model has no chat template)", fallback);
+            return (NoTemplateFallback, fallback);
         }
 
         var ownUtf8 = Utf8Z(own);

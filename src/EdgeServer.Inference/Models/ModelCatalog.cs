@@ -53,7 +53,7 @@ public static class ModelCatalog
             var gguf = GgufReader.Read(source.Path);
             return new ModelDescriptor(source.Id, source.Path, created, ModelStatus.Available, null, gguf.Architecture,
                 gguf.Quantization, gguf.ParameterCount, gguf.FileLength, (int)(gguf.ContextLength ?? 0),
-                gguf.ChatTemplate is null ? "chatml (fallback: the model has no chat template)" : "model");
+                gguf.ChatTemplate is null ? LlamaModel.NoTemplateFallback : "model");
         }
         catch (GgufFormatException e)
         {
