@@ -1,7 +1,59 @@
 namespace EdgeServer.Inference;
 
-/// <summary>One chat message. Roles: system, developer, user, assistant, tool.</summary>
-public sealed record ChatMessage(string Role, string Content);
+/// <summary>
+/// One chat message. Roles: system, user, assistant, tool. <see cref="Content"/> is null for an assistant turn
+/// that only called tools.
+/// </summary>
+public sealed record ChatMessage(string Role, string? Content)
+{
+    /// <summary>Calls an assistant turn made.</summary>
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>For a tool result: the call it answers.</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>For a tool result: the function's name; otherwise the speaker's name.</summary>
+    public string? Name { get; init; }
+}
+
+/// <summary>A function the model called, with its arguments as a JSON object's text.</summary>
+public sealed record ToolCall(string Id, string Name, string Arguments);
+
+/// <summary>A function the model may call; <see cref="Parameters"/> is a JSON Schema's text.</summary>
+public sealed record ToolDefinition(string Name, string? Description, string Parameters, bool Strict = false);
+
+public enum ToolChoiceMode
+{
+    /// <summary>The model decides between text and calls.</summary>
+    Auto,
+
+    /// <summary>The model answers with text; tools are not shown to it.</summary>
+    None,
+
+    /// <summary>The model must call at least one tool (grammar-enforced).</summary>
+    Required,
+
+    /// <summary>The model must call <see cref="ToolChoice.Function"/> (grammar-enforced).</summary>
+    Function,
+}
+
+public sealed record ToolChoice(ToolChoiceMode Mode, string? Function = null)
+{
+    public static ToolChoice Auto { get; } = new(ToolChoiceMode.Auto);
+}
+
+/// <summary>Constrains output: any JSON object, or JSON that validates against a schema.</summary>
+public sealed record ResponseFormat(ResponseFormatKind Kind, string? Schema = null)
+{
+    public static ResponseFormat Text { get; } = new(ResponseFormatKind.Text);
+}
+
+public enum ResponseFormatKind
+{
+    Text,
+    JsonObject,
+    JsonSchema,
+}
 
 /// <summary>How the next token is picked. Defaults match llama-server's.</summary>
 public sealed record SamplingParameters
@@ -49,6 +101,25 @@ public sealed record GenerationRequest
 
     /// <summary>Keep generating past end-of-generation tokens (benchmarks use it to produce exactly MaxTokens).</summary>
     public bool IgnoreEos { get; init; }
+
+    /// <summary>Functions the model may call (chat only).</summary>
+    public IReadOnlyList<ToolDefinition> Tools { get; init; } = [];
+
+    public ToolChoice ToolChoice { get; init; } = ToolChoice.Auto;
+
+    /// <summary>Whether one turn may hold more than one call.</summary>
+    public bool ParallelToolCalls { get; init; } = true;
+
+    public ResponseFormat ResponseFormat { get; init; } = ResponseFormat.Text;
+
+    /// <summary>Added to a token's logit before sampling; -100 bans it, 100 all but forces it.</summary>
+    public IReadOnlyDictionary<int, float> LogitBias { get; init; } = new Dictionary<int, float>();
+
+    /// <summary>Report each generated token's log probability.</summary>
+    public bool Logprobs { get; init; }
+
+    /// <summary>With <see cref="Logprobs"/>: how many most likely alternatives to report per token (0–20).</summary>
+    public int TopLogprobs { get; init; }
 }
 
 public enum FinishReason
@@ -58,7 +129,16 @@ public enum FinishReason
 
     /// <summary>max_tokens or the end of the context was reached.</summary>
     Length,
+
+    /// <summary>The model called tools; the final chunk carries them.</summary>
+    ToolCalls,
 }
+
+/// <summary>A candidate token and its log probability under the model (before sampling settings).</summary>
+public sealed record TokenCandidate(string Token, float Logprob, byte[] Bytes);
+
+/// <summary>One generated token with its log probability and the most likely alternatives at its position.</summary>
+public sealed record TokenLogprob(string Token, float Logprob, byte[] Bytes, IReadOnlyList<TokenCandidate> TopLogprobs);
 
 public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int CachedPromptTokens)
 {
@@ -69,6 +149,12 @@ public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int
 public readonly record struct GenerationChunk(string Text, FinishReason? FinishReason = null, GenerationUsage? Usage = null, Diagnostics.GenerationTimings? Timings = null)
 {
     public bool IsFinal => FinishReason is not null;
+
+    /// <summary>Tokens generated since the previous chunk, when the request asked for log probabilities.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
+
+    /// <summary>On the final chunk, when the model called tools.</summary>
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
 }
 
 /// <summary>A generation that was admitted: prompt tokenized, checked against the context, and queued.</summary>

@@ -54,7 +54,7 @@ public sealed class ContextLengthExceededException(int promptTokens, int maxToke
 }
 
 /// <summary>A sampling or generation parameter is outside its valid range.</summary>
-public sealed class InvalidGenerationParameterException(string parameter, string message)
+public class InvalidGenerationParameterException(string parameter, string message)
     : InferenceException(message)
 {
     public string Parameter { get; } = parameter;

@@ -193,7 +193,7 @@ public sealed class LlamaModel : IDisposable
             for (var i = 0; i < messages.Count; i++)
             {
                 var role = Utf8Z(messages[i].Role);
-                var content = Utf8Z(messages[i].Content);
+                var content = Utf8Z(messages[i].Content ?? string.Empty);
                 totalLength += role.Length + content.Length;
                 var hr = GCHandle.Alloc(role, GCHandleType.Pinned);
                 handles.Add(hr);

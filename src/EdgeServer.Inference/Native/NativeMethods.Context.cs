@@ -55,4 +55,13 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Llama)]
     internal static partial void llama_perf_context_reset(SafeLlamaContextHandle context);
+
+    [LibraryImport(Llama)]
+    internal static partial float* llama_get_embeddings_seq(SafeLlamaContextHandle context, int seqId);
+
+    [LibraryImport(Llama)]
+    internal static partial float* llama_get_embeddings_ith(SafeLlamaContextHandle context, int i);
+
+    [LibraryImport(Llama)]
+    internal static partial int llama_pooling_type(SafeLlamaContextHandle context);
 }

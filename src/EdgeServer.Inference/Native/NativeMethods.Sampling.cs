@@ -46,4 +46,11 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Llama)]
     internal static partial IntPtr llama_sampler_init_logit_bias(int nVocab, int nLogitBias, LlamaLogitBias* logitBias);
+
+    /// <summary>Null when <paramref name="grammar"/> does not parse (llama.cpp logs why).</summary>
+    [LibraryImport(Llama, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial IntPtr llama_sampler_init_grammar(IntPtr vocab, string grammar, string root);
+
+    [LibraryImport(Llama)]
+    internal static partial void llama_sampler_accept(SafeLlamaSamplerHandle sampler, int token);
 }

@@ -31,4 +31,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Llama)]
     internal static partial int llama_detokenize(IntPtr vocab, int* tokens, int nTokens, byte* text, int textLenMax,
         [MarshalAs(UnmanagedType.U1)] bool removeSpecial, [MarshalAs(UnmanagedType.U1)] bool unparseSpecial);
+
+    [LibraryImport(Llama)]
+    internal static partial byte* llama_vocab_get_text(IntPtr vocab, int token);
 }

@@ -41,6 +41,9 @@ internal sealed class GenerationSession : IGenerationSession
 
     public bool IsCancelled => _cancelled;
 
+    /// <summary>GBNF that constrains sampling (structured output, forced tool calls); null when free.</summary>
+    public string? Grammar { get; init; }
+
     /// <summary>The caller's trace context when it was queued; the engine's spans hang below it.</summary>
     public ActivityContext Parent { get; }
 

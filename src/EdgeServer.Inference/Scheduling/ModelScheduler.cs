@@ -102,7 +102,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     }
 
     /// <summary>Queues a tokenized request; throws <see cref="ServerBusyException"/> when the queue is full.</summary>
-    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken)
+    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken, string? grammar = null)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0 || _stopping.IsCancellationRequested, this);
         if (prompt.Length == 0)
@@ -122,7 +122,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
         }
 
-        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow() };
+        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Grammar = grammar };
         if (!_queue.Writer.TryWrite(session))
         {
             Interlocked.Decrement(ref _inFlight);
@@ -247,7 +247,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         slot.PendingToken = -1;
         slot.Decoder = new Utf8StreamDecoder();
         slot.Stops = new StopSequenceMatcher(session.Request.Stop);
-        slot.Sampler = SamplerChainFactory.Create(session.Request.Sampling, _model.VocabularySize, ContextPerSlot);
+        slot.PendingLogprobs.Clear();
+        slot.Sampler = SamplerChainFactory.Create(session.Request.Sampling, session.Request.LogitBias, session.Grammar, _model.Vocab, _model.VocabularySize, ContextPerSlot);
     }
 
     private void Step()
@@ -333,6 +334,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             if (slot.BatchIndex >= 0 && slot.Session is not null)
             {
                 var token = NativeMethods.llama_sampler_sample(slot.Sampler!, _context, slot.BatchIndex);
+                if (slot.Session.Request.Logprobs && (slot.Session.Request.IgnoreEos || !_model.IsEndOfGeneration(token)))
+                {
+                    slot.PendingLogprobs.Add(Logprob(slot.BatchIndex, token, slot.Session.Request.TopLogprobs));
+                }
+
                 Accept(slot, token);
             }
         }
@@ -357,7 +363,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var text = slot.Stops!.Append(slot.Decoder!.Append(_pieceBuffer.AsSpan(0, length)));
         if (text.Length > 0)
         {
-            session.Writer.TryWrite(new GenerationChunk(text));
+            session.Writer.TryWrite(new GenerationChunk(text) { Logprobs = TakeLogprobs(slot) });
         }
 
         if (slot.Stops.Stopped)
@@ -393,8 +399,75 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var timings = new GenerationTimings(session.AdmittedAt - session.QueuedAt, first - session.AdmittedAt, finished - first);
         _metrics?.Finished(Id, usage, timings);
         Trace(session, usage, reason, finished);
-        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings));
+        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings) { Logprobs = TakeLogprobs(slot) });
         Release(slot, error: null);
+    }
+
+    private static List<TokenLogprob>? TakeLogprobs(Slot slot)
+    {
+        if (slot.PendingLogprobs.Count == 0)
+        {
+            return null;
+        }
+
+        var taken = slot.PendingLogprobs.ToList();
+        slot.PendingLogprobs.Clear();
+        return taken;
+    }
+
+    /// <summary>
+    /// The sampled token's log probability under the model's own distribution (log-softmax of the raw logits,
+    /// before temperature, penalties or cuts, as OpenAI reports it), and the <paramref name="top"/> likeliest tokens.
+    /// </summary>
+    private TokenLogprob Logprob(int batchIndex, int token, int top)
+    {
+        var logits = new ReadOnlySpan<float>(NativeMethods.llama_get_logits_ith(_context, batchIndex), _model.VocabularySize);
+        var max = float.NegativeInfinity;
+        foreach (var l in logits)
+        {
+            max = Math.Max(max, l);
+        }
+
+        double sum = 0;
+        foreach (var l in logits)
+        {
+            sum += Math.Exp(l - max);
+        }
+
+        var logZ = max + (float)Math.Log(sum);
+        var candidates = new List<TokenCandidate>(top);
+        if (top > 0)
+        {
+            // A small sorted list beats sorting the whole vocabulary.
+            var best = new List<(float Logit, int Token)>(top + 1);
+            for (var t = 0; t < logits.Length; t++)
+            {
+                if (best.Count == top && logits[t] <= best[^1].Logit)
+                {
+                    continue;
+                }
+
+                var logit = logits[t];
+                var at = best.FindIndex(b => logit > b.Logit);
+                best.Insert(at < 0 ? best.Count : at, (logits[t], t));
+                if (best.Count > top)
+                {
+                    best.RemoveAt(top);
+                }
+            }
+
+            candidates.AddRange(best.Select(b => Candidate(b.Token, b.Logit - logZ)));
+        }
+
+        var chosen = Candidate(token, logits[token] - logZ);
+        return new TokenLogprob(chosen.Token, chosen.Logprob, chosen.Bytes, candidates);
+    }
+
+    private TokenCandidate Candidate(int token, float logprob)
+    {
+        var length = _model.TokenToPiece(token, _pieceBuffer);
+        var bytes = _pieceBuffer.AsSpan(0, length).ToArray();
+        return new TokenCandidate(System.Text.Encoding.UTF8.GetString(bytes), logprob, bytes);
     }
 
     /// <summary>
@@ -554,6 +627,9 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         public Utf8StreamDecoder? Decoder { get; set; }
 
         public StopSequenceMatcher? Stops { get; set; }
+
+        /// <summary>Log probabilities of tokens whose text has not been written yet.</summary>
+        public List<TokenLogprob> PendingLogprobs { get; } = [];
     }
 
     [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Model {Model}: {Slots} slots of {ContextPerSlot} tokens, batch {BatchSize}, {Threads} threads")]
