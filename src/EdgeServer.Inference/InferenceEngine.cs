@@ -99,19 +99,17 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
 
         var scheduler = await GetSchedulerAsync(request.Model, cancellationToken);
-        var model = scheduler.Model;
-        int[] prompt;
-        if (request.Messages is { } messages)
+        foreach (var (token, _) in request.LogitBias)
         {
-            var text = model.ApplyChatTemplate(messages);
-            prompt = model.Tokenize(text, addSpecial: true, parseSpecial: true);
-        }
-        else
-        {
-            prompt = model.Tokenize(request.Prompt!, addSpecial: true, parseSpecial: false);
+            if (token < 0 || token >= scheduler.Model.VocabularySize)
+            {
+                throw new InvalidGenerationParameterException("logit_bias", $"logit_bias names token {token}, but the model's vocabulary has tokens 0 to {scheduler.Model.VocabularySize - 1}.");
+            }
         }
 
-        return scheduler.Enqueue(request, prompt, cancellationToken);
+        var prepared = Chat.PromptBuilder.Prepare(scheduler.Model, request);
+        var session = scheduler.Enqueue(request, prepared.Tokens, cancellationToken, prepared.Grammar, prepared.RenderSpecialTokens);
+        return prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session;
     }
 
     private async Task<ModelScheduler> GetSchedulerAsync(string id, CancellationToken cancellationToken)

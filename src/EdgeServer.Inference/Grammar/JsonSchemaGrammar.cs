@@ -92,6 +92,7 @@ public sealed class JsonSchemaGrammar
     {
         var g = new JsonSchemaGrammar(document, param);
         var expression = root(g);
+        g._primitivesUsed.Add("space");
         var text = new StringBuilder();
         text.Append("root ::= ").Append(expression).Append('\n');
         foreach (var (name, body) in g._rules)

@@ -7,13 +7,10 @@ namespace EdgeServer.Inference.Models;
 /// <summary>A loaded llama.cpp model: weights, vocabulary, tokenizer and chat template.</summary>
 public sealed class LlamaModel : IDisposable
 {
-    private const string FallbackTemplate = "chatml";
-
     /// <summary>What a model without a chat template is served with, as shown in its info.</summary>
     public const string NoTemplateFallback = "chatml (fallback: the model has no chat template)";
     private readonly SafeLlamaModelHandle _handle;
     private readonly IntPtr _vocab;
-    private readonly byte[] _templateUtf8;
 
     private LlamaModel(SafeLlamaModelHandle handle, string path)
     {
@@ -30,7 +27,7 @@ public sealed class LlamaModel : IDisposable
         SizeBytes = NativeMethods.llama_model_size(handle);
         ParameterCount = NativeMethods.llama_model_n_params(handle);
         Description = ReadDescription(handle);
-        (ChatTemplateName, _templateUtf8) = ChooseTemplate(handle);
+        Template = CreateTemplate(handle, _vocab);
     }
 
     public string Path { get; }
@@ -46,7 +43,10 @@ public sealed class LlamaModel : IDisposable
     public string Description { get; }
 
     /// <summary>"model" when the GGUF's own template is used; otherwise the fallback and why.</summary>
-    public string ChatTemplateName { get; }
+    public string ChatTemplateName => Template.Name;
+
+    /// <summary>Renders conversations, tools included, into prompts.</summary>
+    public Chat.ChatTemplate Template { get; }
 
     internal SafeLlamaModelHandle Handle => _handle;
 
@@ -138,11 +138,11 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>The bytes a token stands for (may be part of a UTF-8 character). Control tokens give nothing.</summary>
-    public unsafe int TokenToPiece(int token, Span<byte> buffer)
+    public unsafe int TokenToPiece(int token, Span<byte> buffer, bool special = false)
     {
         fixed (byte* p = buffer)
         {
-            var n = NativeMethods.llama_token_to_piece(_vocab, token, p, buffer.Length, 0, false);
+            var n = NativeMethods.llama_token_to_piece(_vocab, token, p, buffer.Length, 0, special);
             if (n < 0)
             {
                 throw new InferenceException($"Token {token} needs {-n} bytes; the buffer has {buffer.Length}.");
@@ -175,11 +175,7 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>Renders chat messages with the model's template and opens the assistant's turn.</summary>
-    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages)
-    {
-        var result = TryApplyTemplate(_templateUtf8, messages, addAssistant: true);
-        return result ?? throw new InferenceException($"The chat template '{ChatTemplateName}' could not render the messages.");
-    }
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => Template.Render(messages, [], ToolChoice.Auto, parallelToolCalls: true);
 
     public void Dispose() => _handle.Dispose();
 
@@ -236,21 +232,19 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>The GGUF's template when llama.cpp's renderer knows it; ChatML otherwise (as llama-server does).</summary>
-    private static unsafe (string Name, byte[] Template) ChooseTemplate(SafeLlamaModelHandle handle)
+    private static unsafe Chat.ChatTemplate CreateTemplate(SafeLlamaModelHandle handle, IntPtr vocab)
     {
-        var own = NativeMethods.PtrToString(NativeMethods.llama_model_chat_template(handle, null));
-        var fallback = Utf8Z(FallbackTemplate);
-        if (string.IsNullOrEmpty(own))
+        var source = NativeMethods.PtrToString(NativeMethods.llama_model_chat_template(handle, null));
+        string TokenText(int token) => token < 0 ? string.Empty : NativeMethods.PtrToString(NativeMethods.llama_vocab_get_text(vocab, token)) ?? string.Empty;
+        Func<IReadOnlyList<ChatMessage>, string?>? builtin = null;
+        if (!string.IsNullOrEmpty(source))
         {
-            return (NoTemplateFallback, fallback);
+            var utf8 = Utf8Z(source);
+            builtin = messages => TryApplyTemplate(utf8, messages, addAssistant: true);
         }
 
-        var ownUtf8 = Utf8Z(own);
-        var probe = TryApplyTemplate(ownUtf8, [new ChatMessage("system", "s"), new ChatMessage("user", "u")], addAssistant: true);
-        return probe is null
-            ? ("chatml (fallback: the model's chat template is not one llama.cpp can render)", fallback)
-            : ("model", ownUtf8);
+        return Chat.ChatTemplate.Create(source, builtin, TokenText(NativeMethods.llama_vocab_bos(vocab)), TokenText(NativeMethods.llama_vocab_eos(vocab)),
+            NativeMethods.llama_vocab_get_add_bos(vocab));
     }
 
     private static unsafe string ReadDescription(SafeLlamaModelHandle handle)

@@ -34,4 +34,8 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Llama)]
     internal static partial byte* llama_vocab_get_text(IntPtr vocab, int token);
+
+    [LibraryImport(Llama)]
+    [return: MarshalAs(UnmanagedType.U1)]
+    internal static partial bool llama_vocab_get_add_bos(IntPtr vocab);
 }

@@ -44,6 +44,9 @@ internal sealed class GenerationSession : IGenerationSession
     /// <summary>GBNF that constrains sampling (structured output, forced tool calls); null when free.</summary>
     public string? Grammar { get; init; }
 
+    /// <summary>Write control tokens' text into the output (a tool-call marker may be one).</summary>
+    public bool RenderSpecialTokens { get; init; }
+
     /// <summary>The caller's trace context when it was queued; the engine's spans hang below it.</summary>
     public ActivityContext Parent { get; }
 

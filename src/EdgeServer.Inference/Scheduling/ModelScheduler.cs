@@ -102,7 +102,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     }
 
     /// <summary>Queues a tokenized request; throws <see cref="ServerBusyException"/> when the queue is full.</summary>
-    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken, string? grammar = null)
+    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken, string? grammar = null, bool renderSpecialTokens = false)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0 || _stopping.IsCancellationRequested, this);
         if (prompt.Length == 0)
@@ -122,7 +122,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
         }
 
-        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Grammar = grammar };
+        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Grammar = grammar, RenderSpecialTokens = renderSpecialTokens };
         if (!_queue.Writer.TryWrite(session))
         {
             Interlocked.Decrement(ref _inFlight);
@@ -359,7 +359,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
 
         slot.Generated++;
-        var length = _model.TokenToPiece(token, _pieceBuffer);
+        var length = _model.TokenToPiece(token, _pieceBuffer, session.RenderSpecialTokens);
         var text = slot.Stops!.Append(slot.Decoder!.Append(_pieceBuffer.AsSpan(0, length)));
         if (text.Length > 0)
         {

@@ -75,7 +75,7 @@ public sealed class LimitsOptions
 
     /// <summary>Highest n (choices per request).</summary>
     [Range(1, 16)]
-    public int MaxN { get; set; } = 1;
+    public int MaxN { get; set; } = 4;
 
     [Range(0, 64)]
     public int MaxStopSequences { get; set; } = 4;

@@ -42,11 +42,18 @@ public abstract class GenerationRequestDto
 
     public int? N { get; set; }
 
+    /// <summary>Token id (as a string) to a bias from -100 to 100.</summary>
+    public JsonElement? LogitBias { get; set; }
+
     /// <summary>Extension (llama-server): keep generating past end-of-generation tokens.</summary>
     public bool? IgnoreEos { get; set; }
 
     /// <summary>Accepted and ignored: EdgeServer keeps no per-user state.</summary>
     public string? User { get; set; }
+
+    /// <summary>Fields EdgeServer does not know; any is a 400 naming it.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
 }
 
 public sealed class ChatCompletionRequest : GenerationRequestDto
@@ -55,6 +62,52 @@ public sealed class ChatCompletionRequest : GenerationRequestDto
 
     /// <summary>Newer name of max_tokens; wins when both are given.</summary>
     public int? MaxCompletionTokens { get; set; }
+
+    public List<ToolDto?>? Tools { get; set; }
+
+    /// <summary>"none", "auto", "required", or {"type":"function","function":{"name":...}}.</summary>
+    public JsonElement? ToolChoice { get; set; }
+
+    public bool? ParallelToolCalls { get; set; }
+
+    public ResponseFormatDto? ResponseFormat { get; set; }
+
+    public bool? Logprobs { get; set; }
+
+    public int? TopLogprobs { get; set; }
+
+    public bool? Store { get; set; }
+
+    public JsonElement? Metadata { get; set; }
+
+    public string? ServiceTier { get; set; }
+
+    public string? PromptCacheKey { get; set; }
+
+    public string? PromptCacheRetention { get; set; }
+
+    public JsonElement? PromptCacheOptions { get; set; }
+
+    public string? SafetyIdentifier { get; set; }
+
+    public List<string>? Modalities { get; set; }
+
+    // Accepted by OpenAI, refused here when set: EdgeServer cannot honour them.
+    public JsonElement? Audio { get; set; }
+
+    public JsonElement? Prediction { get; set; }
+
+    public JsonElement? WebSearchOptions { get; set; }
+
+    public JsonElement? ReasoningEffort { get; set; }
+
+    public JsonElement? Verbosity { get; set; }
+
+    public JsonElement? Moderation { get; set; }
+
+    public JsonElement? Functions { get; set; }
+
+    public JsonElement? FunctionCall { get; set; }
 }
 
 public sealed class ChatMessageDto
@@ -65,17 +118,111 @@ public sealed class ChatMessageDto
     public JsonElement? Content { get; set; }
 
     public string? Name { get; set; }
+
+    public List<ToolCallDto?>? ToolCalls { get; set; }
+
+    public string? ToolCallId { get; set; }
+
+    /// <summary>An assistant turn's refusal text; kept out of the prompt.</summary>
+    public string? Refusal { get; set; }
+
+    public JsonElement? Audio { get; set; }
+
+    public JsonElement? FunctionCall { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class ToolCallDto
+{
+    public string? Id { get; set; }
+
+    public string? Type { get; set; }
+
+    public FunctionCallDto? Function { get; set; }
+}
+
+public sealed class FunctionCallDto
+{
+    public string? Name { get; set; }
+
+    /// <summary>The arguments as JSON text.</summary>
+    public string? Arguments { get; set; }
+}
+
+public sealed class ToolDto
+{
+    public string? Type { get; set; }
+
+    public FunctionDefinitionDto? Function { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class FunctionDefinitionDto
+{
+    public string? Name { get; set; }
+
+    public string? Description { get; set; }
+
+    public JsonElement? Parameters { get; set; }
+
+    public bool? Strict { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class ResponseFormatDto
+{
+    public string? Type { get; set; }
+
+    public JsonSchemaFormatDto? JsonSchema { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class JsonSchemaFormatDto
+{
+    public string? Name { get; set; }
+
+    public string? Description { get; set; }
+
+    public JsonElement? Schema { get; set; }
+
+    public bool? Strict { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
 }
 
 public sealed class StreamOptionsDto
 {
     public bool? IncludeUsage { get; set; }
+
+    /// <summary>Accepted; EdgeServer does not pad chunks.</summary>
+    public bool? IncludeObfuscation { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
 }
 
 public sealed class CompletionRequest : GenerationRequestDto
 {
     /// <summary>A string or an array holding one string.</summary>
     public JsonElement? Prompt { get; set; }
+
+    /// <summary>0 to 5: log probabilities of each token and this many alternatives.</summary>
+    public int? Logprobs { get; set; }
+
+    public bool? Echo { get; set; }
+
+    public string? Suffix { get; set; }
+
+    public int? BestOf { get; set; }
 }
 
 public sealed record ChatCompletionResponse(
@@ -87,9 +234,30 @@ public sealed record ChatCompletionResponse(
     IReadOnlyList<ChatChoice> Choices,
     Usage Usage);
 
-public sealed record ChatChoice(int Index, ResponseMessage Message, object? Logprobs, string FinishReason);
+public sealed record ChatChoice(int Index, ResponseMessage Message, ChoiceLogprobs? Logprobs, string FinishReason);
 
-public sealed record ResponseMessage(string Role, string? Content, string? Refusal);
+public sealed record ResponseMessage(
+    string Role,
+    string? Content,
+    string? Refusal,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null);
+
+public sealed record ToolCallOut(string Id, string Type, FunctionOut Function);
+
+public sealed record FunctionOut(string Name, string Arguments);
+
+public sealed record ChoiceLogprobs(IReadOnlyList<TokenLogprobDto>? Content, IReadOnlyList<TokenLogprobDto>? Refusal);
+
+public sealed record TokenLogprobDto(string Token, float Logprob, IReadOnlyList<int>? Bytes, IReadOnlyList<TopLogprobDto> TopLogprobs);
+
+public sealed record TopLogprobDto(string Token, float Logprob, IReadOnlyList<int>? Bytes);
+
+/// <summary>Legacy completions' logprobs object.</summary>
+public sealed record CompletionLogprobs(
+    IReadOnlyList<string> Tokens,
+    IReadOnlyList<float> TokenLogprobs,
+    IReadOnlyList<Dictionary<string, float>> TopLogprobs,
+    IReadOnlyList<int> TextOffset);
 
 public sealed record ChatCompletionChunk(
     string Id,
@@ -100,11 +268,22 @@ public sealed record ChatCompletionChunk(
     IReadOnlyList<ChunkChoice> Choices,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage);
 
-public sealed record ChunkChoice(int Index, ChunkDelta Delta, object? Logprobs, string? FinishReason);
+public sealed record ChunkChoice(int Index, ChunkDelta Delta, ChoiceLogprobs? Logprobs, string? FinishReason);
 
 public sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null);
+
+public sealed record ToolCallDelta(
+    int Index,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Id,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Type,
+    FunctionDelta Function);
+
+public sealed record FunctionDelta(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Name,
+    string Arguments);
 
 public sealed record CompletionResponse(
     string Id,
@@ -115,7 +294,7 @@ public sealed record CompletionResponse(
     IReadOnlyList<CompletionChoice> Choices,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Usage? Usage);
 
-public sealed record CompletionChoice(string Text, int Index, object? Logprobs, string? FinishReason);
+public sealed record CompletionChoice(string Text, int Index, CompletionLogprobs? Logprobs, string? FinishReason);
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails);
 
