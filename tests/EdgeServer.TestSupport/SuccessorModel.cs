@@ -40,6 +40,16 @@ public static class SuccessorModel
         return d >= 0 ? "0123456789"[(d + 1)..] : last == '\n' ? ChatReply : string.Empty;
     }
 
+    /// <summary>Qwen 2.5's published chat template (tools in the Hermes syntax), for tests of tool calling.</summary>
+    public static string QwenTemplate { get; } = ReadResource("qwen2.5.jinja");
+
+    private static string ReadResource(string name)
+    {
+        using var stream = typeof(SuccessorModel).Assembly.GetManifestResourceStream(name)!;
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
     public static void Write(string path, string? chatTemplate = null) =>
         LlamaModelBuilder.Write(path, Shape, Vocabulary, new Weights(Successors()), name: "successor-test-model", chatTemplate: chatTemplate);
 

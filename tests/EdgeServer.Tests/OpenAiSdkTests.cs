@@ -70,7 +70,7 @@ public class OpenAiSdkTests(ServerFixture server)
     {
         var client = new OpenAIModelClient(new ApiKeyCredential("no-key-needed"), Options);
         OpenAIModelCollection models = await client.GetModelsAsync();
-        Assert.Equal(["alien", "notes", "successor", "truncated"], models.Select(m => m.Id).Order(StringComparer.Ordinal));
+        Assert.Equal(["alien", "notes", "successor", "successor-qwen", "truncated"], models.Select(m => m.Id).Order(StringComparer.Ordinal));
         OpenAIModel model = await client.GetModelAsync(ServerFixture.Model);
         Assert.Equal("edgeserver", model.OwnedBy);
     }

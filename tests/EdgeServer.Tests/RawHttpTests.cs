@@ -16,7 +16,7 @@ public class RawHttpTests(ServerFixture server)
     public async Task StreamedChatIsFramedExactlyAsOpenAiSendsIt()
     {
         SkipWithoutSpec();
-        using var response = await Post("/v1/chat/completions", ChatBody + ""","stream":true,"stream_options":{"include_usage":true}}""");
+        using var response = await server.PostAsync("/v1/chat/completions", ChatBody + ""","stream":true,"stream_options":{"include_usage":true}}""");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var body = await response.Content.ReadAsStringAsync();
@@ -65,7 +65,7 @@ public class RawHttpTests(ServerFixture server)
     [Fact]
     public async Task WithoutIncludeUsageNoUsageChunkIsSent()
     {
-        using var response = await Post("/v1/chat/completions", ChatBody + ""","stream":true,"max_tokens":3}""");
+        using var response = await server.PostAsync("/v1/chat/completions", ChatBody + ""","stream":true,"max_tokens":3}""");
         var body = await response.Content.ReadAsStringAsync();
         Assert.DoesNotContain("\"usage\"", body, StringComparison.Ordinal);
         Assert.Contains("\"finish_reason\":\"length\"", body, StringComparison.Ordinal);
@@ -75,7 +75,7 @@ public class RawHttpTests(ServerFixture server)
     public async Task ChatCompletionMatchesTheSpec()
     {
         SkipWithoutSpec();
-        var json = await PostOk("/v1/chat/completions", ChatBody + "}");
+        var json = await server.PostOkAsync("/v1/chat/completions", ChatBody + "}");
         server.AssertMatchesSchema("CreateChatCompletionResponse", json);
         var root = JsonDocument.Parse(json).RootElement;
         Assert.Equal("chat.completion", root.GetProperty("object").GetString());
@@ -86,13 +86,13 @@ public class RawHttpTests(ServerFixture server)
     public async Task CompletionsMatchTheSpecStreamedAndWhole()
     {
         SkipWithoutSpec();
-        var json = await PostOk("/v1/completions", """{"model":"successor","prompt":"Hello j","temperature":0,"max_tokens":50}""");
+        var json = await server.PostOkAsync("/v1/completions", """{"model":"successor","prompt":"Hello j","temperature":0,"max_tokens":50}""");
         server.AssertMatchesSchema("CreateCompletionResponse", json);
         var choice = JsonDocument.Parse(json).RootElement.GetProperty("choices")[0];
         Assert.Equal(SuccessorModel.ExpectedAfter('j'), choice.GetProperty("text").GetString());
         Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
 
-        using var response = await Post("/v1/completions", """{"model":"successor","prompt":"Hello j","temperature":0,"stream":true,"stream_options":{"include_usage":true}}""");
+        using var response = await server.PostAsync("/v1/completions", """{"model":"successor","prompt":"Hello j","temperature":0,"stream":true,"stream_options":{"include_usage":true}}""");
         var body = await response.Content.ReadAsStringAsync();
         var chunks = body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).ToList();
         Assert.Equal("[DONE]", chunks[^1]);
@@ -144,15 +144,4 @@ public class RawHttpTests(ServerFixture server)
     }
 
     private void SkipWithoutSpec() => Skip.If(server.Schema is null, SharedPaths.MissingReason(SharedPaths.OpenApiSpec));
-
-    private Task<HttpResponseMessage> Post(string path, string json) =>
-        server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json")) });
-
-    private async Task<string> PostOk(string path, string json)
-    {
-        using var response = await Post(path, json);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
-        return body;
-    }
 }

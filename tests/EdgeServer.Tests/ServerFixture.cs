@@ -12,7 +12,10 @@ namespace EdgeServer.Tests;
 public class ServerFixture : IAsyncLifetime
 {
     public const string Model = "successor";
-    public const int ContextPerSlot = 512;
+
+    /// <summary>The successor model with Qwen 2.5's chat template: tools in the Hermes syntax.</summary>
+    public const string HermesModel = "successor-qwen";
+    public const int ContextPerSlot = 2048;
     private WebApplication? _app;
 
     public Uri BaseAddress { get; private set; } = null!;
@@ -46,6 +49,7 @@ public class ServerFixture : IAsyncLifetime
             .AddTensor("x.weight", [32], EdgeServer.Inference.Gguf.GgmlType.F32, s => s.Write(new byte[128]))
             .Write(Path.Combine(models, "alien.gguf"));
         var path = SuccessorModel.SharedPath; // named successor.gguf, so served as "successor"
+        SuccessorModel.Write(Path.Combine(models, HermesModel + ".gguf"), SuccessorModel.QwenTemplate);
 
         var builder = EdgeServerHosting.CreateBuilder(
         [
@@ -79,6 +83,22 @@ public class ServerFixture : IAsyncLifetime
     }
 
     /// <summary>Asserts <paramref name="json"/> matches the named schema of OpenAI's spec (when ../shared is present).</summary>
+    public Task<HttpResponseMessage> PostAsync(string path, string json) =>
+        Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json") });
+
+    /// <summary>Posts JSON and returns the body, failing with the body when the status is not 200.</summary>
+    public async Task<string> PostOkAsync(string path, string json)
+    {
+        using var response = await PostAsync(path, json);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, body);
+        return body;
+    }
+
+    /// <summary>The data of each server-sent event before [DONE].</summary>
+    public static List<string> SseData(string body) =>
+        body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").ToList();
+
     public void AssertMatchesSchema(string schemaName, string json)
     {
         if (Schema is null)
