@@ -191,9 +191,25 @@ public sealed record ModelDescriptor(
     int ContextLength,
     string ChatTemplate);
 
+/// <summary>Text to embed, or tokens already tokenized.</summary>
+public sealed record EmbeddingInput(string? Text, IReadOnlyList<int>? Tokens = null);
+
+public sealed record EmbeddingResult(IReadOnlyList<float[]> Vectors, int PromptTokens, int Dimensions);
+
+/// <summary>A token and the text it stands for (bytes of a split character are shown as U+FFFD).</summary>
+public sealed record TokenPiece(int Id, string Piece);
+
 /// <summary>The engine the HTTP host talks to. It knows nothing of HTTP.</summary>
 public interface IInferenceEngine
 {
+    /// <summary>One L2-normalised vector per input, pooled as the model says (mean for models that do not say).</summary>
+    Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<TokenPiece>> TokenizeAsync(string model, string text, bool addSpecial, bool parseSpecial, CancellationToken cancellationToken);
+
+    /// <summary>Throws <see cref="InvalidGenerationParameterException"/> for a token outside the vocabulary.</summary>
+    Task<string> DetokenizeAsync(string model, IReadOnlyList<int> tokens, CancellationToken cancellationToken);
+
     IReadOnlyList<ModelDescriptor> ListModels();
 
     ModelDescriptor? FindModel(string id);

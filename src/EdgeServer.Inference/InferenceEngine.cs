@@ -20,6 +20,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, ModelDescriptor> _descriptors = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<ModelScheduler>>> _loaded = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Embedder>> _embedders = new(StringComparer.Ordinal);
     private readonly IReadOnlyList<string> _order;
     private readonly InferenceMetrics _metrics;
     private int _disposed;
@@ -112,6 +113,59 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session;
     }
 
+    public async Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_shuttingDown)
+        {
+            throw new ShuttingDownException();
+        }
+
+        var scheduler = await GetSchedulerAsync(model, cancellationToken);
+        var embedder = _embedders.GetOrAdd(model, _ => new Lazy<Embedder>(() =>
+            new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
+        var tokens = new List<int[]>(inputs.Count);
+        foreach (var input in inputs)
+        {
+            if (input.Tokens is { } given)
+            {
+                CheckTokens(scheduler.Model, given, "input");
+                tokens.Add(given.ToArray());
+            }
+            else
+            {
+                tokens.Add(scheduler.Model.Tokenize(input.Text ?? string.Empty, addSpecial: true, parseSpecial: false));
+            }
+        }
+
+        var vectors = await embedder.EmbedAsync(tokens, cancellationToken);
+        return new EmbeddingResult(vectors, tokens.Sum(t => t.Length), embedder.Dimensions);
+    }
+
+    public async Task<IReadOnlyList<TokenPiece>> TokenizeAsync(string model, string text, bool addSpecial, bool parseSpecial, CancellationToken cancellationToken)
+    {
+        var m = (await GetSchedulerAsync(model, cancellationToken)).Model;
+        var buffer = new byte[256];
+        return m.Tokenize(text, addSpecial, parseSpecial)
+            .Select(t => new TokenPiece(t, System.Text.Encoding.UTF8.GetString(buffer, 0, m.TokenToPiece(t, buffer, special: true))))
+            .ToList();
+    }
+
+    public async Task<string> DetokenizeAsync(string model, IReadOnlyList<int> tokens, CancellationToken cancellationToken)
+    {
+        var m = (await GetSchedulerAsync(model, cancellationToken)).Model;
+        CheckTokens(m, tokens, "tokens");
+        return m.Detokenize(tokens.ToArray());
+    }
+
+    private static void CheckTokens(LlamaModel model, IReadOnlyList<int> tokens, string param)
+    {
+        foreach (var first in tokens.Where(t => t < 0 || t >= model.VocabularySize).Take(1))
+        {
+            throw new InvalidGenerationParameterException(param, $"Token {first} is outside the model's vocabulary (0 to {model.VocabularySize - 1}).");
+        }
+    }
+
     private async Task<ModelScheduler> GetSchedulerAsync(string id, CancellationToken cancellationToken)
     {
         if (!_descriptors.TryGetValue(id, out var descriptor))
@@ -175,6 +229,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
+        }
+
+        foreach (var embedder in _embedders.Values.Where(e => e.IsValueCreated))
+        {
+            embedder.Value.Dispose();
         }
 
         foreach (var lazy in _loaded.Values)

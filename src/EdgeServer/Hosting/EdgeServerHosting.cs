@@ -108,7 +108,7 @@ public static class EdgeServerHosting
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
         }
 
-        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
+        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1") || c.Request.Path.StartsWithSegments("/tokenize") || c.Request.Path.StartsWithSegments("/detokenize"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseSwagger();
@@ -119,9 +119,11 @@ public static class EdgeServerHosting
             .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.");
         app.MapEdgeServerTelemetry();
         var v1 = app.MapOpenAiApi();
+        var tokenizer = app.MapTokenizer();
         if (app.Services.GetRequiredService<ApiKeyStore>().Enabled)
         {
             v1.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
+            tokenizer.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
         }
 
         return app;

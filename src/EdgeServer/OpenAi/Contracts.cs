@@ -225,6 +225,72 @@ public sealed class CompletionRequest : GenerationRequestDto
     public int? BestOf { get; set; }
 }
 
+public sealed class EmbeddingRequest
+{
+    public string? Model { get; set; }
+
+    /// <summary>A string, an array of strings, an array of token ids, or an array of such arrays.</summary>
+    public JsonElement? Input { get; set; }
+
+    /// <summary>"float" (default) or "base64" (little-endian float32).</summary>
+    public string? EncodingFormat { get; set; }
+
+    /// <summary>Only the model's own size is accepted; EdgeServer does not truncate vectors.</summary>
+    public int? Dimensions { get; set; }
+
+    /// <summary>Accepted and ignored.</summary>
+    public string? User { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed record EmbeddingList(string Object, IReadOnlyList<EmbeddingDto> Data, string Model, EmbeddingUsage Usage);
+
+/// <summary><see cref="Embedding"/> is a float array, or a base64 string when asked for.</summary>
+public sealed record EmbeddingDto(string Object, int Index, JsonElement Embedding);
+
+public sealed record EmbeddingUsage(int PromptTokens, int TotalTokens);
+
+/// <summary>llama-server's /tokenize.</summary>
+public sealed class TokenizeRequest
+{
+    /// <summary>Optional when the server has a single model.</summary>
+    public string? Model { get; set; }
+
+    public string? Content { get; set; }
+
+    /// <summary>Add BOS and the like, as a prompt would get. Default false.</summary>
+    public bool? AddSpecial { get; set; }
+
+    /// <summary>Read special-token text such as &lt;|im_end|&gt; as the token. Default true.</summary>
+    public bool? ParseSpecial { get; set; }
+
+    /// <summary>Return {id, piece} objects instead of bare ids.</summary>
+    public bool? WithPieces { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class DetokenizeRequest
+{
+    public string? Model { get; set; }
+
+    public List<int>? Tokens { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed record TokenizeResponse(IReadOnlyList<int> Tokens);
+
+public sealed record TokenPieceDto(int Id, string Piece);
+
+public sealed record TokenizeWithPiecesResponse(IReadOnlyList<TokenPieceDto> Tokens);
+
+public sealed record DetokenizeResponse(string Content);
+
 public sealed record ChatCompletionResponse(
     string Id,
     string Object,
@@ -336,6 +402,15 @@ public sealed record HealthResponse(string Status);
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(ModelDto))]
 [JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(EmbeddingRequest))]
+[JsonSerializable(typeof(EmbeddingList))]
+[JsonSerializable(typeof(TokenizeRequest))]
+[JsonSerializable(typeof(DetokenizeRequest))]
+[JsonSerializable(typeof(TokenizeResponse))]
+[JsonSerializable(typeof(TokenizeWithPiecesResponse))]
+[JsonSerializable(typeof(DetokenizeResponse))]
+[JsonSerializable(typeof(float[]))]
+[JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(HealthResponse))]
 public sealed partial class OpenAiJsonContext : JsonSerializerContext
 {

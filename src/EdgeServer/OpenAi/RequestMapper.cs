@@ -263,7 +263,7 @@ internal static class RequestMapper
     }
 
     /// <summary>OpenAI's answer to a field it does not know, naming it.</summary>
-    private static void RejectUnrecognized(Dictionary<string, JsonElement>? unrecognized, string prefix)
+    internal static void RejectUnrecognized(Dictionary<string, JsonElement>? unrecognized, string prefix)
     {
         if (unrecognized is { Count: > 0 })
         {
@@ -500,7 +500,7 @@ internal static class RequestMapper
     }
 
     /// <summary>A JSON string as text; one holding invalid UTF-8 is a 400 for that field.</summary>
-    private static string Text(JsonElement value, string param)
+    internal static string Text(JsonElement value, string param)
     {
         try
         {

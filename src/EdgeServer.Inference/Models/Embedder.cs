@@ -1,0 +1,147 @@
+using EdgeServer.Inference.Native;
+
+namespace EdgeServer.Inference.Models;
+
+/// <summary>
+/// Embeddings for one model: its own llama_context in embedding mode, next to the generation context, used by
+/// one request at a time. Pooling is the model's own (GGUF <c>pooling_type</c>); a model without one, such as a
+/// decoder-only chat model, is mean-pooled. Vectors are L2-normalised, as OpenAI's are.
+/// </summary>
+internal sealed class Embedder : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly SafeLlamaContextHandle _context;
+    private readonly IntPtr _memory;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+
+    public Embedder(LlamaModel model, int contextLength, int threads)
+    {
+        _model = model;
+        ContextLength = Math.Min(contextLength, Math.Max(model.TrainingContextLength, 256));
+        _context = Create(model, ContextLength, threads, poolingType: -1);
+        Pooling = (EmbeddingPooling)NativeMethods.llama_pooling_type(_context);
+        if (Pooling is EmbeddingPooling.None or EmbeddingPooling.Rank)
+        {
+            _context.Dispose();
+            _context = Create(model, ContextLength, threads, poolingType: (int)EmbeddingPooling.Mean);
+            Pooling = EmbeddingPooling.Mean;
+        }
+
+        _memory = NativeMethods.llama_get_memory(_context);
+        Dimensions = NativeMethods.llama_model_n_embd(model.Handle);
+    }
+
+    public int ContextLength { get; }
+
+    public int Dimensions { get; }
+
+    public EmbeddingPooling Pooling { get; }
+
+    private static SafeLlamaContextHandle Create(LlamaModel model, int contextLength, int threads, int poolingType)
+    {
+        var p = NativeMethods.llama_context_default_params();
+        p.NCtx = (uint)contextLength;
+        p.NBatch = (uint)contextLength;
+        p.NUbatch = (uint)contextLength; // non-causal models need the whole input in one micro-batch
+        p.NSeqMax = 1;
+        p.NThreads = threads;
+        p.NThreadsBatch = threads;
+        p.Embeddings = 1;
+        p.PoolingType = poolingType;
+        var context = NativeMethods.llama_init_from_model(model.Handle, p);
+        if (context.IsInvalid)
+        {
+            context.Dispose();
+            throw new ModelLoadException(model.Path, $"llama.cpp could not create an embedding context of {contextLength} tokens (not enough memory?).");
+        }
+
+        return context;
+    }
+
+    /// <summary>One normalised vector per input. Throws <see cref="ContextLengthExceededException"/> for an input that does not fit.</summary>
+    public async Task<float[][]> EmbedAsync(IReadOnlyList<int[]> inputs, CancellationToken cancellationToken)
+    {
+        foreach (var tokens in inputs)
+        {
+            if (tokens.Length == 0)
+            {
+                throw new InvalidGenerationParameterException("input", "An input is empty after tokenization.");
+            }
+
+            if (tokens.Length > ContextLength)
+            {
+                throw new InvalidGenerationParameterException("input", $"An input has {tokens.Length} tokens; this model embeds at most {ContextLength} tokens at a time.");
+            }
+        }
+
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            return await Task.Run(() => inputs.Select(t =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                return EmbedOne(t);
+            }).ToArray(), cancellationToken);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private unsafe float[] EmbedOne(int[] tokens)
+    {
+        NativeMethods.llama_memory_clear(_memory, true);
+        using var batch = SafeLlamaBatchHandle.Create(tokens.Length, 1);
+        ref var b = ref batch.Batch;
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            b.Token[i] = tokens[i];
+            b.Pos[i] = i;
+            b.NSeqId[i] = 1;
+            b.SeqId[i][0] = 0;
+            b.Logits[i] = 1;
+        }
+
+        b.NTokens = tokens.Length;
+        var status = NativeMethods.llama_decode(_context, b);
+        if (status != 0)
+        {
+            throw new DecodeException(status);
+        }
+
+        var pooled = NativeMethods.llama_get_embeddings_seq(_context, 0);
+        if (pooled == null)
+        {
+            throw new InferenceException("llama.cpp returned no pooled embedding for the input.");
+        }
+
+        var vector = new ReadOnlySpan<float>(pooled, Dimensions).ToArray();
+        var norm = Math.Sqrt(vector.Sum(v => (double)v * v));
+        if (norm > 0)
+        {
+            for (var i = 0; i < vector.Length; i++)
+            {
+                vector[i] = (float)(vector[i] / norm);
+            }
+        }
+
+        return vector;
+    }
+
+    public void Dispose()
+    {
+        _context.Dispose();
+        _gate.Dispose();
+    }
+}
+
+/// <summary>llama.cpp's pooling types.</summary>
+public enum EmbeddingPooling
+{
+    None = 0,
+    Mean = 1,
+    Cls = 2,
+    Last = 3,
+    Rank = 4,
+}
