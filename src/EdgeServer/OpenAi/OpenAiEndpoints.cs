@@ -21,6 +21,7 @@ public static partial class OpenAiEndpoints
             .Produces<CompletionResponse>()
             .Produces<ErrorResponse>(StatusCodes.Status400BadRequest);
         v1.MapEmbeddings();
+        v1.MapResponses();
         v1.MapGet("/models", ListModels).Produces<ModelList>();
         v1.MapGet("/models/{**id}", GetModel).Produces<ModelDto>().Produces<ErrorResponse>(StatusCodes.Status404NotFound);
         return v1;

@@ -41,6 +41,13 @@ internal sealed class ServerSentEvents(HttpResponse response)
         await writer.FlushAsync(cancellationToken);
     }
 
+    /// <summary>An event with a name line first (<c>event: name</c>), as the Responses API sends them.</summary>
+    public Task WriteAsync<T>(string eventName, T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    {
+        response.BodyWriter.Write(System.Text.Encoding.UTF8.GetBytes($"event: {eventName}\n"));
+        return WriteAsync(value, typeInfo, cancellationToken);
+    }
+
     public async Task WriteDoneAsync(CancellationToken cancellationToken)
     {
         await response.BodyWriter.WriteAsync(Done, cancellationToken);

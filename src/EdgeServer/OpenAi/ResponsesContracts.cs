@@ -1,0 +1,188 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace EdgeServer.OpenAi;
+
+// The Responses API (POST /v1/responses) for text in and text out; see ResponsesEndpoints.
+
+public sealed class CreateResponseRequest
+{
+    public string? Model { get; set; }
+
+    /// <summary>A string (one user message) or an array of message items.</summary>
+    public JsonElement? Input { get; set; }
+
+    public string? Instructions { get; set; }
+
+    public int? MaxOutputTokens { get; set; }
+
+    public float? Temperature { get; set; }
+
+    public float? TopP { get; set; }
+
+    public bool? Stream { get; set; }
+
+    public ResponseTextParamDto? Text { get; set; }
+
+    // Accepted with no effect: EdgeServer keeps no responses and has no tiers.
+    public bool? Store { get; set; }
+
+    public JsonElement? Metadata { get; set; }
+
+    public string? User { get; set; }
+
+    public string? SafetyIdentifier { get; set; }
+
+    public string? PromptCacheKey { get; set; }
+
+    public string? PromptCacheRetention { get; set; }
+
+    public string? ServiceTier { get; set; }
+
+    public bool? ParallelToolCalls { get; set; }
+
+    public string? Truncation { get; set; }
+
+    public JsonElement? StreamOptions { get; set; }
+
+    // Refused when set: tools, stored conversations and reasoning are not part of EdgeServer's Responses API.
+    public JsonElement? Tools { get; set; }
+
+    public JsonElement? ToolChoice { get; set; }
+
+    public JsonElement? PreviousResponseId { get; set; }
+
+    public JsonElement? Conversation { get; set; }
+
+    public JsonElement? Background { get; set; }
+
+    public JsonElement? Reasoning { get; set; }
+
+    public JsonElement? Include { get; set; }
+
+    public JsonElement? Prompt { get; set; }
+
+    public JsonElement? MaxToolCalls { get; set; }
+
+    public JsonElement? TopLogprobs { get; set; }
+
+    public JsonElement? ContextManagement { get; set; }
+
+    public JsonElement? Moderation { get; set; }
+
+    public JsonElement? PromptCacheOptions { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class ResponseTextParamDto
+{
+    public ResponseFormatTextDto? Format { get; set; }
+
+    public string? Verbosity { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+/// <summary>{"type":"text"}, {"type":"json_object"} or {"type":"json_schema","name":...,"schema":...,"strict":...}.</summary>
+public sealed class ResponseFormatTextDto
+{
+    public string? Type { get; set; }
+
+    public string? Name { get; set; }
+
+    public string? Description { get; set; }
+
+    public JsonElement? Schema { get; set; }
+
+    public bool? Strict { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed record ResponseObject(
+    string Id,
+    string Object,
+    long CreatedAt,
+    string Status,
+    long? CompletedAt,
+    ResponseErrorDto? Error,
+    IncompleteDetailsDto? IncompleteDetails,
+    string? Instructions,
+    int? MaxOutputTokens,
+    string Model,
+    IReadOnlyList<ResponseOutputMessage> Output,
+    bool ParallelToolCalls,
+    string? PreviousResponseId,
+    bool Store,
+    float? Temperature,
+    float? TopP,
+    ResponseTextConfigDto Text,
+    string ToolChoice,
+    IReadOnlyList<JsonElement> Tools,
+    string Truncation,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ResponseUsageDto? Usage,
+    JsonElement Metadata);
+
+public sealed record ResponseErrorDto(string Code, string Message);
+
+public sealed record IncompleteDetailsDto(string Reason);
+
+public sealed record ResponseTextConfigDto(ResponseTextFormatOut Format);
+
+public sealed record ResponseTextFormatOut(string Type);
+
+public sealed record ResponseOutputMessage(string Type, string Id, string Status, string Role, IReadOnlyList<OutputTextPart> Content);
+
+public sealed record OutputTextPart(string Type, string Text, IReadOnlyList<JsonElement> Annotations, IReadOnlyList<JsonElement> Logprobs);
+
+public sealed record ResponseUsageDto(int InputTokens, InputTokensDetailsDto InputTokensDetails, int OutputTokens, OutputTokensDetailsDto OutputTokensDetails, int TotalTokens);
+
+/// <summary>Every evaluated prompt token stays in the slot's KV cache for the next request, so it counts as written.</summary>
+public sealed record InputTokensDetailsDto(int CachedTokens, int CacheWriteTokens);
+
+public sealed record OutputTokensDetailsDto(int ReasoningTokens);
+
+/// <summary>response.created, response.in_progress, response.completed, response.incomplete.</summary>
+public sealed record ResponseLifecycleEvent(string Type, int SequenceNumber, ResponseObject Response);
+
+/// <summary>response.output_item.added / done.</summary>
+public sealed record ResponseOutputItemEvent(string Type, int SequenceNumber, int OutputIndex, ResponseOutputMessage Item);
+
+/// <summary>response.content_part.added / done.</summary>
+public sealed record ResponseContentPartEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, OutputTextPart Part);
+
+public sealed record ResponseTextDeltaEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Delta, IReadOnlyList<JsonElement> Logprobs);
+
+public sealed record ResponseTextDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Text, IReadOnlyList<JsonElement> Logprobs);
+
+public sealed record ResponseErrorEvent(string Type, int SequenceNumber, string? Code, string Message, string? Param);
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    NumberHandling = JsonNumberHandling.Strict,
+    AllowTrailingCommas = false,
+    ReadCommentHandling = JsonCommentHandling.Disallow,
+    MaxDepth = 64)]
+[JsonSerializable(typeof(CreateResponseRequest))]
+[JsonSerializable(typeof(ResponseObject))]
+[JsonSerializable(typeof(ResponseLifecycleEvent))]
+[JsonSerializable(typeof(ResponseOutputItemEvent))]
+[JsonSerializable(typeof(ResponseContentPartEvent))]
+[JsonSerializable(typeof(ResponseTextDeltaEvent))]
+[JsonSerializable(typeof(ResponseTextDoneEvent))]
+[JsonSerializable(typeof(ResponseErrorEvent))]
+public sealed partial class ResponsesJsonContext : JsonSerializerContext
+{
+    /// <summary>Like <see cref="OpenAiJsonContext.Web"/>: text written as it is, escaped only where JSON requires.</summary>
+    public static ResponsesJsonContext Web => s_web ??= new ResponsesJsonContext(new JsonSerializerOptions(Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+
+    private static ResponsesJsonContext? s_web;
+}
