@@ -53,9 +53,16 @@ internal static class PromptBuilder
         {
             if (toolsActive)
             {
-                // Not enforced in auto mode, but a schema that could never be enforced is still refused up front.
+                // In auto mode the model may answer in text, so no grammar runs; a strict tool would be a promise
+                // EdgeServer does not keep there. A schema that could never be enforced is refused either way.
                 for (var i = 0; i < request.Tools.Count; i++)
                 {
+                    if (request.Tools[i].Strict)
+                    {
+                        throw new InvalidGenerationParameterException($"tools[{i}].function.strict",
+                            $"The tool '{request.Tools[i].Name}' is strict, but with tool_choice 'auto' EdgeServer does not constrain calls. Use tool_choice 'required' or name the function to have calls enforced by a grammar, or set strict to false.");
+                    }
+
                     using var doc = JsonDocument.Parse(request.Tools[i].Parameters);
                     JsonSchemaGrammar.FromSchema(doc.RootElement, $"tools[{i}].function.parameters");
                 }
