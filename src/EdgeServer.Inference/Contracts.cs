@@ -107,8 +107,11 @@ public sealed record GenerationRequest
 
     public ToolChoice ToolChoice { get; init; } = ToolChoice.Auto;
 
-    /// <summary>Whether one turn may hold more than one call.</summary>
-    public bool ParallelToolCalls { get; init; } = true;
+    /// <summary>
+    /// Whether one turn may hold more than one call (up to <see cref="Chat.ToolCallFormat.MaxParallelCalls"/>).
+    /// Off unless asked for, as in llama-server: small models allowed several calls tend to repeat one.
+    /// </summary>
+    public bool ParallelToolCalls { get; init; }
 
     public ResponseFormat ResponseFormat { get; init; } = ResponseFormat.Text;
 

@@ -21,6 +21,8 @@ public class RawHttpTests(ServerFixture server)
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var body = await response.Content.ReadAsStringAsync();
 
+        // Text as it is, escaped only where JSON must be (OpenAI writes "é", not "\u00e9"), as whole responses are.
+        Assert.Contains("\"content\":\"é\"", body, StringComparison.Ordinal);
         Assert.EndsWith("\n\ndata: [DONE]\n\n", body, StringComparison.Ordinal);
         var events = body.Split("\n\n");
         Assert.Equal(string.Empty, events[^1]);

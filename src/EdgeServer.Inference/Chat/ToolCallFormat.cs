@@ -29,6 +29,9 @@ internal static class ToolCallFormat
     public const string MistralOpen = "[TOOL_CALLS]";
     public const string GenericKey = "{\"tool_calls\"";
 
+    /// <summary>The most calls one forced turn may hold, so a model that repeats itself still stops.</summary>
+    public const int MaxParallelCalls = 8;
+
     /// <summary>The syntax a template's source teaches its model. Generic when it shows none we can parse.</summary>
     public static ToolCallSyntax Detect(string templateSource)
     {
@@ -115,7 +118,7 @@ internal static class ToolCallFormat
             };
         });
 
-        static string Repeat(string item, string separator, bool many) => many ? $"{item} ({separator} {item})*" : item;
+        static string Repeat(string item, string separator, bool many) => many ? $"{item} ({separator} {item}){{0,{MaxParallelCalls - 1}}}" : item;
     }
 
     /// <summary>

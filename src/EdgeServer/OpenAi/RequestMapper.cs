@@ -51,7 +51,7 @@ internal static class RequestMapper
             Messages = messages,
             Tools = tools,
             ToolChoice = toolChoice,
-            ParallelToolCalls = body.ParallelToolCalls ?? true,
+            ParallelToolCalls = body.ParallelToolCalls ?? false,
             ResponseFormat = ReadResponseFormat(body.ResponseFormat),
             Logprobs = logprobs,
             TopLogprobs = body.TopLogprobs ?? 0,

@@ -286,7 +286,7 @@ public static partial class ResponsesEndpoints
 
         private ResponseObject Build(string status, IReadOnlyList<ResponseOutputMessage> output, ResponseUsageDto? usage, IncompleteDetailsDto? incomplete, long? completedAt) => new(
             Id, "response", _created, status, completedAt, null, incomplete, body.Instructions, body.MaxOutputTokens, model, output,
-            body.ParallelToolCalls ?? true, null, false, body.Temperature ?? SamplingParameters.Default.Temperature, body.TopP ?? SamplingParameters.Default.TopP,
+            body.ParallelToolCalls ?? false, null, false, body.Temperature ?? SamplingParameters.Default.Temperature, body.TopP ?? SamplingParameters.Default.TopP,
             new ResponseTextConfigDto(new ResponseTextFormatOut(body.Text?.Format?.Type ?? "text")), "auto", [], "disabled", usage,
             body.Metadata is { ValueKind: JsonValueKind.Object } metadata ? metadata : EmptyObject);
     }

@@ -32,7 +32,8 @@ internal sealed class ServerSentEvents(HttpResponse response)
     {
         var writer = response.BodyWriter;
         writer.Write(Prefix);
-        using (var json = new Utf8JsonWriter(writer))
+        // The writer's own options decide escaping; take the context's, so streamed text is written as whole bodies are.
+        using (var json = new Utf8JsonWriter(writer, new JsonWriterOptions { Encoder = typeInfo.Options.Encoder }))
         {
             JsonSerializer.Serialize(json, value, typeInfo);
         }
