@@ -160,29 +160,3 @@ public sealed record ResponseTextDeltaEvent(string Type, int SequenceNumber, str
 public sealed record ResponseTextDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Text, IReadOnlyList<JsonElement> Logprobs);
 
 public sealed record ResponseErrorEvent(string Type, int SequenceNumber, string? Code, string Message, string? Param);
-
-[JsonSourceGenerationOptions(
-    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
-    DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    NumberHandling = JsonNumberHandling.Strict,
-    AllowTrailingCommas = false,
-    ReadCommentHandling = JsonCommentHandling.Disallow,
-    MaxDepth = 64)]
-[JsonSerializable(typeof(CreateResponseRequest))]
-[JsonSerializable(typeof(ResponseObject))]
-[JsonSerializable(typeof(ResponseLifecycleEvent))]
-[JsonSerializable(typeof(ResponseOutputItemEvent))]
-[JsonSerializable(typeof(ResponseContentPartEvent))]
-[JsonSerializable(typeof(ResponseTextDeltaEvent))]
-[JsonSerializable(typeof(ResponseTextDoneEvent))]
-[JsonSerializable(typeof(ResponseErrorEvent))]
-public sealed partial class ResponsesJsonContext : JsonSerializerContext
-{
-    /// <summary>Like <see cref="OpenAiJsonContext.Web"/>: text written as it is, escaped only where JSON requires.</summary>
-    public static ResponsesJsonContext Web => s_web ??= new ResponsesJsonContext(new JsonSerializerOptions(Default.Options)
-    {
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    });
-
-    private static ResponsesJsonContext? s_web;
-}

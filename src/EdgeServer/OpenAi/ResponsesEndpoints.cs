@@ -23,7 +23,7 @@ public static partial class ResponsesEndpoints
 
     internal static async Task<IResult> CreateAsync(HttpContext context, IInferenceEngine engine, Admission admission, TimeProvider clock, IOptions<EdgeServerOptions> options, ILoggerFactory loggers)
     {
-        var body = await OpenAiResults.ReadBodyAsync(context.Request, ResponsesJsonContext.Web.CreateResponseRequest, context.RequestAborted);
+        var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.CreateResponseRequest, context.RequestAborted);
         var request = ToGenerationRequest(body, options.Value.Limits);
         if (engine.FindModel(request.Model) is null)
         {
@@ -42,7 +42,7 @@ public static partial class ResponsesEndpoints
                     text.Append(chunk.Text);
                     if (chunk.IsFinal)
                     {
-                        return OpenAiResults.Json(run.Finish(text.ToString(), chunk), ResponsesJsonContext.Web.ResponseObject);
+                        return OpenAiResults.Json(run.Finish(text.ToString(), chunk), OpenAiJsonContext.Web.ResponseObject);
                     }
                 }
 
@@ -65,14 +65,14 @@ public static partial class ResponsesEndpoints
         {
             var error = OpenAiException.From(e);
             LogStreamFailed(loggers.CreateLogger("EdgeServer.OpenAi"), e, request.Model);
-            await sse.WriteAsync("error", new ResponseErrorEvent("error", run.Next(), error.Code, error.Message, error.Param), ResponsesJsonContext.Web.ResponseErrorEvent, CancellationToken.None);
+            await sse.WriteAsync("error", new ResponseErrorEvent("error", run.Next(), error.Code, error.Message, error.Param), OpenAiJsonContext.Web.ResponseErrorEvent, CancellationToken.None);
             return Results.Empty;
         }
     }
 
     private static async Task StreamAsync(ServerSentEvents sse, ResponseRun run, IGenerationSession session, CancellationToken ct)
     {
-        var web = ResponsesJsonContext.Web;
+        var web = OpenAiJsonContext.Web;
         await sse.WriteAsync("response.created", new ResponseLifecycleEvent("response.created", run.Next(), run.InProgress()), web.ResponseLifecycleEvent, ct);
         await sse.WriteAsync("response.in_progress", new ResponseLifecycleEvent("response.in_progress", run.Next(), run.InProgress()), web.ResponseLifecycleEvent, ct);
         var empty = run.Message(string.Empty, "in_progress");
