@@ -53,4 +53,7 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Llama)]
     internal static partial void llama_sampler_accept(SafeLlamaSamplerHandle sampler, int token);
+
+    [LibraryImport(Llama)]
+    internal static partial void llama_sampler_apply(SafeLlamaSamplerHandle sampler, LlamaTokenDataArray* candidates);
 }

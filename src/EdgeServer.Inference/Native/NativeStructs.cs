@@ -107,6 +107,24 @@ internal struct LlamaSamplerChainParams
 }
 
 [StructLayout(LayoutKind.Sequential)]
+internal struct LlamaTokenData
+{
+    public int Id;
+    public float Logit;
+    public float P;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LlamaTokenDataArray
+{
+    /// <summary>Samplers may point this elsewhere; read the result through it after applying.</summary>
+    public LlamaTokenData* Data;
+    public nuint Size;
+    public long Selected;
+    public byte Sorted;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 internal struct LlamaLogitBias
 {
     public int Token;

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using EdgeServer.Inference.Native;
 
 namespace EdgeServer.Inference.Sampling;
@@ -26,11 +27,8 @@ internal static class SamplerChainFactory
         Check(p.RepeatLastN >= -1, "repeat_last_n", $"repeat_last_n must be -1 (whole context), 0 (off) or positive; got {p.RepeatLastN}.");
     }
 
-    /// <summary>
-    /// logit bias → grammar → penalties → top-k → top-p → min-p → temperature → draw; temperature 0 is greedy.
-    /// The grammar comes before any cut, so the tokens that remain are always ones it allows.
-    /// </summary>
-    public static unsafe SafeLlamaSamplerHandle Create(SamplingParameters p, IReadOnlyDictionary<int, float> logitBias, string? grammar, IntPtr vocab, int vocabularySize, int contextLength)
+    /// <summary>logit bias → penalties → top-k → top-p → min-p → temperature → draw; temperature 0 is greedy.</summary>
+    public static unsafe SafeLlamaSamplerHandle Create(SamplingParameters p, IReadOnlyDictionary<int, float> logitBias, int vocabularySize, int contextLength)
     {
         var chainParams = NativeMethods.llama_sampler_chain_default_params();
         chainParams.NoPerf = 1;
@@ -50,17 +48,6 @@ internal static class SamplerChainFactory
                 {
                     Add(chain, NativeMethods.llama_sampler_init_logit_bias(vocabularySize, biases.Length, b), "logit_bias");
                 }
-            }
-
-            if (grammar is not null)
-            {
-                var sampler = NativeMethods.llama_sampler_init_grammar(vocab, grammar, "root");
-                if (sampler == IntPtr.Zero)
-                {
-                    throw new InferenceException("llama.cpp refused the grammar derived from the request (see the log for the line it stopped at).");
-                }
-
-                NativeMethods.llama_sampler_chain_add(chain, sampler);
             }
 
             var penalize = p.RepeatPenalty != 1f || p.PresencePenalty != 0f || p.FrequencyPenalty != 0f;
@@ -100,6 +87,20 @@ internal static class SamplerChainFactory
             chain.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A grammar sampler for GBNF text whose start rule is "root".</summary>
+    public static SafeLlamaSamplerHandle CreateGrammar(IntPtr vocab, string grammar)
+    {
+        var sampler = NativeMethods.llama_sampler_init_grammar(vocab, grammar, "root");
+        if (sampler == IntPtr.Zero)
+        {
+            throw new InferenceException("llama.cpp refused the grammar derived from the request (see the log for the line it stopped at).");
+        }
+
+        var handle = new SafeLlamaSamplerHandle();
+        Marshal.InitHandle(handle, sampler);
+        return handle;
     }
 
     private static void Add(SafeLlamaSamplerHandle chain, IntPtr sampler, string name)

@@ -248,7 +248,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         slot.Decoder = new Utf8StreamDecoder();
         slot.Stops = new StopSequenceMatcher(session.Request.Stop);
         slot.PendingLogprobs.Clear();
-        slot.Sampler = SamplerChainFactory.Create(session.Request.Sampling, session.Request.LogitBias, session.Grammar, _model.Vocab, _model.VocabularySize, ContextPerSlot);
+        slot.Sampler = new TokenSampler(session.Request.Sampling, session.Request.LogitBias, session.Grammar, _model.Vocab, _model.VocabularySize, ContextPerSlot);
     }
 
     private void Step()
@@ -333,7 +333,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         {
             if (slot.BatchIndex >= 0 && slot.Session is not null)
             {
-                var token = NativeMethods.llama_sampler_sample(slot.Sampler!, _context, slot.BatchIndex);
+                var token = slot.Sampler!.Sample(_context, slot.BatchIndex);
                 if (slot.Session.Request.Logprobs && (slot.Session.Request.IgnoreEos || !_model.IsEndOfGeneration(token)))
                 {
                     slot.PendingLogprobs.Add(Logprob(slot.BatchIndex, token, slot.Session.Request.TopLogprobs));
@@ -622,7 +622,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         public int BatchIndex { get; set; } = -1;
 
-        public SafeLlamaSamplerHandle? Sampler { get; set; }
+        public TokenSampler? Sampler { get; set; }
 
         public Utf8StreamDecoder? Decoder { get; set; }
 
