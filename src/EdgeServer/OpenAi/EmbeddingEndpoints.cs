@@ -43,6 +43,11 @@ public static class EmbeddingEndpoints
             throw new ModelNotFoundException(model);
         }
 
+        if (context.Features.Get<EdgeServer.Telemetry.GenerationOutcome>() is { } outcome)
+        {
+            outcome.Model = model;
+        }
+
         var result = await engine.EmbedAsync(model, inputs, context.RequestAborted);
         if (body.Dimensions is { } dimensions && dimensions != result.Dimensions)
         {

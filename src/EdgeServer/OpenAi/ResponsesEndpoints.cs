@@ -30,7 +30,13 @@ public static partial class ResponsesEndpoints
             throw new ModelNotFoundException(request.Model);
         }
 
-        var run = new ResponseRun(body, request.Model, clock);
+        var outcome = context.Features.Get<EdgeServer.Telemetry.GenerationOutcome>();
+        if (outcome is not null)
+        {
+            outcome.Model = request.Model;
+        }
+
+        var run = new ResponseRun(body, request.Model, clock, outcome);
         if (body.Stream != true)
         {
             return await admission.RunAsync(request.Model, async ct =>
@@ -255,7 +261,7 @@ public static partial class ResponsesEndpoints
     }
 
     /// <summary>One response's identity, settings and event numbering.</summary>
-    private sealed class ResponseRun(CreateResponseRequest body, string model, TimeProvider clock)
+    private sealed class ResponseRun(CreateResponseRequest body, string model, TimeProvider clock, EdgeServer.Telemetry.GenerationOutcome? outcome)
     {
         private readonly long _created = clock.GetUtcNow().ToUnixTimeSeconds();
         private int _sequence;
@@ -275,6 +281,11 @@ public static partial class ResponsesEndpoints
         {
             var complete = final.FinishReason != FinishReason.Length;
             var u = final.Usage!;
+            if (outcome is not null)
+            {
+                (outcome.Usage, outcome.Timings, outcome.FinishReason) = (u, final.Timings, final.FinishReason);
+            }
+
             var usage = new ResponseUsageDto(u.PromptTokens, new InputTokensDetailsDto(u.CachedPromptTokens, u.PromptTokens - u.CachedPromptTokens), u.CompletionTokens, new OutputTokensDetailsDto(0), u.TotalTokens);
             return Build(
                 complete ? "completed" : "incomplete",
