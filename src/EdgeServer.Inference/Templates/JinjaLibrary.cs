@@ -140,6 +140,7 @@ internal static class Filters
 {
     public static object? Apply(string name, object? value, List<object?> args, Dictionary<string, object?> kwargs, Scope scope)
     {
+        value = Py.Unwrap(value);
         object? Arg(int i, string key, object? fallback = null) => i < args.Count ? args[i] : kwargs.TryGetValue(key, out var v) ? v : fallback;
         switch (name)
         {
@@ -236,7 +237,19 @@ internal static class Filters
             case "indent":
                 return Indent(Py.Str(value), Arg(0, "width", 4L), Py.Truthy(Arg(1, "first", false)), Py.Truthy(Arg(2, "blank", false)));
             case "safe":
-                return value;
+                return value is string safe ? new Markup(safe) : value;
+            case "min" or "max":
+                var by2 = Arg(1, "attribute") as string;
+                var items = Py.Iterate(value).ToList();
+                if (items.Count == 0)
+                {
+                    return Undefined.Instance;
+                }
+
+                object? Key(object? x) => by2 is null ? x : Py.GetItem(x, by2);
+                return items.Aggregate((a, b) => (Py.CompareForSort(Key(b), Key(a)) < 0) == (name == "min") ? b : a);
+            case "map" or "select" or "reject" or "selectattr" or "rejectattr" when !Py.Truthy(value):
+                return new List<object?>();
             case "map":
                 if (kwargs.TryGetValue("attribute", out var attr))
                 {
@@ -263,7 +276,9 @@ internal static class Filters
         }
     }
 
-    public static bool Test(string name, object? value, List<object?> args) => name switch
+    public static bool Test(string name, object? value, List<object?> args) => TestUnwrapped(name, Py.Unwrap(value), args);
+
+    private static bool TestUnwrapped(string name, object? value, List<object?> args) => name switch
     {
         "defined" => value is not Undefined,
         "undefined" => value is Undefined,
@@ -337,7 +352,7 @@ internal static class Json
 
     private static void Write(StringBuilder b, object? value, int? indent, int level)
     {
-        switch (value)
+        switch (Py.Unwrap(value))
         {
             case null:
                 b.Append("null");

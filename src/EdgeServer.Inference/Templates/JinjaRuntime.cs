@@ -15,6 +15,18 @@ internal sealed class Undefined
     public static Undefined Named(string name) => new(name);
 }
 
+/// <summary>
+/// A string marked safe (the <c>safe</c> filter). As in Jinja2, adding a plain string to it HTML-escapes the
+/// plain one; a template that relies on that (Functionary's) renders as it does under Jinja2.
+/// </summary>
+internal sealed record Markup(string Value)
+{
+    public static string Escape(string s) => s.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal)
+        .Replace(">", "&gt;", StringComparison.Ordinal).Replace("\"", "&#34;", StringComparison.Ordinal).Replace("'", "&#39;", StringComparison.Ordinal);
+
+    public override string ToString() => Value;
+}
+
 /// <summary>namespace(): the one object whose attributes a template may set, so values escape loop scopes.</summary>
 internal sealed class Namespace() : Dictionary<string, object?>(StringComparer.Ordinal);
 
@@ -50,6 +62,9 @@ internal sealed class Scope(Scope? parent)
 /// <summary>Python semantics for the values templates handle: None, bool, int, float, str, list, dict.</summary>
 internal static class Py
 {
+    /// <summary>A <see cref="Markup"/> behaves as its text everywhere but in '+'.</summary>
+    public static object? Unwrap(object? v) => v is Markup m ? m.Value : v;
+
     public static string TypeName(object? v) => v switch
     {
         null => "NoneType",
@@ -64,7 +79,7 @@ internal static class Py
         _ => v.GetType().Name,
     };
 
-    public static bool Truthy(object? v) => v switch
+    public static bool Truthy(object? v) => Unwrap(v) switch
     {
         null or Undefined => false,
         bool b => b,
@@ -76,7 +91,7 @@ internal static class Py
         _ => true,
     };
 
-    public static IEnumerable<object?> Iterate(object? v) => v switch
+    public static IEnumerable<object?> Iterate(object? v) => Unwrap(v) switch
     {
         null => throw new TemplateRenderException("'NoneType' object is not iterable"),
         Undefined => [],
@@ -90,6 +105,7 @@ internal static class Py
     public static string Str(object? v) => v switch
     {
         string s => s,
+        Markup m => m.Value,
         Undefined => string.Empty,
         _ => Repr(v),
     };
@@ -160,7 +176,7 @@ internal static class Py
         return b.Append(quote).ToString();
     }
 
-    public static bool Equal(object? a, object? b) => (a, b) switch
+    public static bool Equal(object? a, object? b) => (Unwrap(a), Unwrap(b)) switch
     {
         (null, null) => true,
         (Undefined, Undefined) => true,
@@ -170,7 +186,7 @@ internal static class Py
         (IDictionary<string, object?> x, IDictionary<string, object?> y) =>
             x.Count == y.Count && x.All(kv => y.TryGetValue(kv.Key, out var other) && Equal(kv.Value, other)),
         _ when IsNumber(a) && IsNumber(b) => ToDouble(a) == ToDouble(b),
-        _ => ReferenceEquals(a, b) || a.Equals(b),
+        _ => ReferenceEquals(a, b) || (a?.Equals(b) ?? false),
     };
 
     private static bool IsNumber(object? v) => v is long or double or bool;
@@ -183,7 +199,7 @@ internal static class Py
         _ => throw new TemplateRenderException($"'{TypeName(v)}' is not a number"),
     };
 
-    private static int Compare(object? a, object? b) => (a, b) switch
+    private static int Compare(object? a, object? b) => (Unwrap(a), Unwrap(b)) switch
     {
         (string x, string y) => string.CompareOrdinal(x, y),
         (List<object?> x, List<object?> y) => CompareLists(x, y),
@@ -208,6 +224,13 @@ internal static class Py
 
     public static object? Binary(string op, object? a, object? b)
     {
+        if (op == "+" && (a is Markup || b is Markup) && (a is string or Markup) && (b is string or Markup))
+        {
+            string Part(object? x) => x is Markup m ? m.Value : Markup.Escape((string)x!);
+            return new Markup(Part(a) + Part(b));
+        }
+
+        (a, b) = (a is Markup ma ? ma.Value : a, b is Markup mb ? mb.Value : b);
         switch (op)
         {
             case "==": return Equal(a, b);
@@ -275,9 +298,9 @@ internal static class Py
         };
     }
 
-    public static bool Contains(object? container, object? item) => container switch
+    public static bool Contains(object? container, object? item) => Unwrap(container) switch
     {
-        string s => item is string sub ? s.Contains(sub, StringComparison.Ordinal) : throw new TemplateRenderException("'in <string>' requires a string on the left"),
+        string s => Unwrap(item) is string sub ? s.Contains(sub, StringComparison.Ordinal) : throw new TemplateRenderException("'in <string>' requires a string on the left"),
         List<object?> l => l.Any(x => Equal(x, item)),
         IDictionary<string, object?> d => item is string k && d.ContainsKey(k),
         Undefined => false,
@@ -294,6 +317,7 @@ internal static class Py
 
     public static object? GetItem(object? target, object? key)
     {
+        (target, key) = (Unwrap(target), Unwrap(key));
         switch (target)
         {
             case IDictionary<string, object?> d:
@@ -321,6 +345,7 @@ internal static class Py
 
     public static object? GetAttribute(object? target, string name)
     {
+        target = Unwrap(target);
         if (target is Undefined u)
         {
             throw new TemplateRenderException($"'{u.Name ?? "value"}' is undefined, so it has no attribute '{name}'");
@@ -347,6 +372,7 @@ internal static class Py
 
     public static object? Slice(object? target, long? start, long? stop, long? step)
     {
+        target = Unwrap(target);
         var s = step ?? 1;
         if (s == 0)
         {

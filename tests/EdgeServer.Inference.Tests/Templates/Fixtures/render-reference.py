@@ -12,25 +12,44 @@ Run it after adding a template or a conversation: python3 render-reference.py (n
 import json, pathlib, datetime
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.ext import loopcontrols
+from jinja2.ext import Extension, loopcontrols
+from jinja2 import nodes
 
 here = pathlib.Path(__file__).parent
 FIXED_NOW = datetime.datetime(2024, 7, 26, 10, 30, 0)
 
+class Raised(jinja2.exceptions.TemplateError):
+    """What raise_exception throws, told apart from Jinja2's own errors (undefined, sandbox)."""
+
+
 def raise_exception(message):
-    raise jinja2.exceptions.TemplateError(message)
+    raise Raised(message)
 
 def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+class Generation(Extension):
+    """{% generation %}...{% endgeneration %}: transformers' AssistantTracker; renders its body unchanged."""
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return nodes.Scope(body).set_lineno(lineno)
+
+
+env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
 env.filters["tojson"] = tojson
 env.globals["raise_exception"] = raise_exception
 env.globals["strftime_now"] = lambda fmt: FIXED_NOW.strftime(fmt)
 
 conversations = json.loads((here / "conversations.json").read_text(encoding="utf-8"))
 for path in sorted(here.glob("*.jinja")):
-    template = env.from_string(path.read_text(encoding="utf-8"))
+    try:
+        template = env.from_string(path.read_text(encoding="utf-8"))
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        print(f"{path.name}: jinja2 cannot parse it: {e}")
+        continue
     for name, conv in conversations.items():
         base = here / f"{path.stem}.{name}"
         for stale in (base.with_suffix(".txt"), pathlib.Path(str(base) + ".error.txt")):
@@ -39,7 +58,7 @@ for path in sorted(here.glob("*.jinja")):
             out = template.render(messages=conv["messages"], tools=conv.get("tools"), documents=None,
                                   add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
             pathlib.Path(str(base) + ".txt").write_text(out, encoding="utf-8", newline="")
-        except jinja2.exceptions.TemplateError as e:
+        except Raised as e:
             # raise_exception's message, which the renderer must reproduce.
             pathlib.Path(str(base) + ".error.txt").write_text("raised: " + str(e), encoding="utf-8", newline="")
         except Exception as e:
