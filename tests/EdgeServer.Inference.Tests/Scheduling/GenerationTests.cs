@@ -256,6 +256,40 @@ public class TrainedModelSmokeTests
         // The model's README records llama.cpp's own greedy continuation of this prompt.
         Assert.StartsWith(", there was a little girl named Lily. She loved to play outside in the park.", text.ToString(), StringComparison.Ordinal);
     }
+
+    [SkippableTheory]
+    [InlineData(0f)]
+    [InlineData(0.8f)]
+    public async Task AStoryModelForcedToCallAToolReturnsAValidCall(float temperature)
+    {
+        var path = SharedPaths.Stories260K;
+        Skip.If(SharedPaths.MissingReason(path) is not null, SharedPaths.MissingReason(path));
+        TestRuntime.Ensure();
+        using var engine = new InferenceEngine(new EngineOptions { Models = [new ModelSource("stories", path)], Scheduler = new() { Slots = 1, Threads = 1, ContextPerSlot = 1024 } }, NullLoggerFactory.Instance);
+        var request = new GenerationRequest
+        {
+            Model = "stories",
+            Messages = [new ChatMessage("user", "Turn on the kitchen light")],
+            Tools = [new ToolDefinition("set_light", "Switch a light", """{"type":"object","properties":{"room":{"enum":["kitchen","hall"]},"on":{"type":"boolean"}},"required":["room","on"]}""")],
+            ToolChoice = new ToolChoice(ToolChoiceMode.Required),
+            MaxTokens = 300,
+            Sampling = new SamplingParameters { Temperature = temperature, Seed = 7 },
+        };
+
+        GenerationChunk final = default;
+        await foreach (var chunk in (await engine.StartAsync(request, default)).ReadAllAsync())
+        {
+            final = chunk;
+        }
+
+        // A 260K-parameter story model knows nothing of tools; the grammar makes the reply a call all the same.
+        Assert.Equal(FinishReason.ToolCalls, final.FinishReason);
+        var call = Assert.Single(final.ToolCalls!);
+        Assert.Equal("set_light", call.Name);
+        using var args = System.Text.Json.JsonDocument.Parse(call.Arguments);
+        Assert.Contains(args.RootElement.GetProperty("room").GetString(), new[] { "kitchen", "hall" });
+        Assert.Contains(args.RootElement.GetProperty("on").ValueKind, new[] { System.Text.Json.JsonValueKind.True, System.Text.Json.JsonValueKind.False });
+    }
 }
 
 public class AdmissionTests
