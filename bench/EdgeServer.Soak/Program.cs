@@ -6,7 +6,8 @@ using EdgeServer.Bench;
 using EdgeServer.Inference.Gguf;
 
 // Soak test: starts the real server on 127.0.0.1 with a generated model and sends a bounded number of mixed
-// requests: streams (some cancelled mid-way), whole responses and bad requests. It reports outcomes by kind and
+// requests: streams (some cancelled mid-way), whole responses, tool calls, JSON output, logprobs with n = 2,
+// embeddings, the Responses API, and bad requests. It reports outcomes by kind and
 // the server's resident memory over time, checks the server still answers, and stops by itself.
 //
 //   dotnet run --project bench/EdgeServer.Soak -c Release -- [--requests 3000] [--concurrency 8] [--seed 1]
@@ -50,7 +51,8 @@ try
         {
             < 45 => Kind.Stream,
             < 60 => Kind.StreamCancelled,
-            < 80 => Kind.Whole,
+            < 70 => Kind.Whole,
+            < 80 => Kind.Structured,
             _ => Kind.Bad,
         };
         var outcome = await Send(http, kind, random, ct);
@@ -164,6 +166,9 @@ static async Task<string> Send(HttpClient http, Kind kind, Random random, Cancel
                 return events < cancelAfter && kind == Kind.StreamCancelled ? "ok (stream ended before cancel)" : "UNEXPECTED stream ended without [DONE]";
             }
 
+            case Kind.Structured:
+                return await SendStructured(http, random, maxTokens, ct);
+
             default:
             {
                 var (name, body, expected) = BadRequests[random.Next(BadRequests.Length)];
@@ -183,6 +188,63 @@ static async Task<string> Send(HttpClient http, Kind kind, Random random, Cancel
     {
         return $"UNEXPECTED {e.GetType().Name}";
     }
+}
+
+// Grammar-constrained and other newer requests: whatever the random model does, a finished reply must parse.
+static async Task<string> SendStructured(HttpClient http, Random random, int maxTokens, CancellationToken ct)
+{
+    const string Schema = """{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"string","maxLength":8},"b":{"type":"array","items":{"type":"integer"},"maxItems":3}},"required":["a","b"]}}}""";
+    const string Tool = """[{"type":"function","function":{"name":"set_light","parameters":{"type":"object","properties":{"room":{"enum":["kitchen","hall"]},"on":{"type":"boolean"},"level":{"type":"integer"}},"required":["room","on"]}}}]""";
+    var user = $$"""[{"role":"user","content":"request {{random.Next()}}"}]""";
+    var (path, body, name) = random.Next(6) switch
+    {
+        0 => ("/v1/chat/completions", $$"""{"model":"soak","messages":{{user}},"max_tokens":{{maxTokens * 4}},"tools":{{Tool}},"tool_choice":"required"}""", "tool call"),
+        1 => ("/v1/chat/completions", $$"""{"model":"soak","messages":{{user}},"max_tokens":{{maxTokens * 4}},"response_format":""" + Schema + "}", "json_schema"),
+        2 => ("/v1/chat/completions", $$"""{"model":"soak","messages":{{user}},"max_tokens":{{maxTokens}},"logprobs":true,"top_logprobs":3,"n":2,"stream":{{(random.Next(2) == 0 ? "true" : "false")}}}""", "logprobs, n 2"),
+        3 => ("/v1/embeddings", $$"""{"model":"soak","input":["request {{random.Next()}}","another"]}""", "embeddings"),
+        4 => ("/v1/responses", $$"""{"model":"soak","input":"request {{random.Next()}}","max_output_tokens":{{maxTokens}}}""", "responses"),
+        _ => ("/v1/chat/completions", $$"""{"model":"soak","messages":{{user}},"max_tokens":{{maxTokens}},"response_format":{"type":"json_object"},"temperature":1.2}""", "json_object"),
+    };
+    using var response = await http.PostAsync(path, Json(body), ct);
+    var text = await response.Content.ReadAsStringAsync(ct);
+    if (response.StatusCode == HttpStatusCode.TooManyRequests)
+    {
+        return "busy (429)";
+    }
+
+    if (response.StatusCode != HttpStatusCode.OK)
+    {
+        return $"UNEXPECTED {(int)response.StatusCode} for {name}";
+    }
+
+    if (name is "logprobs, n 2" or "embeddings" or "responses")
+    {
+        return $"ok ({name})";
+    }
+
+    using var doc = System.Text.Json.JsonDocument.Parse(text);
+    var choice = doc.RootElement.GetProperty("choices")[0];
+    var finish = choice.GetProperty("finish_reason").GetString();
+    try
+    {
+        if (finish == "tool_calls")
+        {
+            using var args = System.Text.Json.JsonDocument.Parse(choice.GetProperty("message").GetProperty("tool_calls")[0].GetProperty("function").GetProperty("arguments").GetString()!);
+            return $"ok ({name})";
+        }
+
+        if (finish == "stop")
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(choice.GetProperty("message").GetProperty("content").GetString()!);
+            return name == "tool call" ? "UNEXPECTED tool call finished without a call" : $"ok ({name})";
+        }
+    }
+    catch (System.Text.Json.JsonException)
+    {
+        return $"UNEXPECTED unparsable {name}";
+    }
+
+    return $"ok ({name}, cut by max_tokens)";
 }
 
 static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
@@ -214,6 +276,7 @@ internal enum Kind
     Stream,
     StreamCancelled,
     Whole,
+    Structured,
     Bad,
 }
 
