@@ -26,7 +26,7 @@ public static class EmbeddingEndpoints
         return group;
     }
 
-    internal static async Task<IResult> EmbeddingsAsync(HttpContext context, IInferenceEngine engine, IOptions<EdgeServerOptions> options)
+    internal static async Task<IResult> EmbeddingsAsync(HttpContext context, IInferenceEngine engine, Admission admission, IOptions<EdgeServerOptions> options)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.EmbeddingRequest, context.RequestAborted);
         RequestMapper.RejectUnrecognized(body.Unrecognized, string.Empty);
@@ -48,7 +48,8 @@ public static class EmbeddingEndpoints
             outcome.Model = model;
         }
 
-        var result = await engine.EmbedAsync(model, inputs, context.RequestAborted);
+        // The same admission as generation: a place among the model's slots, the deadline, 429 when full.
+        var result = await admission.RunAsync(model, ct => new ValueTask<EmbeddingResult>(engine.EmbedAsync(model, inputs, ct)), context.RequestAborted);
         if (body.Dimensions is { } dimensions && dimensions != result.Dimensions)
         {
             throw OpenAiException.InvalidRequest($"'dimensions' is {dimensions}, but '{model}' makes {result.Dimensions}-dimensional vectors and EdgeServer does not shorten them.", "dimensions", "unsupported_value");
