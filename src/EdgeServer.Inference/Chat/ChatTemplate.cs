@@ -1,5 +1,5 @@
 using System.Text;
-using EdgeServer.Inference.Templates;
+using EdgeServer.Inference.Text.Templates;
 
 namespace EdgeServer.Inference.Chat;
 
@@ -246,9 +246,9 @@ public sealed class ChatTemplate
                 for (var i = 0; i < calls.Count; i++)
                 {
                     json.Append(i > 0 ? ", " : string.Empty)
-                        .Append("{\"name\": ").Append(Grammar.JsonSchemaGrammar.JsonString(calls[i].Name))
+                        .Append("{\"name\": ").Append(Sampling.JsonSchemaGrammar.JsonString(calls[i].Name))
                         .Append(", \"arguments\": ").Append(calls[i].Arguments)
-                        .Append(", \"id\": ").Append(Grammar.JsonSchemaGrammar.JsonString(calls[i].Id)).Append('}');
+                        .Append(", \"id\": ").Append(Sampling.JsonSchemaGrammar.JsonString(calls[i].Id)).Append('}');
                 }
 
                 json.Append("]}");
@@ -257,7 +257,7 @@ public sealed class ChatTemplate
             }
             else if (m.Role == "tool")
             {
-                var response = $"{{\"tool_response\": {{\"tool_call_id\": {Grammar.JsonSchemaGrammar.JsonString(m.ToolCallId ?? string.Empty)}, \"content\": {Grammar.JsonSchemaGrammar.JsonString(m.Content ?? string.Empty)}}}}}";
+                var response = $"{{\"tool_response\": {{\"tool_call_id\": {Sampling.JsonSchemaGrammar.JsonString(m.ToolCallId ?? string.Empty)}, \"content\": {Sampling.JsonSchemaGrammar.JsonString(m.Content ?? string.Empty)}}}}}";
                 if (result.Count > 0 && result[^1].Role == "user" && result[^1].Content!.StartsWith("{\"tool_response\"", StringComparison.Ordinal))
                 {
                     result[^1] = result[^1] with { Content = result[^1].Content + "\n" + response };

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using EdgeServer.Inference.Grammar;
+using EdgeServer.Inference.Sampling;
 using EdgeServer.Inference.Models;
-using EdgeServer.Inference.Templates;
+using EdgeServer.Inference.Text.Templates;
 
 namespace EdgeServer.Inference.Chat;
 

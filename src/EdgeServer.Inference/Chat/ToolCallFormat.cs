@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using EdgeServer.Inference.Grammar;
+using EdgeServer.Inference.Sampling;
 
 namespace EdgeServer.Inference.Chat;
 

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using EdgeServer.Inference.Chat;
-using EdgeServer.Inference.Grammar;
+using EdgeServer.Inference.Sampling;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Native;
 using EdgeServer.TestSupport;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using EdgeServer.Inference.Templates;
+using EdgeServer.Inference.Text.Templates;
 
 namespace EdgeServer.Inference.Tests.Templates;
 

@@ -1,5 +1,5 @@
 using EdgeServer.Inference.Chat;
-using EdgeServer.Inference.Templates;
+using EdgeServer.Inference.Text.Templates;
 
 namespace EdgeServer.Inference.Tests.Templates;
 

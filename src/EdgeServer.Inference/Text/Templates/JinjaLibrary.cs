@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace EdgeServer.Inference.Templates;
+namespace EdgeServer.Inference.Text.Templates;
 
 /// <summary>The str, dict and list methods chat templates call (read-only, as in Hugging Face's sandbox).</summary>
 internal static class Methods

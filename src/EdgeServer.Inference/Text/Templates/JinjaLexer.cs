@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace EdgeServer.Inference.Templates;
+namespace EdgeServer.Inference.Text.Templates;
 
 internal enum TokenKind
 {

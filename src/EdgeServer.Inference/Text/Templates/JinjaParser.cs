@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace EdgeServer.Inference.Templates;
+namespace EdgeServer.Inference.Text.Templates;
 
 /// <summary>Parses Jinja2 tokens into the statement and expression trees that <see cref="JinjaTemplate"/> runs.</summary>
 internal sealed class JinjaParser(List<Token> tokens)

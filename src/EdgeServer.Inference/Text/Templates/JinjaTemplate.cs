@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace EdgeServer.Inference.Templates;
+namespace EdgeServer.Inference.Text.Templates;
 
 /// <summary>
 /// A Jinja2 template as chat templates use it, rendered the way Hugging Face's transformers renders

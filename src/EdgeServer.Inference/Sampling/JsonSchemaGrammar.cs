@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace EdgeServer.Inference.Grammar;
+namespace EdgeServer.Inference.Sampling;
 
 /// <summary>
 /// Turns a JSON Schema into a GBNF grammar (llama.cpp's grammar language) whose every sentence is JSON that

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace EdgeServer.Inference.Templates;
+namespace EdgeServer.Inference.Text.Templates;
 
 internal sealed record Arguments(List<Expr> Positional, List<(string Name, Expr Value)> Named)
 {

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace EdgeServer.Inference.Templates;
+namespace EdgeServer.Inference.Text.Templates;
 
 /// <summary>A missing variable or key: empty when printed, false when tested, an error when used further.</summary>
 internal sealed class Undefined
