@@ -31,9 +31,8 @@ internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
         return text.ToString();
     }
 
-    public async Task<StreamResult> CompleteAsync(string prompt, int maxTokens, CancellationToken cancellationToken = default)
-    {
-        var body = JsonSerializer.Serialize(new Dictionary<string, object>
+    public Task<StreamResult> CompleteAsync(string prompt, int maxTokens, CancellationToken cancellationToken = default) =>
+        StreamAsync("/v1/completions", new Dictionary<string, object>
         {
             ["model"] = "bench",
             ["prompt"] = prompt,
@@ -41,8 +40,29 @@ internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
             ["temperature"] = 0,
             ["ignore_eos"] = true,
             ["stream"] = true,
-        });
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, "/v1/completions"))
+        }, cancellationToken);
+
+    /// <summary>
+    /// A streamed chat reply constrained by response_format json_schema to {"t": a string of exactly
+    /// <paramref name="chars"/> characters}: grammar-constrained decoding, which both servers implement themselves.
+    /// </summary>
+    public Task<StreamResult> JsonSchemaAsync(string prompt, int chars, CancellationToken cancellationToken = default) =>
+        StreamAsync("/v1/chat/completions", new Dictionary<string, object>
+        {
+            ["model"] = "bench",
+            ["messages"] = new[] { new Dictionary<string, object> { ["role"] = "user", ["content"] = prompt } },
+            ["max_tokens"] = chars * 4,
+            ["temperature"] = 0,
+            ["stream"] = true,
+            ["response_format"] = JsonSerializer.Deserialize<JsonElement>(
+                "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"bench\",\"schema\":{\"type\":\"object\",\"properties\":{\"t\":{\"type\":\"string\"," +
+                $"\"minLength\":{chars},\"maxLength\":{chars}" + "}},\"required\":[\"t\"]}}}"),
+        }, cancellationToken);
+
+    private async Task<StreamResult> StreamAsync(string path, Dictionary<string, object> fields, CancellationToken cancellationToken)
+    {
+        var body = JsonSerializer.Serialize(fields);
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, path))
         {
             Content = new StringContent(body, Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
         };
@@ -72,7 +92,8 @@ internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
 
             using var doc = JsonDocument.Parse(data.ToString());
             if (!doc.RootElement.TryGetProperty("choices", out var choices) || choices.GetArrayLength() == 0
-                || !choices[0].TryGetProperty("text", out var piece) || piece.GetString() is not { Length: > 0 } s)
+                || !(choices[0].TryGetProperty("text", out var piece) || (choices[0].TryGetProperty("delta", out var delta) && delta.TryGetProperty("content", out piece)))
+                || piece.ValueKind != JsonValueKind.String || piece.GetString() is not { Length: > 0 } s)
             {
                 continue;
             }

@@ -44,6 +44,7 @@ internal static class Runner
     private const int Slots = 8;
     private const int ContextPerSlot = 1536;
     private static readonly int[] Concurrency = [1, 2, 4, 8];
+    private const int JsonChars = 256;
 
     /// <summary>Another llama.cpp build for EdgeServer (--native-dir), e.g. the peer's own, to compare the servers alone.</summary>
     private static string s_edgeNative = "";
@@ -122,6 +123,12 @@ internal static class Runner
             {
                 var r = await load.CompleteAsync(LoadGenerator.Prompt(32, seed++), spec.MaxTokens);
                 samples.Add(server, "decode_tps", r.DecodeTokensPerSecond);
+            }
+
+            for (var i = 0; i < 2; i++)
+            {
+                var r = await load.JsonSchemaAsync(LoadGenerator.Prompt(32, seed++), JsonChars);
+                samples.Add(server, "json_tps", r.DecodeTokensPerSecond);
             }
 
             for (var i = 0; i < 5; i++)
@@ -208,6 +215,7 @@ internal static class Runner
         }
 
         Row($"single-stream decode, tokens/s ({spec.MaxTokens} tokens)", "decode_tps", "0.0", ">= 1.00");
+        Row($"JSON-schema decode, tokens/s (a {JsonChars}-character string, grammar-constrained)", "json_tps", "0.0", "");
         Row("time to first token p50, s (112-token prompt)", "ttft_112_s", "0.000", "<= 1.00", true);
         Row("time to first token p95, s (112-token prompt)", "ttft_112_s", "0.000", "", true, v => Percentile(v, 0.95));
         Row("prompt processing, tokens/s (512-token prompt)", "pp512_tps", "0.0", "");
