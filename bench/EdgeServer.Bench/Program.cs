@@ -160,6 +160,11 @@ internal static class Runner
             await Task.Delay(TimeSpan.FromSeconds(3));
             samples.Add(server, "idle_rss_mib", process.Memory().Rss / 1048576.0);
         }
+        catch (HttpRequestException)
+        {
+            Console.Error.WriteLine(process.Describe());
+            throw;
+        }
         finally
         {
             empty.Delete(recursive: true);

@@ -33,11 +33,41 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
 
         var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        var server = new ServerProcess(name, process, port);
+        process.OutputDataReceived += (_, e) => server.Remember(e.Data);
+        process.ErrorDataReceived += (_, e) => server.Remember(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        return new ServerProcess(name, process, port);
+        return server;
+    }
+
+    private readonly Queue<string> _lastLines = new();
+
+    /// <summary>The server's last lines of output, and whether it has exited (with its code), for a failure report.</summary>
+    public string Describe()
+    {
+        lock (_lastLines)
+        {
+            var state = _process.HasExited ? $"exited with code {_process.ExitCode}" : "still running";
+            return $"{Name} {state}; its last output:\n  " + string.Join("\n  ", _lastLines);
+        }
+    }
+
+    private void Remember(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_lastLines)
+        {
+            _lastLines.Enqueue(line);
+            while (_lastLines.Count > 30)
+            {
+                _lastLines.Dequeue();
+            }
+        }
     }
 
     public static int FreePort()
