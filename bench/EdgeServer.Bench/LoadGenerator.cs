@@ -62,12 +62,28 @@ internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
     private async Task<StreamResult> StreamAsync(string path, Dictionary<string, object> fields, CancellationToken cancellationToken)
     {
         var body = JsonSerializer.Serialize(fields);
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, path))
+        Stopwatch clock;
+        HttpResponseMessage response;
+        for (var attempt = 1; ; attempt++)
         {
-            Content = new StringContent(body, Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
-        };
-        var clock = Stopwatch.StartNew();
-        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, path))
+            {
+                Content = new StringContent(body, Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
+            };
+            clock = Stopwatch.StartNew();
+            try
+            {
+                response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+                break;
+            }
+            catch (HttpRequestException e) when (attempt == 1 && e.HttpRequestError == HttpRequestError.ResponseEnded)
+            {
+                // A pooled keep-alive connection the server had already closed: nothing reached it; send again,
+                // on a new connection, with a fresh clock.
+            }
+        }
+
+        using var _ = response;
         if (!response.IsSuccessStatusCode)
         {
             throw new HttpRequestException($"{baseAddress}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
