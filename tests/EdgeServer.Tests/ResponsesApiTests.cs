@@ -57,6 +57,15 @@ public class ResponsesApiTests(ServerFixture server)
         Assert.Equal(SuccessorModel.ChatReply, completed.GetOutputText());
     }
 
+    [Fact]
+    public async Task JsonSchemaTextFormatIsEnforced()
+    {
+        var json = await server.PostOkAsync("/v1/responses", """{"model":"successor","input":"x","temperature":0,"max_output_tokens":60,"text":{"format":{"type":"json_schema","name":"c","schema":{"type":"object","properties":{"color":{"enum":["red","blue"]}},"required":["color"],"additionalProperties":false}}}}""");
+        var text = JsonDocument.Parse(json).RootElement.GetProperty("output")[0].GetProperty("content")[0].GetProperty("text").GetString()!;
+        Assert.Contains(JsonDocument.Parse(text).RootElement.GetProperty("color").GetString(), new[] { "red", "blue" });
+        Assert.Equal("json_schema", JsonDocument.Parse(json).RootElement.GetProperty("text").GetProperty("format").GetProperty("type").GetString());
+    }
+
     [SkippableFact]
     public async Task BodiesAndEventsMatchTheSpec()
     {
@@ -95,6 +104,8 @@ public class ResponsesApiTests(ServerFixture server)
     [InlineData("""{"model":"successor","input":"x","max_output_tokens":0}""", "max_output_tokens")]
     [InlineData("""{"model":"successor","input":"x","colour":"blue"}""", "colour")]
     [InlineData("""{"model":"successor"}""", "input")]
+    [InlineData("""{"model":"successor","input":"x","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"string","pattern":"^a"}}}}""", "text.format.schema")]
+    [InlineData("""{"model":"successor","input":"x","text":{"format":{"type":"json_object","shape":"round"}}}""", "text.format.shape")]
     public async Task WhatCannotBeHonouredIsRefused(string body, string param)
     {
         using var response = await server.PostAsync("/v1/responses", body);

@@ -185,7 +185,8 @@ public sealed class ResponseFormatDto
     public Dictionary<string, JsonElement>? Unrecognized { get; set; }
 }
 
-public sealed class JsonSchemaFormatDto
+/// <summary>A named JSON Schema for structured output; the Responses API puts the same fields in text.format.</summary>
+public class JsonSchemaFormatDto
 {
     public string? Name { get; set; }
 

@@ -87,20 +87,9 @@ public sealed class ResponseTextParamDto
 }
 
 /// <summary>{"type":"text"}, {"type":"json_object"} or {"type":"json_schema","name":...,"schema":...,"strict":...}.</summary>
-public sealed class ResponseFormatTextDto
+public sealed class ResponseFormatTextDto : JsonSchemaFormatDto
 {
     public string? Type { get; set; }
-
-    public string? Name { get; set; }
-
-    public string? Description { get; set; }
-
-    public JsonElement? Schema { get; set; }
-
-    public bool? Strict { get; set; }
-
-    [JsonExtensionData]
-    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
 }
 
 public sealed record ResponseObject(

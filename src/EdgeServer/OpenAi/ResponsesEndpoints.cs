@@ -41,7 +41,7 @@ public static partial class ResponsesEndpoints
         {
             return await admission.RunAsync(request.Model, async ct =>
             {
-                var session = await engine.StartAsync(request, ct);
+                var session = await StartAsync(engine, request, ct);
                 var text = new StringBuilder();
                 await foreach (var chunk in session.ReadAllAsync(ct))
                 {
@@ -61,7 +61,7 @@ public static partial class ResponsesEndpoints
         {
             return await admission.RunAsync(request.Model, async ct =>
             {
-                var session = await engine.StartAsync(request, ct);
+                var session = await StartAsync(engine, request, ct);
                 await sse.StartAsync(ct);
                 await StreamAsync(sse, run, session, ct);
                 return Results.Empty;
@@ -164,16 +164,33 @@ public static partial class ResponsesEndpoints
         {
             return RequestMapper.FromChat(chat, limits);
         }
-        catch (OpenAiException e) when (e.Param is { } param)
+        catch (OpenAiException e) when (e.Param is not null)
         {
-            // Name the field as this API calls it.
-            var renamed = param.Replace("max_completion_tokens", "max_output_tokens", StringComparison.Ordinal)
-                .Replace("response_format.json_schema.", "text.format.", StringComparison.Ordinal)
-                .Replace("response_format", "text.format", StringComparison.Ordinal)
-                .Replace("messages", "input", StringComparison.Ordinal);
-            var message = e.Message.Replace(param, renamed, StringComparison.Ordinal);
-            throw new OpenAiException(e.Status, message, e.Type, renamed, e.Code);
+            throw Renamed(e);
         }
+    }
+
+    /// <summary>Starts the generation; an error about a chat field names the field as this API calls it.</summary>
+    private static async Task<IGenerationSession> StartAsync(IInferenceEngine engine, GenerationRequest request, CancellationToken ct)
+    {
+        try
+        {
+            return await engine.StartAsync(request, ct);
+        }
+        catch (InvalidGenerationParameterException e)
+        {
+            throw Renamed(OpenAiException.From(e));
+        }
+    }
+
+    private static OpenAiException Renamed(OpenAiException e)
+    {
+        var param = e.Param!;
+        var renamed = param.Replace("max_completion_tokens", "max_output_tokens", StringComparison.Ordinal)
+            .Replace("response_format.json_schema.", "text.format.", StringComparison.Ordinal)
+            .Replace("response_format", "text.format", StringComparison.Ordinal)
+            .Replace("messages", "input", StringComparison.Ordinal);
+        return new OpenAiException(e.Status, e.Message.Replace(param, renamed, StringComparison.Ordinal), e.Type, renamed, e.Code);
     }
 
     private static List<ChatMessageDto?> ReadInput(JsonElement? input)
@@ -255,9 +272,7 @@ public static partial class ResponsesEndpoints
 
         RequestMapper.RejectUnrecognized(text.Unrecognized, "text.");
         RequestMapper.RejectUnrecognized(format.Unrecognized, "text.format.");
-        return format.Type == "json_schema"
-            ? new ResponseFormatDto { Type = "json_schema", JsonSchema = new JsonSchemaFormatDto { Name = format.Name, Description = format.Description, Schema = format.Schema, Strict = format.Strict } }
-            : new ResponseFormatDto { Type = format.Type };
+        return new ResponseFormatDto { Type = format.Type, JsonSchema = format.Type == "json_schema" ? format : null };
     }
 
     /// <summary>One response's identity, settings and event numbering.</summary>
