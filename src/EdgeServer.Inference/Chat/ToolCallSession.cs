@@ -17,54 +17,50 @@ internal sealed class ToolCallSession(IGenerationSession inner, ToolCallSyntax s
     public async IAsyncEnumerable<GenerationChunk> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var marker = ToolCallFormat.Marker(syntax);
-        var output = new StringBuilder();
-        var emitted = 0;
-        var plain = false;
+        var pending = new StringBuilder(); // output not yet passed on
+        var plain = false; // the reply cannot be a call: pass everything through
+        var inCall = false; // a call has opened: hold everything until the end
         await foreach (var chunk in inner.ReadAllAsync(cancellationToken))
         {
-            output.Append(chunk.Text);
-            var text = output.ToString();
+            if (plain)
+            {
+                yield return chunk;
+                continue;
+            }
+
+            pending.Append(chunk.Text);
             if (chunk.IsFinal)
             {
-                if (!plain && chunk.FinishReason == FinishReason.Stop && ToolCallFormat.Parse(syntax, text[emitted..], tools) is { } parsed)
-                {
-                    var content = parsed.Content;
-                    yield return chunk with { Text = content, FinishReason = FinishReason.ToolCalls, ToolCalls = parsed.Calls };
-                }
-                else
-                {
-                    yield return chunk with { Text = text[emitted..] };
-                }
-
+                var rest = pending.ToString();
+                yield return chunk.FinishReason == FinishReason.Stop && ToolCallFormat.Parse(syntax, rest, tools) is { } parsed
+                    ? chunk with { Text = parsed.Content, FinishReason = FinishReason.ToolCalls, ToolCalls = parsed.Calls }
+                    : chunk with { Text = rest };
                 yield break;
             }
 
-            var safe = text.Length;
-            if (!plain)
+            var safe = 0;
+            if (!inCall)
             {
+                var text = pending.ToString();
                 if (ToolCallFormat.StartsReply(syntax))
                 {
+                    // Nothing has been passed on yet, so the pending text is the whole reply so far.
                     var trimmed = text.TrimStart();
-                    if (trimmed.Length == 0 || trimmed.StartsWith(marker, StringComparison.Ordinal) || marker.StartsWith(trimmed, StringComparison.Ordinal))
-                    {
-                        safe = 0;
-                    }
-                    else
-                    {
-                        plain = true;
-                    }
+                    plain = trimmed.Length > 0 && !trimmed.StartsWith(marker, StringComparison.Ordinal) && !marker.StartsWith(trimmed, StringComparison.Ordinal);
+                    safe = plain ? text.Length : 0;
                 }
                 else
                 {
-                    var at = text.IndexOf(marker, emitted, StringComparison.Ordinal);
-                    safe = at >= 0 ? at : text.Length - HeldSuffix(text, marker);
+                    var at = text.IndexOf(marker, StringComparison.Ordinal);
+                    inCall = at >= 0;
+                    safe = inCall ? at : text.Length - HeldSuffix(text, marker);
                 }
             }
 
-            if (safe > emitted)
+            if (safe > 0)
             {
-                yield return chunk with { Text = text[emitted..safe] };
-                emitted = safe;
+                yield return chunk with { Text = pending.ToString(0, safe) };
+                pending.Remove(0, safe);
             }
             else if (chunk.Logprobs is not null)
             {
