@@ -115,7 +115,7 @@ public static class EmbeddingEndpoints
         }
 
         return text.Length > limits.MaxMessageChars
-            ? throw OpenAiException.InvalidRequest($"'{param}' has {text.Length} characters; the limit is {limits.MaxMessageChars} (setting EdgeServer:Limits:MaxMessageChars).", param, "limit_exceeded")
+            ? throw RequestMapper.Limit(param, $"'{param}' has {text.Length} characters", limits.MaxMessageChars, nameof(limits.MaxMessageChars))
             : new EmbeddingInput(text);
     }
 

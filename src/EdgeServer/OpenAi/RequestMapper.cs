@@ -272,14 +272,25 @@ internal static class RequestMapper
         }
     }
 
-    private static OpenAiException Unsupported(string param, string why) =>
+    internal static OpenAiException Unsupported(string param, string why) =>
         OpenAiException.InvalidRequest($"'{param}' is not supported by EdgeServer: {why}", param, "unsupported_parameter");
+
+    /// <summary>Refuses the first field that is set (not absent, not null), with why EdgeServer cannot honour it.</summary>
+    internal static void RejectSet(params (string Name, JsonElement? Value, string Why)[] fields)
+    {
+        foreach (var (name, value, why) in fields)
+        {
+            if (value is { ValueKind: not JsonValueKind.Null })
+            {
+                throw Unsupported(name, why);
+            }
+        }
+    }
 
     /// <summary>Fields of OpenAI's request that EdgeServer cannot honour: set to anything but null, they are refused.</summary>
     private static void RejectUnsupported(ChatCompletionRequest body)
     {
-        (string Name, JsonElement? Value, string Why)[] refused =
-        [
+        RejectSet(
             ("audio", body.Audio, "EdgeServer serves text models; there is no audio output."),
             ("prediction", body.Prediction, "predicted outputs are not implemented."),
             ("web_search_options", body.WebSearchOptions, "EdgeServer runs offline and does not search the web."),
@@ -287,15 +298,7 @@ internal static class RequestMapper
             ("verbosity", body.Verbosity, "the models it serves have no verbosity setting."),
             ("moderation", body.Moderation, "EdgeServer has no moderation model."),
             ("functions", body.Functions, "the deprecated functions are not supported; send 'tools'."),
-            ("function_call", body.FunctionCall, "the deprecated function_call is not supported; send 'tool_choice'."),
-        ];
-        foreach (var (name, value, why) in refused)
-        {
-            if (value is { ValueKind: not JsonValueKind.Null })
-            {
-                throw Unsupported(name, why);
-            }
-        }
+            ("function_call", body.FunctionCall, "the deprecated function_call is not supported; send 'tool_choice'."));
 
         if (body.Modalities is { } modalities && modalities.Any(m => m != "text"))
         {
@@ -513,7 +516,7 @@ internal static class RequestMapper
     }
 
     /// <summary>A 400 that names the limit and the setting that raises it.</summary>
-    private static OpenAiException Limit(string param, string what, int limit, string setting) =>
+    internal static OpenAiException Limit(string param, string what, int limit, string setting) =>
         OpenAiException.InvalidRequest($"{what}; the limit is {limit} (setting EdgeServer:Limits:{setting}).", param, "limit_exceeded");
 
     private static string ReadContent(JsonElement? content, string param, bool allowNull)

@@ -111,8 +111,7 @@ public static partial class ResponsesEndpoints
     private static GenerationRequest ToGenerationRequest(CreateResponseRequest body, LimitsOptions limits)
     {
         RequestMapper.RejectUnrecognized(body.Unrecognized, string.Empty);
-        (string Name, JsonElement? Value, string Why)[] refused =
-        [
+        RequestMapper.RejectSet(
             ("tools", body.Tools is { ValueKind: JsonValueKind.Array } t && t.GetArrayLength() == 0 ? null : body.Tools, "tools are served by /v1/chat/completions; /v1/responses is text in, text out."),
             ("previous_response_id", body.PreviousResponseId, "EdgeServer stores no responses; send the whole conversation in 'input'."),
             ("conversation", body.Conversation, "EdgeServer stores no conversations; send the whole conversation in 'input'."),
@@ -123,19 +122,11 @@ public static partial class ResponsesEndpoints
             ("max_tool_calls", body.MaxToolCalls, "tools are not supported here."),
             ("top_logprobs", body.TopLogprobs, "log probabilities are served by /v1/chat/completions."),
             ("context_management", body.ContextManagement, "context management is not supported."),
-            ("moderation", body.Moderation, "EdgeServer has no moderation model."),
-        ];
-        foreach (var (name, value, why) in refused)
-        {
-            if (value is { ValueKind: not JsonValueKind.Null })
-            {
-                throw OpenAiException.InvalidRequest($"'{name}' is not supported by EdgeServer: {why}", name, "unsupported_parameter");
-            }
-        }
+            ("moderation", body.Moderation, "EdgeServer has no moderation model."));
 
         if (body.ToolChoice is { ValueKind: not JsonValueKind.Null } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
         {
-            throw OpenAiException.InvalidRequest("'tool_choice' is not supported by EdgeServer's /v1/responses: tools are served by /v1/chat/completions.", "tool_choice", "unsupported_parameter");
+            throw RequestMapper.Unsupported("tool_choice", "tools are served by /v1/chat/completions; /v1/responses is text in, text out.");
         }
 
         if (body.Truncation is not (null or "disabled"))
