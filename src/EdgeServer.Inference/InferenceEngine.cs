@@ -83,10 +83,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public async Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken)
     {
-        if (_shuttingDown || _disposed != 0)
-        {
-            throw new ShuttingDownException();
-        }
+        ThrowIfShuttingDown();
 
         SamplerChainFactory.Validate(request.Sampling);
         if (request.MaxTokens is < 1)
@@ -100,13 +97,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
 
         var scheduler = await GetSchedulerAsync(request.Model, cancellationToken);
-        foreach (var (token, _) in request.LogitBias)
-        {
-            if (token < 0 || token >= scheduler.Model.VocabularySize)
-            {
-                throw new InvalidGenerationParameterException("logit_bias", $"logit_bias names token {token}, but the model's vocabulary has tokens 0 to {scheduler.Model.VocabularySize - 1}.");
-            }
-        }
+        CheckTokens(scheduler.Model, request.LogitBias.Keys, "logit_bias");
 
         var prepared = Chat.PromptBuilder.Prepare(scheduler.Model, request);
         var session = scheduler.Enqueue(request, prepared.Tokens, cancellationToken, prepared.Grammar, prepared.RenderSpecialTokens);
@@ -115,12 +106,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public async Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        if (_shuttingDown)
-        {
-            throw new ShuttingDownException();
-        }
-
+        ThrowIfShuttingDown();
         var scheduler = await GetSchedulerAsync(model, cancellationToken);
         var embedder = _embedders.GetOrAdd(model, _ => new Lazy<Embedder>(() =>
             new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
@@ -158,7 +144,15 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return m.Detokenize(tokens.ToArray());
     }
 
-    private static void CheckTokens(LlamaModel model, IReadOnlyList<int> tokens, string param)
+    private void ThrowIfShuttingDown()
+    {
+        if (_shuttingDown || _disposed != 0)
+        {
+            throw new ShuttingDownException();
+        }
+    }
+
+    private static void CheckTokens(LlamaModel model, IEnumerable<int> tokens, string param)
     {
         foreach (var first in tokens.Where(t => t < 0 || t >= model.VocabularySize).Take(1))
         {

@@ -126,7 +126,7 @@ public sealed class ChatTemplate
     {
         var showTools = tools.Count > 0 && choice.Mode != ToolChoiceMode.None;
         var list = messages.ToList();
-        if (Syntax == ToolCallSyntax.Generic || _jinja is null)
+        if (Syntax == ToolCallSyntax.Generic) // always so for llama.cpp's renderer, which knows no tools
         {
             list = DescribeToolHistory(list);
             if (showTools)

@@ -174,9 +174,6 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>Renders chat messages with the model's template and opens the assistant's turn.</summary>
-    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => Template.Render(messages, [], ToolChoice.Auto, parallelToolCalls: true);
-
     public void Dispose() => _handle.Dispose();
 
     private static unsafe string? TryApplyTemplate(byte[] templateUtf8, IReadOnlyList<ChatMessage> messages, bool addAssistant)

@@ -63,7 +63,6 @@ public sealed class JsonSchemaGrammar
     private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _byBody = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _refs = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _primitivesUsed = new(StringComparer.Ordinal);
 
     private JsonSchemaGrammar(JsonElement document, string param)
     {
@@ -72,7 +71,7 @@ public sealed class JsonSchemaGrammar
     }
 
     /// <summary>A grammar for any JSON object (response_format json_object).</summary>
-    public static string AnyObject() => Build(g => g.UsePrimitive("object"));
+    public static string AnyObject() => Build(_ => "object");
 
     /// <summary>A grammar for JSON valid against <paramref name="schema"/>; <paramref name="param"/> names it in errors.</summary>
     public static string FromSchema(JsonElement schema, string param) => Build(g => g.Visit(schema, "root-value", param, 0), schema, param);
@@ -92,7 +91,6 @@ public sealed class JsonSchemaGrammar
     {
         var g = new JsonSchemaGrammar(document, param);
         var expression = root(g);
-        g._primitivesUsed.Add("space");
         var text = new StringBuilder();
         text.Append("root ::= ").Append(expression).Append('\n');
         foreach (var (name, body) in g._rules)
@@ -100,95 +98,13 @@ public sealed class JsonSchemaGrammar
             text.Append(name).Append(" ::= ").Append(body).Append('\n');
         }
 
-        // Primitives last, each once, in a fixed order.
-        var needed = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var p in g._primitivesUsed)
-        {
-            Close(p, needed);
-        }
-
+        // The primitives follow, all of them: the ones no rule uses cost llama.cpp nothing.
         foreach (var (name, body) in Primitives)
         {
-            if (needed.Contains(name))
-            {
-                text.Append(name).Append(" ::= ").Append(body).Append('\n');
-            }
+            text.Append(name).Append(" ::= ").Append(body).Append('\n');
         }
 
         return text.ToString();
-    }
-
-    /// <summary>Adds <paramref name="name"/> and every primitive its body mentions.</summary>
-    private static void Close(string name, HashSet<string> needed)
-    {
-        if (!needed.Add(name))
-        {
-            return;
-        }
-
-        var body = Primitives.First(p => p.Name == name).Body;
-        foreach (var (other, _) in Primitives)
-        {
-            if (ContainsWord(body, other))
-            {
-                Close(other, needed);
-            }
-        }
-    }
-
-    private static bool ContainsWord(string body, string word)
-    {
-        var at = 0;
-        while ((at = body.IndexOf(word, at, StringComparison.Ordinal)) >= 0)
-        {
-            var before = at == 0 || !IsNameChar(body[at - 1]);
-            var after = at + word.Length == body.Length || !IsNameChar(body[at + word.Length]);
-            if (before && after && !InsideLiteral(body, at))
-            {
-                return true;
-            }
-
-            at += word.Length;
-        }
-
-        return false;
-
-        static bool IsNameChar(char c) => char.IsAsciiLetterOrDigit(c) || c == '-';
-    }
-
-    private static bool InsideLiteral(string body, int position)
-    {
-        var inside = false;
-        for (var i = 0; i < position; i++)
-        {
-            if (body[i] == '\\')
-            {
-                i++;
-            }
-            else if (body[i] == '"')
-            {
-                inside = !inside;
-            }
-            else if (body[i] == '[' && !inside)
-            {
-                // Skip a character class.
-                for (i++; i < position && body[i] != ']'; i++)
-                {
-                    if (body[i] == '\\')
-                    {
-                        i++;
-                    }
-                }
-            }
-        }
-
-        return inside;
-    }
-
-    private string UsePrimitive(string name)
-    {
-        _primitivesUsed.Add(name);
-        return name;
     }
 
     private string Rule(string hint, string body)
@@ -238,7 +154,7 @@ public sealed class JsonSchemaGrammar
 
         if (schema.ValueKind == JsonValueKind.True)
         {
-            return UsePrimitive("value");
+            return "value";
         }
 
         if (schema.ValueKind != JsonValueKind.Object)
@@ -324,7 +240,7 @@ public sealed class JsonSchemaGrammar
 
         if (types.Length == 0)
         {
-            return UsePrimitive("value");
+            return "value";
         }
 
         var parts = types.Select(t => VisitType(t, schema, types.Length > 1 ? $"{hint}-{t}" : hint, path, depth)).ToList();
@@ -363,7 +279,7 @@ public sealed class JsonSchemaGrammar
         "object" => VisitObject(schema, hint, path, depth),
         "array" => VisitArray(schema, hint, path, depth),
         "string" => VisitString(schema, hint, path),
-        _ => UsePrimitive(type),
+        _ => type,
     };
 
     private string VisitObject(JsonElement schema, string hint, string path, int depth)
@@ -407,14 +323,14 @@ public sealed class JsonSchemaGrammar
             }
 
             var value = Visit(additional, hint + "-value", path + "/additionalProperties", depth + 1);
-            var pair = Rule(hint + "-kv", $"{UsePrimitive("string")} \":\" space {value}");
+            var pair = Rule(hint + "-kv", $"{"string"} \":\" space {value}");
             return Rule(hint, $"\"{{\" space ({pair} (\",\" space {pair})*)? \"}}\" space");
         }
 
         if (declared.Count == 0)
         {
             // An object with no declared properties: any object (additional properties allowed by default).
-            return additional.ValueKind == JsonValueKind.False ? Rule(hint, "\"{\" space \"}\" space") : UsePrimitive("object");
+            return additional.ValueKind == JsonValueKind.False ? Rule(hint, "\"{\" space \"}\" space") : "object";
         }
 
         // Required properties first, in declared order; then each optional one may follow.
@@ -450,7 +366,7 @@ public sealed class JsonSchemaGrammar
             return Rule(hint, items.Count == 0 ? "\"[\" space \"]\" space" : $"\"[\" space {string.Join(" \",\" space ", items)} \"]\" space");
         }
 
-        var item = schema.TryGetProperty("items", out var itemSchema) ? Visit(itemSchema, hint + "-item", path + "/items", depth + 1) : UsePrimitive("value");
+        var item = schema.TryGetProperty("items", out var itemSchema) ? Visit(itemSchema, hint + "-item", path + "/items", depth + 1) : "value";
         if (max is { } m && m < min)
         {
             throw Unsupported("maxItems", path, "'maxItems' is below 'minItems'");
@@ -496,9 +412,6 @@ public sealed class JsonSchemaGrammar
                 throw Unsupported("minLength", path, "length limits cannot be combined with 'format'");
             }
 
-            UsePrimitive("date");
-            UsePrimitive("time");
-            UsePrimitive("space");
             return Rule(hint, body);
         }
 
@@ -506,11 +419,9 @@ public sealed class JsonSchemaGrammar
         var max = ReadCount(schema, "maxLength", path);
         if (min is null && max is null)
         {
-            return UsePrimitive("string");
+            return "string";
         }
 
-        UsePrimitive("char");
-        UsePrimitive("space");
         var repeat = max is { } m ? $"{{{min ?? 0},{m}}}" : $"{{{min},}}";
         return Rule(hint, $"\"\\\"\" char{repeat} \"\\\"\" space");
     }
@@ -555,9 +466,8 @@ public sealed class JsonSchemaGrammar
         return name;
     }
 
-    private string Literal(JsonElement value)
+    private static string Literal(JsonElement value)
     {
-        UsePrimitive("space");
         return GbnfLiteral(CompactJson(value)) + " space";
     }
 
