@@ -94,15 +94,19 @@ internal static class ToolCallFormat
     /// <summary>A grammar that admits only calls (of <paramref name="choice"/>'s function, when named).</summary>
     public static string Grammar(ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallel)
     {
-        var allowed = choice.Mode == ToolChoiceMode.Function ? tools.Where(t => t.Name == choice.Function).ToList() : tools.ToList();
         return JsonSchemaGrammar.Compose(visit =>
         {
             var calls = new List<string>();
-            for (var i = 0; i < allowed.Count; i++)
+            for (var i = 0; i < tools.Count; i++)
             {
-                var tool = allowed[i];
+                var tool = tools[i];
+                if (choice.Mode == ToolChoiceMode.Function && tool.Name != choice.Function)
+                {
+                    continue;
+                }
+
                 using var schema = JsonDocument.Parse(tool.Parameters);
-                var args = visit(schema.RootElement, $"tool-{i}-args", $"tools[{tools.ToList().IndexOf(tool)}].function.parameters");
+                var args = visit(schema.RootElement, $"tool-{i}-args", $"tools[{i}].function.parameters");
                 var name = JsonSchemaGrammar.GbnfLiteral(JsonSchemaGrammar.JsonString(tool.Name));
                 var argsKey = syntax == ToolCallSyntax.Llama3 ? "\"parameters\"" : "\"arguments\"";
                 calls.Add($"\"{{\" space \"\\\"name\\\"\" space \":\" space {name} space \",\" space {JsonSchemaGrammar.GbnfLiteral(argsKey)} space \":\" space {args} \"}}\"");

@@ -62,11 +62,4 @@ public sealed class ChatTemplateReferenceTests
         var expected = File.ReadAllText(basePath + ".txt");
         Assert.Equal(expected, parsed.Render(variables, clock));
     }
-
-    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
-    {
-        public override DateTimeOffset GetUtcNow() => now;
-
-        public override TimeZoneInfo LocalTimeZone => TimeZoneInfo.Utc;
-    }
 }

@@ -93,11 +93,4 @@ public sealed class JinjaTests
         Assert.Contains("set_light", template.Render([new ChatMessage("user", "x")], tools, ToolChoice.Auto, true), StringComparison.Ordinal);
         Assert.DoesNotContain("set_light", template.Render([new ChatMessage("user", "x")], tools, new ToolChoice(ToolChoiceMode.None), true), StringComparison.Ordinal);
     }
-
-    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
-    {
-        public override DateTimeOffset GetUtcNow() => now;
-
-        public override TimeZoneInfo LocalTimeZone => TimeZoneInfo.Utc;
-    }
 }
