@@ -9,13 +9,16 @@ namespace EdgeServer.Inference.Chat;
 /// how to read tool calls from the output.</summary>
 internal sealed record PreparedPrompt(int[] Tokens, string? Grammar, ToolCallSyntax? ToolSyntax)
 {
+    /// <summary>The request field the grammar comes from, to name in errors ("tools", "response_format.json_schema.schema").</summary>
+    public string? GrammarSource { get; init; }
+
     /// <summary>Mistral's call marker is a control token, so its text must be kept in the output.</summary>
     public bool RenderSpecialTokens => ToolSyntax == ToolCallSyntax.Mistral;
 }
 
 internal static class PromptBuilder
 {
-    public static PreparedPrompt Prepare(LlamaModel model, GenerationRequest request)
+    public static PreparedPrompt Prepare(LlamaModel model, GenerationRequest request, int maxSchemaAlternatives = JsonSchemaGrammar.DefaultMaxAlternatives)
     {
         Validate(request);
         var toolsActive = request.Messages is not null && request.Tools.Count > 0 && request.ToolChoice.Mode != ToolChoiceMode.None;
@@ -47,7 +50,7 @@ internal static class PromptBuilder
         string? grammar = null;
         if (toolsActive && request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function)
         {
-            grammar = ToolCallFormat.Grammar(syntax, request.Tools, request.ToolChoice, request.ParallelToolCalls);
+            grammar = ToolCallFormat.Grammar(syntax, request.Tools, request.ToolChoice, request.ParallelToolCalls, maxSchemaAlternatives);
         }
         else
         {
@@ -64,25 +67,28 @@ internal static class PromptBuilder
                     }
 
                     using var doc = JsonDocument.Parse(request.Tools[i].Parameters);
-                    JsonSchemaGrammar.FromSchema(doc.RootElement, $"tools[{i}].function.parameters");
+                    JsonSchemaGrammar.FromSchema(doc.RootElement, $"tools[{i}].function.parameters", maxSchemaAlternatives);
                 }
             }
 
             grammar = request.ResponseFormat.Kind switch
             {
                 ResponseFormatKind.JsonObject => JsonSchemaGrammar.AnyObject(),
-                ResponseFormatKind.JsonSchema => SchemaGrammar(request.ResponseFormat.Schema!),
+                ResponseFormatKind.JsonSchema => SchemaGrammar(request.ResponseFormat.Schema!, maxSchemaAlternatives),
                 _ => null,
             };
         }
 
-        return new PreparedPrompt(tokens, grammar, toolsActive ? syntax : null);
+        var source = grammar is null ? null
+            : toolsActive && request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function ? "tools"
+            : request.ResponseFormat.Kind == ResponseFormatKind.JsonSchema ? "response_format.json_schema.schema" : "response_format";
+        return new PreparedPrompt(tokens, grammar, toolsActive ? syntax : null) { GrammarSource = source };
     }
 
-    private static string SchemaGrammar(string schema)
+    private static string SchemaGrammar(string schema, int maxAlternatives)
     {
         using var doc = JsonDocument.Parse(schema);
-        return JsonSchemaGrammar.FromSchema(doc.RootElement, "response_format.json_schema.schema");
+        return JsonSchemaGrammar.FromSchema(doc.RootElement, "response_format.json_schema.schema", maxAlternatives);
     }
 
     private static void Validate(GenerationRequest request)

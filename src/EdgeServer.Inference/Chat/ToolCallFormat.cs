@@ -92,7 +92,7 @@ internal static class ToolCallFormat
     }
 
     /// <summary>A grammar that admits only calls (of <paramref name="choice"/>'s function, when named).</summary>
-    public static string Grammar(ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallel)
+    public static string Grammar(ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallel, int maxAlternatives = JsonSchemaGrammar.DefaultMaxAlternatives)
     {
         return JsonSchemaGrammar.Compose(visit =>
         {
@@ -120,7 +120,7 @@ internal static class ToolCallFormat
                 ToolCallSyntax.Llama3 => call,
                 _ => $"\"{{\\\"tool_calls\\\": [\" {Repeat(call, "\",\" space", parallel)} \"]}}\"",
             };
-        });
+        }, maxAlternatives);
 
         static string Repeat(string item, string separator, bool many) => many ? $"{item} ({separator} {item}){{0,{MaxParallelCalls - 1}}}" : item;
     }

@@ -58,38 +58,59 @@ public sealed class JsonSchemaGrammar
         ("time", "([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})? (\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])"),
     ];
 
+    /// <summary>
+    /// Default of <see cref="MaxAlternatives"/>: options of a schema that may match the same text at once,
+    /// multiplied through nesting. llama.cpp's grammar follows every such option side by side, so its work per
+    /// token grows with this product (measured in docs/api.md).
+    /// </summary>
+    public const int DefaultMaxAlternatives = 64;
+
+    /// <summary>llama.cpp treats a repetition bound above this as unbounded (MAX_REPETITION_THRESHOLD).</summary>
+    private const int MaxRepetition = 2000;
+
     private JsonElement _document;
     private string _param;
+    private readonly int _maxAlternatives;
+    private readonly Dictionary<string, long> _alternatives = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _recursive = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _byBody = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _refs = new(StringComparer.Ordinal);
 
-    private JsonSchemaGrammar(JsonElement document, string param)
+    private JsonSchemaGrammar(JsonElement document, string param, int maxAlternatives)
     {
         _document = document;
         _param = param;
+        _maxAlternatives = maxAlternatives;
     }
 
     /// <summary>A grammar for any JSON object (response_format json_object).</summary>
     public static string AnyObject() => Build(_ => "object");
 
-    /// <summary>A grammar for JSON valid against <paramref name="schema"/>; <paramref name="param"/> names it in errors.</summary>
-    public static string FromSchema(JsonElement schema, string param) => Build(g => g.Visit(schema, "root-value", param, 0), schema, param);
+    /// <summary>
+    /// A grammar for JSON valid against <paramref name="schema"/>; <paramref name="param"/> names it in errors.
+    /// A schema whose options could match the same text more than <paramref name="maxAlternatives"/> ways at once
+    /// is refused (<see cref="UnsupportedSchemaException"/> naming where).
+    /// </summary>
+    public static string FromSchema(JsonElement schema, string param, int maxAlternatives = DefaultMaxAlternatives) =>
+        Build(g => g.Visit(schema, "root-value", param, 0), schema, param, maxAlternatives);
 
     /// <summary>The GBNF expression for <paramref name="schema"/> inside a larger grammar (tool calls), with its rules.</summary>
-    internal static string Compose(Func<Func<JsonElement, string, string, string>, string> root) =>
+    internal static string Compose(Func<Func<JsonElement, string, string, string>, string> root, int maxAlternatives = DefaultMaxAlternatives) =>
         Build(g => root((schema, hint, param) =>
         {
             // Each schema resolves its own $refs.
             g._document = schema;
             g._param = param;
             g._refs.Clear();
+            g._recursive.Clear();
             return g.Visit(schema, hint, param, 0);
-        }));
+        }), maxAlternatives: maxAlternatives);
 
-    private static string Build(Func<JsonSchemaGrammar, string> root, JsonElement document = default, string param = "")
+    private static string Build(Func<JsonSchemaGrammar, string> root, JsonElement document = default, string param = "", int maxAlternatives = DefaultMaxAlternatives)
     {
-        var g = new JsonSchemaGrammar(document, param);
+        var g = new JsonSchemaGrammar(document, param, maxAlternatives);
         var expression = root(g);
         var text = new StringBuilder();
         text.Append("root ::= ").Append(expression).Append('\n');
@@ -194,9 +215,17 @@ public sealed class JsonSchemaGrammar
                     throw Unsupported(combinator, path, $"'{combinator}' must be a non-empty array");
                 }
 
-                var i = 0;
-                var alternatives = options.EnumerateArray().Select(o => Visit(o, $"{hint}-{i}", $"{path}/{combinator}/{i++}", depth + 1)).ToList();
-                return Rule(hint, string.Join(" | ", alternatives));
+                var visited = new List<(string Expression, IReadOnlyList<string> Heads)>();
+                foreach (var (option, i) in MergeBounds(options))
+                {
+                    var expression = Visit(option, $"{hint}-{i}", $"{path}/{combinator}/{i}", depth + 1);
+                    if (visited.All(v => v.Expression != expression))
+                    {
+                        visited.Add((expression, Heads(option, 0)));
+                    }
+                }
+
+                return Alternatives(hint, $"{path}/{combinator}", visited);
             }
         }
 
@@ -243,9 +272,264 @@ public sealed class JsonSchemaGrammar
             return "value";
         }
 
-        var parts = types.Select(t => VisitType(t, schema, types.Length > 1 ? $"{hint}-{t}" : hint, path, depth)).ToList();
-        return parts.Count == 1 ? parts[0] : Rule(hint, string.Join(" | ", parts));
+        var parts = types.Select(t => (VisitType(t, schema, types.Length > 1 ? $"{hint}-{t}" : hint, path, depth), TypeHeads(t, schema))).ToList();
+        return parts.Count == 1 ? parts[0].Item1 : Alternatives(hint, path + "/type", parts);
     }
+
+    /// <summary>
+    /// A rule of alternatives, checked against the bound on options that may match the same text at once: for
+    /// each option, it and the options whose start could read the same as its start may all be followed side
+    /// by side, each with its own count from inside.
+    /// </summary>
+    private string Alternatives(string hint, string path, IReadOnlyList<(string Expression, IReadOnlyList<string> Heads)> options)
+    {
+        long worst = 1;
+        foreach (var (expression, heads) in options)
+        {
+            var together = options.Where(o => Overlap(heads, o.Heads)).Sum(o => AlternativesOf(o.Expression));
+            worst = Math.Max(worst, together);
+        }
+
+        var name = options.Count == 1 ? options[0].Expression : Rule(hint, string.Join(" | ", options.Select(o => o.Expression)));
+        return Count(name, worst, path);
+    }
+
+    /// <summary>How many ways <paramref name="expression"/> may match one text at once (1 unless counted).</summary>
+    private long AlternativesOf(string expression) => _alternatives.GetValueOrDefault(expression, 1);
+
+    private string Count(string expression, long alternatives, string path)
+    {
+        if (alternatives > _maxAlternatives)
+        {
+            throw Unsupported("(complexity)", path,
+                $"up to {alternatives} of its options can match the same text at once (counting nested options), more than the limit of {_maxAlternatives} (a server setting); " +
+                "the grammar would follow all of them side by side for every token. Make options start differently (a distinct first required property or 'const'), or merge them");
+        }
+
+        if (alternatives > 1)
+        {
+            _alternatives[expression] = Math.Max(alternatives, AlternativesOf(expression));
+        }
+
+        return expression;
+    }
+
+    /// <summary>The most alternatives of any of <paramref name="expressions"/>: parts read one after another.</summary>
+    private string Sequence(string expression, IEnumerable<string> parts, string path) =>
+        Count(expression, parts.Select(AlternativesOf).DefaultIfEmpty(1).Max(), path);
+
+    /// <summary>
+    /// Options that differ only in length bounds (minItems/maxItems, minLength/maxLength) become one option per
+    /// run of overlapping bounds: "an array of at most 1, or at most 2, ..." is one array of at most 20.
+    /// Yields each option with the index it is named by in errors.
+    /// </summary>
+    private static IEnumerable<(JsonElement Option, int Index)> MergeBounds(JsonElement options)
+    {
+        string[][] bounds = [["minItems", "maxItems"], ["minLength", "maxLength"]];
+        var groups = new Dictionary<string, List<(int Index, int Min, int Max)>>(StringComparer.Ordinal);
+        var order = new List<(string? Key, int Index, string[]? Kind)>();
+        var i = 0;
+        foreach (var option in options.EnumerateArray())
+        {
+            var index = i++;
+            var kind = option.ValueKind != JsonValueKind.Object ? null
+                : bounds.Where(b => b.Any(k => option.TryGetProperty(k, out _))).ToArray() is [var only] ? only : null;
+            if (kind is null || !kind.All(k => !option.TryGetProperty(k, out var v) || v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) && n >= 0))
+            {
+                order.Add((null, index, null));
+                continue;
+            }
+
+            var min = option.TryGetProperty(kind[0], out var lo) ? lo.GetInt32() : 0;
+            var max = option.TryGetProperty(kind[1], out var hi) ? hi.GetInt32() : int.MaxValue;
+            var key = string.Join('\0', kind) + '\0' + CompactJson(Without(option, kind));
+            if (!groups.TryGetValue(key, out var members))
+            {
+                groups[key] = members = [];
+                order.Add((key, index, kind));
+            }
+
+            members.Add((index, min, max));
+        }
+
+        foreach (var (key, index, kind) in order)
+        {
+            if (key is null || groups[key].Count == 1)
+            {
+                yield return (options[index], index);
+                continue;
+            }
+
+            var runs = new List<(int Index, int Min, int Max)>();
+            foreach (var member in groups[key].OrderBy(m => m.Min))
+            {
+                if (runs.Count > 0 && member.Min <= (long)runs[^1].Max + 1)
+                {
+                    runs[^1] = runs[^1] with { Max = Math.Max(runs[^1].Max, member.Max) };
+                }
+                else
+                {
+                    runs.Add(member);
+                }
+            }
+
+            var template = Without(options[index], kind!);
+            foreach (var run in runs)
+            {
+                yield return (WithBounds(template, kind!, run.Min, run.Max), run.Index);
+            }
+        }
+    }
+
+    private static JsonElement Without(JsonElement schema, string[] keywords)
+    {
+        var buffer = new ArrayBufferWriter();
+        using (var writer = new Utf8JsonWriter(buffer.Stream))
+        {
+            writer.WriteStartObject();
+            foreach (var property in schema.EnumerateObject().Where(p => !keywords.Contains(p.Name)))
+            {
+                property.WriteTo(writer);
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return buffer.Parse();
+    }
+
+    private static JsonElement WithBounds(JsonElement schema, string[] keywords, int min, int max)
+    {
+        var buffer = new ArrayBufferWriter();
+        using (var writer = new Utf8JsonWriter(buffer.Stream))
+        {
+            writer.WriteStartObject();
+            foreach (var property in schema.EnumerateObject())
+            {
+                property.WriteTo(writer);
+            }
+
+            if (min > 0)
+            {
+                writer.WriteNumber(keywords[0], min);
+            }
+
+            if (max != int.MaxValue)
+            {
+                writer.WriteNumber(keywords[1], max);
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return buffer.Parse();
+    }
+
+    private sealed class ArrayBufferWriter
+    {
+        public MemoryStream Stream { get; } = new();
+
+        // The document is kept alive by the element, for as long as the grammar is being built.
+        public JsonElement Parse() => JsonDocument.Parse(Stream.ToArray()).RootElement;
+    }
+
+    /// <summary>
+    /// What text a value of <paramref name="schema"/> can start with, as literal prefixes ("" when anything):
+    /// enough to tell whether two options could read the same for a while.
+    /// </summary>
+    private IReadOnlyList<string> Heads(JsonElement schema, int depth)
+    {
+        if (depth > MaxDepth || schema.ValueKind != JsonValueKind.Object)
+        {
+            return [""];
+        }
+
+        if (schema.TryGetProperty("$ref", out var reference))
+        {
+            var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : string.Empty;
+            var node = _document;
+            foreach (var segment in target.Length > 2 ? target[2..].Split('/') : [])
+            {
+                if (node.ValueKind != JsonValueKind.Object || !node.TryGetProperty(segment, out node))
+                {
+                    return [""];
+                }
+            }
+
+            return Heads(node, depth + 1);
+        }
+
+        if (schema.TryGetProperty("const", out var constant))
+        {
+            return [CompactJson(constant)];
+        }
+
+        if (schema.TryGetProperty("enum", out var values) && values.ValueKind == JsonValueKind.Array)
+        {
+            return values.EnumerateArray().Select(CompactJson).ToList();
+        }
+
+        foreach (var combinator in new[] { "anyOf", "oneOf" })
+        {
+            if (schema.TryGetProperty(combinator, out var options) && options.ValueKind == JsonValueKind.Array)
+            {
+                return options.EnumerateArray().SelectMany(o => Heads(o, depth + 1)).ToList();
+            }
+        }
+
+        if (schema.TryGetProperty("allOf", out var all) && all.ValueKind == JsonValueKind.Array && all.GetArrayLength() == 1)
+        {
+            return Heads(all[0], depth + 1);
+        }
+
+        var types = schema.TryGetProperty("type", out var type)
+            ? type.ValueKind == JsonValueKind.String ? [type.GetString()!] : type.ValueKind == JsonValueKind.Array ? type.EnumerateArray().Select(t => t.ToString()).ToArray() : []
+            : InferTypes(schema);
+        return types.Length == 0 ? [""] : types.SelectMany(t => TypeHeads(t, schema)).ToList();
+    }
+
+    private static IReadOnlyList<string> TypeHeads(string type, JsonElement schema)
+    {
+        switch (type)
+        {
+            case "string":
+                return ["\""];
+            case "number" or "integer":
+                return ["-", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+            case "boolean":
+                return ["true", "false"];
+            case "null":
+                return ["null"];
+            case "array":
+                return ["["];
+            case "object":
+                // Properties come out required ones first, so a required property names how the object starts.
+                var required = schema.TryGetProperty("required", out var req) && req.ValueKind == JsonValueKind.Array
+                    ? req.EnumerateArray().Where(r => r.ValueKind == JsonValueKind.String).Select(r => r.GetString()!).ToHashSet(StringComparer.Ordinal)
+                    : [];
+                if (schema.TryGetProperty("properties", out var properties) && properties.ValueKind == JsonValueKind.Object)
+                {
+                    var names = properties.EnumerateObject().Select(p => p.Name).ToList();
+                    if (names.FirstOrDefault(required.Contains) is { } first)
+                    {
+                        return ["{" + JsonString(first) + ":"];
+                    }
+
+                    if (names.Count > 0 && schema.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False)
+                    {
+                        return [.. names.Select(n => "{" + JsonString(n) + ":"), "{}"];
+                    }
+                }
+
+                return ["{"];
+            default:
+                return [""];
+        }
+    }
+
+    /// <summary>Whether some text could start like both: one prefix is a prefix of the other ("" overlaps all).</summary>
+    private static bool Overlap(IReadOnlyList<string> a, IReadOnlyList<string> b) =>
+        a.Any(x => b.Any(y => x.StartsWith(y, StringComparison.Ordinal) || y.StartsWith(x, StringComparison.Ordinal)));
 
     private static string[] InferTypes(JsonElement schema)
     {
@@ -296,6 +580,7 @@ public sealed class JsonSchemaGrammar
         }
 
         var declared = new List<(string Name, string Pair)>();
+        var values = new List<string>();
         if (schema.TryGetProperty("properties", out var properties))
         {
             if (properties.ValueKind != JsonValueKind.Object)
@@ -306,6 +591,7 @@ public sealed class JsonSchemaGrammar
             foreach (var p in properties.EnumerateObject())
             {
                 var value = Visit(p.Value, $"{hint}-{p.Name}", $"{path}/properties/{p.Name}", depth + 1);
+                values.Add(value);
                 declared.Add((p.Name, $"{GbnfLiteral(JsonString(p.Name))} \":\" space {value}"));
             }
         }
@@ -324,7 +610,7 @@ public sealed class JsonSchemaGrammar
 
             var value = Visit(additional, hint + "-value", path + "/additionalProperties", depth + 1);
             var pair = Rule(hint + "-kv", $"{"string"} \":\" space {value}");
-            return Rule(hint, $"\"{{\" space ({pair} (\",\" space {pair})*)? \"}}\" space");
+            return Sequence(Rule(hint, $"\"{{\" space ({pair} (\",\" space {pair})*)? \"}}\" space"), [value], path);
         }
 
         if (declared.Count == 0)
@@ -347,7 +633,7 @@ public sealed class JsonSchemaGrammar
             body = "(" + string.Join(" | ", alternatives) + ")?";
         }
 
-        return Rule(hint, $"\"{{\" space {body} \"}}\" space");
+        return Sequence(Rule(hint, $"\"{{\" space {body} \"}}\" space"), values, path);
     }
 
     private string VisitArray(JsonElement schema, string hint, string path, int depth)
@@ -363,7 +649,7 @@ public sealed class JsonSchemaGrammar
 
             var i = 0;
             var items = prefix.EnumerateArray().Select(p => Visit(p, $"{hint}-{i}", $"{path}/prefixItems/{i++}", depth + 1)).ToList();
-            return Rule(hint, items.Count == 0 ? "\"[\" space \"]\" space" : $"\"[\" space {string.Join(" \",\" space ", items)} \"]\" space");
+            return Sequence(Rule(hint, items.Count == 0 ? "\"[\" space \"]\" space" : $"\"[\" space {string.Join(" \",\" space ", items)} \"]\" space"), items, path);
         }
 
         var item = schema.TryGetProperty("items", out var itemSchema) ? Visit(itemSchema, hint + "-item", path + "/items", depth + 1) : "value";
@@ -394,7 +680,7 @@ public sealed class JsonSchemaGrammar
             }
         }
 
-        return Rule(hint, $"\"[\" space {list} \"]\" space");
+        return Sequence(Rule(hint, $"\"[\" space {list} \"]\" space"), [item], path);
     }
 
     private string VisitString(JsonElement schema, string hint, string path)
@@ -433,9 +719,9 @@ public sealed class JsonSchemaGrammar
             return null;
         }
 
-        return value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n) && n is >= 0 and <= 10_000
+        return value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n) && n is >= 0 and <= MaxRepetition
             ? n
-            : throw Unsupported(keyword, path, $"'{keyword}' must be an integer from 0 to 10000");
+            : throw Unsupported(keyword, path, $"'{keyword}' must be an integer from 0 to {MaxRepetition} (llama.cpp's grammar cannot count further)");
     }
 
     private string Ref(JsonElement reference, string path, int depth)
@@ -443,6 +729,11 @@ public sealed class JsonSchemaGrammar
         var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : string.Empty;
         if (_refs.TryGetValue(target, out var known))
         {
+            if (_resolving.Contains(target))
+            {
+                _recursive.Add(target);
+            }
+
             return known;
         }
 
@@ -461,9 +752,18 @@ public sealed class JsonSchemaGrammar
         // Name the rule first so recursive references resolve to it.
         var name = UniqueName("ref-" + segments[^1]);
         _refs[target] = name;
+        _resolving.Add(target);
         var body = Visit(node, name + "-body", target, depth + 1);
+        _resolving.Remove(target);
         _rules[name] = body;
-        return name;
+        var alternatives = AlternativesOf(body);
+        if (alternatives > 1 && _recursive.Contains(target))
+        {
+            throw Unsupported("$ref", target,
+                $"it refers to itself and {alternatives} of its options can match the same text at once, so the grammar's work would multiply with every level of nesting. Make the options start differently (a distinct first required property or 'const')");
+        }
+
+        return Count(name, alternatives, target);
     }
 
     private static string Literal(JsonElement value)

@@ -83,6 +83,10 @@ public sealed class LimitsOptions
     [Range(1, 4096)]
     public int MaxStopLength { get; set; } = 256;
 
+    /// <summary>Options of a request's JSON schema that may match the same text at once, multiplied through nesting.</summary>
+    [Range(1, 4096)]
+    public int MaxSchemaAlternatives { get; set; } = EdgeServer.Inference.Sampling.JsonSchemaGrammar.DefaultMaxAlternatives;
+
     public long MaxRequestBodyBytes => ByteSize.Parse(MaxRequestBody);
 }
 
@@ -125,6 +129,10 @@ public sealed class SchedulerSettings
     /// <summary>Requests that may wait for a slot before new ones get 429.</summary>
     [Range(0, 10_000)]
     public int QueueCapacity { get; set; } = 16;
+
+    /// <summary>Longest time sampling one token may take (grammar steps); a request over it ends with an error.</summary>
+    [Range(0.05, 600)]
+    public double SamplingBudgetSeconds { get; set; } = 5;
 
     /// <summary>Deadline of one request, queue wait included; then it is cancelled (504, or an error event). 0: none.</summary>
     [Range(0, 86_400)]
