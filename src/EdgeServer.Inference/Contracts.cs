@@ -224,4 +224,13 @@ public interface IInferenceEngine
     /// <see cref="ServerBusyException"/> before any token is generated.
     /// </summary>
     Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Problems that keep the engine from serving (a stopped decode loop); none when healthy.</summary>
+    EngineHealth CheckHealth();
+}
+
+/// <summary>The engine's own view of whether it can serve; <see cref="Problems"/> say what is wrong.</summary>
+public sealed record EngineHealth(IReadOnlyList<string> Problems)
+{
+    public bool Healthy => Problems.Count == 0;
 }

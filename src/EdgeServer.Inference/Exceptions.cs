@@ -83,3 +83,10 @@ public sealed class ServerBusyException(string model, TimeSpan retryAfter)
 /// <summary>The engine is shutting down and takes no new requests.</summary>
 public sealed class ShuttingDownException()
     : InferenceException("The server is shutting down and takes no new requests.");
+
+/// <summary>Sampling one token took longer than the model's sampling budget (a costly output grammar).</summary>
+public sealed class SamplingBudgetExceededException(string model, TimeSpan budget)
+    : InferenceException($"Sampling one token of '{model}' took longer than the budget of {budget.TotalSeconds:0.###} s, so this request was ended. The output grammar (response_format or tools) is too costly; simplify the schema.")
+{
+    public TimeSpan Budget { get; } = budget;
+}

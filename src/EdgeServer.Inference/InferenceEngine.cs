@@ -23,6 +23,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly ConcurrentDictionary<string, Lazy<Embedder>> _embedders = new(StringComparer.Ordinal);
     private readonly IReadOnlyList<string> _order;
     private readonly InferenceMetrics _metrics;
+    private readonly ConcurrentDictionary<string, string> _faults = new(StringComparer.Ordinal);
     private int _disposed;
     private volatile bool _shuttingDown;
 
@@ -99,9 +100,36 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         var scheduler = await GetSchedulerAsync(request.Model, cancellationToken);
         CheckTokens(scheduler.Model, request.LogitBias.Keys, "logit_bias");
 
-        var prepared = Chat.PromptBuilder.Prepare(scheduler.Model, request);
-        var session = scheduler.Enqueue(request, prepared.Tokens, cancellationToken, prepared.Grammar, prepared.RenderSpecialTokens);
-        return prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session;
+        var prepared = Chat.PromptBuilder.Prepare(scheduler.Model, request, _options.MaxSchemaAlternatives);
+        var sampler = CreateSampler(scheduler, request, prepared);
+        try
+        {
+            var session = scheduler.Enqueue(request, prepared.Tokens, sampler, cancellationToken, prepared.RenderSpecialTokens);
+            return prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session;
+        }
+        catch
+        {
+            sampler.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The request's sampler chain and grammar, built here on the request's thread: a grammar llama.cpp refuses
+    /// is this request's 400, never the decode loop's failure.
+    /// </summary>
+    private static TokenSampler CreateSampler(ModelScheduler scheduler, GenerationRequest request, Chat.PreparedPrompt prepared)
+    {
+        var model = scheduler.Model;
+        try
+        {
+            return new TokenSampler(request.Sampling, request.LogitBias, prepared.Grammar, model.Vocab, model.VocabularySize, scheduler.ContextPerSlot);
+        }
+        catch (GrammarRefusedException e)
+        {
+            throw new InvalidGenerationParameterException(prepared.GrammarSource ?? "response_format",
+                $"The output grammar derived from '{prepared.GrammarSource}' cannot be used: {e.Message}. A schema that refers to itself without consuming any text (e.g. a $ref to itself, or an anyOf whose first option is that $ref) cannot be enforced.");
+        }
     }
 
     public async Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken)
@@ -184,7 +212,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         try
         {
             model = LlamaModel.Load(descriptor.Path, _options.UseMmap);
-            var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics);
+            var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
             _descriptors[id] = descriptor with
             {
                 Status = ModelStatus.Loaded,
@@ -204,6 +232,66 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             throw new ModelUnavailableException(id, e.Message);
         }
     }
+
+    /// <summary>What stops this engine from serving as it should: decode loops that stopped and were not reloaded yet.</summary>
+    public EngineHealth CheckHealth() => new(_faults.Values.Order(StringComparer.Ordinal).ToArray());
+
+    /// <summary>
+    /// A decode loop stopped (it recovers from one failure by itself, so this is rare): take the model out of
+    /// service, free it, and load it anew. Until the new one runs, <see cref="CheckHealth"/> reports it, so the
+    /// container's or systemd's health check sees a process that cannot recover.
+    /// </summary>
+    private void OnFaulted(ModelScheduler scheduler, Exception error)
+    {
+        var id = scheduler.Id;
+        _faults[id] = $"The decode loop of model '{id}' stopped ({error.Message}); reloading it.";
+        _metrics.LoopRestarted(id);
+        _ = Task.Run(async () =>
+        {
+            foreach (var entry in _loaded)
+            {
+                if (entry.Key == id && entry.Value.IsValueCreated && entry.Value.Value.IsCompletedSuccessfully && entry.Value.Value.Result == scheduler)
+                {
+                    _loaded.TryRemove(entry);
+                }
+            }
+
+            scheduler.Dispose();
+            if (scheduler.HasRunningSteps || _embedders.ContainsKey(id))
+            {
+                // Still in use by a grammar step or an embedder: leave it to the process's end rather than free it under them.
+                LogModelKept(_logger, id);
+            }
+            else
+            {
+                scheduler.Model.Dispose();
+            }
+
+            if (BeforeReload is { } gate)
+            {
+                await gate();
+            }
+
+            if (_shuttingDown || _disposed != 0)
+            {
+                return;
+            }
+
+            try
+            {
+                await GetSchedulerAsync(id, CancellationToken.None);
+                _faults.TryRemove(id, out _);
+                LogModelReloaded(_logger, id);
+            }
+            catch (InferenceException e)
+            {
+                _faults[id] = $"The decode loop of model '{id}' stopped and reloading it failed: {e.Message}";
+            }
+        });
+    }
+
+    /// <summary>For tests: awaited before a model whose decode loop stopped is loaded again.</summary>
+    internal Func<Task>? BeforeReload { get; set; }
 
     /// <summary>From now on new requests are refused with <see cref="ShuttingDownException"/>; running ones go on.</summary>
     public void BeginShutdown() => _shuttingDown = true;
@@ -236,7 +324,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             {
                 var scheduler = lazy.Value.Result;
                 scheduler.Dispose();
-                scheduler.Model.Dispose();
+                if (!scheduler.HasRunningSteps)
+                {
+                    scheduler.Model.Dispose();
+                }
             }
         }
 
@@ -248,6 +339,12 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model} is unavailable: {Reason}")]
     private static partial void LogModelUnavailable(ILogger logger, string model, string reason);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
+    private static partial void LogModelReloaded(ILogger logger, string model);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model is still in use and stays in memory until the process ends")]
+    private static partial void LogModelKept(ILogger logger, string model);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
     private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate);

@@ -34,6 +34,9 @@ internal sealed class InferenceMetrics : IDisposable
     private readonly Histogram<double> _timeToFirstToken;
     private readonly Histogram<double> _tokensPerSecond;
 
+    private readonly Counter<long> _loopRestarts;
+    private readonly Counter<long> _samplingOverBudget;
+
     public InferenceMetrics(IMeterFactory? factory, Func<IEnumerable<SchedulerSnapshot>> snapshot)
     {
         _meter = factory?.Create(InferenceDiagnostics.MeterName) ?? new Meter(InferenceDiagnostics.MeterName);
@@ -44,6 +47,8 @@ internal sealed class InferenceMetrics : IDisposable
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
         _tokensPerSecond = _meter.CreateHistogram<double>("edgeserver.generation.tokens_per_second", "{token}/s", "Generation speed of each request after its first token.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000] });
+        _loopRestarts = _meter.CreateCounter<long>("edgeserver.decode_loop.restarts", "{restart}", "Decode loops that stopped and had their model reloaded.");
+        _samplingOverBudget = _meter.CreateCounter<long>("edgeserver.sampling.over_budget", "{request}", "Requests ended because sampling one token took longer than the sampling budget.");
         _meter.CreateObservableGauge("edgeserver.queue.depth", () => snapshot().Select(s => new Measurement<int>(s.Queued, Model(s))), "{request}", "Requests waiting for a slot.");
         _meter.CreateObservableGauge("edgeserver.slots.busy", () => snapshot().Select(s => new Measurement<int>(s.BusySlots, Model(s))), "{slot}", "Slots generating or reading a prompt.");
         _meter.CreateObservableGauge("edgeserver.slots.total", () => snapshot().Select(s => new Measurement<int>(s.Slots, Model(s))), "{slot}", "Slots of each loaded model.");
@@ -67,6 +72,10 @@ internal sealed class InferenceMetrics : IDisposable
             _tokensPerSecond.Record((usage.CompletionTokens - 1) / timings.Generation.TotalSeconds, tag);
         }
     }
+
+    public void LoopRestarted(string model) => _loopRestarts.Add(1, new KeyValuePair<string, object?>("model", model));
+
+    public void SamplingOverBudget(string model) => _samplingOverBudget.Add(1, new KeyValuePair<string, object?>("model", model));
 
     public void Dispose() => _meter.Dispose();
 

@@ -92,10 +92,11 @@ internal static class SamplerChainFactory
     /// <summary>A grammar sampler for GBNF text whose start rule is "root".</summary>
     public static SafeLlamaSamplerHandle CreateGrammar(IntPtr vocab, string grammar)
     {
+        LlamaLog.TakeLastError();
         var sampler = NativeMethods.llama_sampler_init_grammar(vocab, grammar, "root");
         if (sampler == IntPtr.Zero)
         {
-            throw new InferenceException("llama.cpp refused the grammar derived from the request (see the log for the line it stopped at).");
+            throw new GrammarRefusedException(LlamaLog.TakeLastError());
         }
 
         var handle = new SafeLlamaSamplerHandle();
@@ -112,4 +113,11 @@ internal static class SamplerChainFactory
 
         NativeMethods.llama_sampler_chain_add(chain, sampler);
     }
+}
+
+/// <summary>llama.cpp's grammar parser refused a grammar derived from a request (left recursion, say).</summary>
+internal sealed class GrammarRefusedException(string? reason)
+    : InferenceException(reason is null ? "llama.cpp refused the grammar." : $"llama.cpp refused the grammar: {reason}")
+{
+    public string? Reason { get; } = reason;
 }

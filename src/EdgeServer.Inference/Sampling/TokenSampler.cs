@@ -6,7 +6,9 @@ namespace EdgeServer.Inference.Sampling;
 /// Picks one sequence's next token: its sampler chain, and, for constrained output, a grammar. The grammar is
 /// not run over the whole vocabulary every step (tens of milliseconds on a 128k vocabulary): the chain picks a
 /// token, the grammar checks that one token, and only when it refuses is the grammar applied to every
-/// candidate and the choice made again (as llama.cpp's own common sampler does). Decode thread only.
+/// candidate and the choice made again (as llama.cpp's own common sampler does).
+/// Built on the request's thread before it is queued, so a grammar llama.cpp refuses is that request's error;
+/// then used by one thread at a time (the decode loop, or the worker it hands a grammar step to).
 /// </summary>
 internal sealed unsafe class TokenSampler : IDisposable
 {
@@ -15,6 +17,7 @@ internal sealed unsafe class TokenSampler : IDisposable
     private readonly int _vocabularySize;
     private LlamaTokenData[]? _candidates;
 
+    /// <summary>Throws <see cref="GrammarRefusedException"/> when llama.cpp refuses <paramref name="grammar"/>.</summary>
     public TokenSampler(SamplingParameters p, IReadOnlyDictionary<int, float> logitBias, string? grammar, IntPtr vocab, int vocabularySize, int contextLength)
     {
         _vocabularySize = vocabularySize;
@@ -30,15 +33,32 @@ internal sealed unsafe class TokenSampler : IDisposable
         }
     }
 
-    public int Sample(SafeLlamaContextHandle context, int batchIndex)
+    /// <summary>Whether a grammar constrains this sequence; its steps can take long, so they run off the decode thread.</summary>
+    public bool HasGrammar => _grammar is not null;
+
+    /// <summary>Samples from the context's logits of <paramref name="batchIndex"/> (decode thread).</summary>
+    public int Sample(SafeLlamaContextHandle context, int batchIndex) => _grammar is null
+        ? NativeMethods.llama_sampler_sample(_chain, context, batchIndex)
+        : Sample(NativeMethods.llama_get_logits_ith(context, batchIndex));
+
+    /// <summary>Samples from a copy of one position's logits (any one thread at a time).</summary>
+    public int Sample(float[] logits)
     {
+        fixed (float* p = logits)
+        {
+            return Sample(p);
+        }
+    }
+
+    private int Sample(float* logits)
+    {
+        var token = Choose(logits, constrain: false);
         if (_grammar is null)
         {
-            return NativeMethods.llama_sampler_sample(_chain, context, batchIndex);
+            NativeMethods.llama_sampler_accept(_chain, token);
+            return token;
         }
 
-        var logits = NativeMethods.llama_get_logits_ith(context, batchIndex);
-        var token = Choose(logits, constrain: false);
         var probe = new LlamaTokenData { Id = token, Logit = 1f };
         var single = new LlamaTokenDataArray { Data = &probe, Size = 1, Selected = -1 };
         NativeMethods.llama_sampler_apply(_grammar, &single);

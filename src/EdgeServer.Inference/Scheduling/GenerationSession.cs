@@ -41,8 +41,13 @@ internal sealed class GenerationSession : IGenerationSession
 
     public bool IsCancelled => _cancelled;
 
-    /// <summary>GBNF that constrains sampling (structured output, forced tool calls); null when free.</summary>
-    public string? Grammar { get; init; }
+    /// <summary>The sampler built for this request before it was queued; the slot that runs it takes it.</summary>
+    internal Sampling.TokenSampler? Sampler { private get; init; }
+
+    private int _samplerTaken;
+
+    /// <summary>Hands the sampler over once; null after that (or for the wake-up marker).</summary>
+    internal Sampling.TokenSampler? TakeSampler() => Interlocked.Exchange(ref _samplerTaken, 1) == 0 ? Sampler : null;
 
     /// <summary>Write control tokens' text into the output (a tool-call marker may be one).</summary>
     public bool RenderSpecialTokens { get; init; }

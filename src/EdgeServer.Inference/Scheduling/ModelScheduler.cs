@@ -21,9 +21,10 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 {
     private readonly LlamaModel _model;
     private readonly ILogger _logger;
-    private readonly SafeLlamaContextHandle _context;
+    private readonly LlamaContextParams _contextParameters;
+    private SafeLlamaContextHandle _context;
     private readonly SafeLlamaBatchHandle _batch;
-    private readonly IntPtr _memory;
+    private IntPtr _memory;
     private readonly Slot[] _slots;
     private readonly Channel<GenerationSession> _queue;
     private readonly Thread _thread;
@@ -31,6 +32,13 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly int* _abortFlag;
     private readonly byte[] _pieceBuffer = new byte[256];
     private readonly int _admissionLimit;
+    private readonly TimeSpan _samplingBudget;
+    private readonly Action<ModelScheduler, Exception>? _faulted;
+
+    // Wakes a loop that waits for grammar steps running off the decode thread (or for a request to admit).
+    private readonly AutoResetEvent _wake = new(false);
+    private int _orphans; // grammar steps still running for requests that already ended
+    private volatile string? _fault;
     private int _inFlight; // queued + running; admission refuses beyond slots + queue capacity
     private long _promptTokensEvaluated;
     private int _disposed;
@@ -38,13 +46,15 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly InferenceMetrics? _metrics;
     private readonly TimeProvider _clock;
 
-    public ModelScheduler(string id, LlamaModel model, SchedulerOptions options, ILogger logger, InferenceMetrics? metrics = null, TimeProvider? clock = null)
+    public ModelScheduler(string id, LlamaModel model, SchedulerOptions options, ILogger logger, InferenceMetrics? metrics = null, TimeProvider? clock = null, Action<ModelScheduler, Exception>? faulted = null)
     {
         Id = id;
         _model = model;
         _logger = logger;
         _metrics = metrics;
         _clock = clock ?? TimeProvider.System;
+        _faulted = faulted;
+        _samplingBudget = options.SamplingBudget;
         var perSlot = Math.Min(options.ContextPerSlot, Math.Max(model.TrainingContextLength, 256));
         var parameters = NativeMethods.llama_context_default_params();
         parameters.NCtx = (uint)(perSlot * options.Slots);
@@ -55,16 +65,18 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         parameters.NThreads = threads;
         parameters.NThreadsBatch = threads;
         parameters.KvUnified = 0;
-        _context = NativeMethods.llama_init_from_model(model.Handle, parameters);
-        if (_context.IsInvalid)
+        _contextParameters = parameters;
+        _abortFlag = (int*)NativeMemory.AllocZeroed(sizeof(int));
+        try
         {
-            _context.Dispose();
-            throw new ModelLoadException(model.Path, $"llama.cpp could not create a context of {parameters.NCtx} tokens for {options.Slots} slots (not enough memory?). Lower ContextPerSlot or Slots.");
+            _context = CreateContext();
+        }
+        catch
+        {
+            NativeMemory.Free(_abortFlag);
+            throw;
         }
 
-        _abortFlag = (int*)NativeMemory.AllocZeroed(sizeof(int));
-        NativeMethods.llama_set_abort_callback(_context, &ShouldAbort, (IntPtr)_abortFlag);
-        _memory = NativeMethods.llama_get_memory(_context);
         ContextPerSlot = (int)NativeMethods.llama_n_ctx_seq(_context);
         BatchCapacity = (int)NativeMethods.llama_n_batch(_context);
         _batch = SafeLlamaBatchHandle.Create(BatchCapacity, 1);
@@ -77,6 +89,18 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     }
 
     public string Id { get; }
+
+    /// <summary>Why the decode loop stopped, or null while it runs (or stopped only for shutdown).</summary>
+    public string? Fault => _fault;
+
+    /// <summary>For tests: runs on the thread that samples a token of <see cref="GenerationRequest"/>; may throw or block.</summary>
+    internal Action<GenerationRequest>? SamplingHook { get; set; }
+
+    /// <summary>For tests: a non-zero value stands in for what llama_decode returned.</summary>
+    internal Func<int>? DecodeHook { get; set; }
+
+    /// <summary>For tests: runs once per loop turn, outside any slot.</summary>
+    internal Action? LoopHook { get; set; }
 
     public LlamaModel Model => _model;
 
@@ -101,10 +125,18 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         return new SchedulerSnapshot(Id, _slots.Length, busy, Math.Max(0, Volatile.Read(ref _inFlight) - busy), cells, (long)_model.SizeBytes);
     }
 
-    /// <summary>Queues a tokenized request; throws <see cref="ServerBusyException"/> when the queue is full.</summary>
-    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, CancellationToken cancellationToken, string? grammar = null, bool renderSpecialTokens = false)
+    /// <summary>
+    /// Queues a tokenized request with the sampler built for it; the session owns the sampler from here on.
+    /// Throws <see cref="ServerBusyException"/> when the queue is full.
+    /// </summary>
+    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, TokenSampler sampler, CancellationToken cancellationToken, bool renderSpecialTokens = false)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0 || _stopping.IsCancellationRequested, this);
+        if (_fault is { } fault)
+        {
+            throw new ModelUnavailableException(Id, $"its decode loop stopped ({fault}); it is being reloaded");
+        }
+
         if (prompt.Length == 0)
         {
             throw new InvalidGenerationParameterException("messages", "The prompt is empty after tokenization.");
@@ -122,13 +154,14 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
         }
 
-        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Grammar = grammar, RenderSpecialTokens = renderSpecialTokens };
+        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Sampler = sampler, RenderSpecialTokens = renderSpecialTokens };
         if (!_queue.Writer.TryWrite(session))
         {
             Interlocked.Decrement(ref _inFlight);
             throw new ObjectDisposedException(nameof(ModelScheduler), $"The model '{Id}' is shutting down.");
         }
 
+        Wake();
         return session;
     }
 
@@ -142,53 +175,88 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         // Wake an idle loop so it notices.
         _queue.Writer.TryWrite(GenerationSession.Wakeup);
+        Wake();
     }
 
     private readonly Lock _endLock = new();
     private Exception? _endRequested;
 
+    /// <summary>
+    /// The decode loop. A failure inside one slot ends that request only (see <see cref="FailSlot"/>); anything
+    /// else that throws ends the running requests, and the loop goes on with a fresh context. Only when that
+    /// recovery fails again and again does the loop stop, and then it says so (<see cref="Fault"/>) and lets the
+    /// engine reload the model.
+    /// </summary>
     private void Run()
     {
-        try
+        var failures = 0;
+        while (!_stopping.IsCancellationRequested)
         {
-            while (!_stopping.IsCancellationRequested)
+            try
             {
-                if (!_slots.Any(s => s.Session is not null))
-                {
-                    // Idle: block until a request arrives.
-                    if (!_queue.Reader.WaitToReadAsync(_stopping.Token).AsTask().GetAwaiter().GetResult())
-                    {
-                        break;
-                    }
-                }
-
-                Exception? end;
-                lock (_endLock)
-                {
-                    end = _endRequested;
-                    _endRequested = null;
-                }
-
-                if (end is not null)
-                {
-                    EndRunning(end);
-                }
-
-                Admit();
-                Step();
+                Turn();
+                failures = 0;
             }
-        }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
-        {
-        }
-        catch (Exception e)
-        {
-            LogLoopFailed(_logger, e, Id);
-            FailAll(new InferenceException($"The decode loop of '{Id}' stopped: {e.Message}", e));
-            return;
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogLoopError(_logger, e, Id, failures + 1);
+                try
+                {
+                    EndRunning(new InferenceException($"The model '{Id}' hit an internal error and ended this request: {e.Message}", e), queuedToo: false);
+                    if (++failures >= MaxConsecutiveFailures)
+                    {
+                        throw new InferenceException($"{failures} recoveries in a row failed; last error: {e.Message}", e);
+                    }
+
+                    RecreateContext();
+                }
+                catch (Exception fatal)
+                {
+                    _fault = fatal.Message;
+                    LogLoopFailed(_logger, fatal, Id);
+                    FailAll(new ModelUnavailableException(Id, $"its decode loop stopped ({fatal.Message}); it is being reloaded"));
+                    _faulted?.Invoke(this, fatal);
+                    return;
+                }
+            }
         }
 
         FailAll(new InferenceException($"The model '{Id}' is shutting down."));
+    }
+
+    private const int MaxConsecutiveFailures = 3;
+
+    private void Turn()
+    {
+        LoopHook?.Invoke();
+        if (!_slots.Any(s => s.Session is not null))
+        {
+            // Idle: block until a request arrives.
+            if (!_queue.Reader.WaitToReadAsync(_stopping.Token).AsTask().GetAwaiter().GetResult())
+            {
+                _stopping.Cancel();
+                return;
+            }
+        }
+
+        Exception? end;
+        lock (_endLock)
+        {
+            end = _endRequested;
+            _endRequested = null;
+        }
+
+        if (end is not null)
+        {
+            EndRunning(end, queuedToo: true);
+        }
+
+        Admit();
+        Step();
     }
 
     /// <summary>Moves queued requests into free slots, preferring the slot whose cached tokens share the longest prefix.</summary>
@@ -203,8 +271,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
             if (session.IsCancelled)
             {
-                session.Writer.TryComplete();
-                Interlocked.Decrement(ref _inFlight);
+                Drop(session, error: null);
                 continue;
             }
 
@@ -230,25 +297,32 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
     private void Start(Slot slot, GenerationSession session, int common)
     {
-        // At least the last prompt token is evaluated again, to get logits for the first sampled token.
-        common = Math.Min(common, session.Prompt.Length - 1);
-        if (!NativeMethods.llama_memory_seq_rm(_memory, slot.Id, common, -1))
-        {
-            NativeMethods.llama_memory_seq_rm(_memory, slot.Id, -1, -1);
-            common = 0;
-        }
-
-        slot.Cached.RemoveRange(common, slot.Cached.Count - common);
         slot.Session = session;
-        session.AdmittedAt = _clock.GetUtcNow();
-        slot.PromptPosition = common;
-        slot.CachedPromptTokens = common;
-        slot.Generated = 0;
-        slot.PendingToken = -1;
-        slot.Decoder = new Utf8StreamDecoder();
-        slot.Stops = new StopSequenceMatcher(session.Request.Stop);
-        slot.PendingLogprobs.Clear();
-        slot.Sampler = new TokenSampler(session.Request.Sampling, session.Request.LogitBias, session.Grammar, _model.Vocab, _model.VocabularySize, ContextPerSlot);
+        slot.Sampler = session.TakeSampler();
+        try
+        {
+            // At least the last prompt token is evaluated again, to get logits for the first sampled token.
+            common = Math.Min(common, session.Prompt.Length - 1);
+            if (!NativeMethods.llama_memory_seq_rm(_memory, slot.Id, common, -1))
+            {
+                NativeMethods.llama_memory_seq_rm(_memory, slot.Id, -1, -1);
+                common = 0;
+            }
+
+            slot.Cached.RemoveRange(common, slot.Cached.Count - common);
+            session.AdmittedAt = _clock.GetUtcNow();
+            slot.PromptPosition = common;
+            slot.CachedPromptTokens = common;
+            slot.Generated = 0;
+            slot.PendingToken = -1;
+            slot.Decoder = new Utf8StreamDecoder();
+            slot.Stops = new StopSequenceMatcher(session.Request.Stop);
+            slot.PendingLogprobs.Clear();
+        }
+        catch (Exception e)
+        {
+            FailSlot(slot, e);
+        }
     }
 
     private void Step()
@@ -258,11 +332,14 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         foreach (var slot in _slots)
         {
             slot.BatchIndex = -1;
+            slot.InBatch = false;
             if (slot.Session is { IsCancelled: true })
             {
                 Release(slot, error: null);
             }
         }
+
+        Harvest();
 
         // One token for each generating slot first, so running streams keep flowing.
         foreach (var slot in _slots)
@@ -270,6 +347,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             if (slot.Session is not null && slot.PendingToken >= 0)
             {
                 slot.BatchIndex = Add(ref batch, slot.PendingToken, slot.Cached.Count, slot.Id, logits: true);
+                slot.InBatch = true;
                 slot.Cached.Add(slot.PendingToken);
                 slot.PendingToken = -1;
             }
@@ -278,12 +356,13 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         // Then prompt chunks, as far as the batch allows.
         foreach (var slot in _slots)
         {
-            if (slot.Session is not { } session || slot.PromptPosition >= session.Prompt.Length)
+            if (slot.Session is not { } session || slot.PromptPosition >= session.Prompt.Length || batch.NTokens >= BatchCapacity)
             {
                 continue;
             }
 
             var take = Math.Min(BatchCapacity - batch.NTokens, session.Prompt.Length - slot.PromptPosition);
+            slot.InBatch = true;
             for (var i = 0; i < take; i++)
             {
                 var token = session.Prompt[slot.PromptPosition];
@@ -302,51 +381,213 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         if (batch.NTokens == 0)
         {
+            WaitForSampling();
             return;
         }
 
-        var status = NativeMethods.llama_decode(_context, batch);
+        var status = DecodeHook?.Invoke() is { } forced and not 0 ? forced : NativeMethods.llama_decode(_context, batch);
         if (status != 0)
         {
-            var error = new DecodeException(status);
-            LogDecodeFailed(_logger, Id, status, batch.NTokens);
-            foreach (var slot in _slots)
-            {
-                if (slot.Session is not null)
-                {
-                    // The KV of a failed batch is undefined: forget what this slot cached.
-                    NativeMethods.llama_memory_seq_rm(_memory, slot.Id, -1, -1);
-                    slot.Cached.Clear();
-                    Release(slot, error);
-                }
-            }
-
-            if (status == 2)
-            {
-                throw new OperationCanceledException();
-            }
-
+            DecodeFailed(status, batch.NTokens);
             return;
         }
 
+        // Plain slots sample here; grammar steps go to workers so that a costly grammar holds only its own request.
         foreach (var slot in _slots)
         {
-            if (slot.BatchIndex >= 0 && slot.Session is not null)
+            if (slot.BatchIndex < 0 || slot.Session is not { } session)
             {
-                var token = slot.Sampler!.Sample(_context, slot.BatchIndex);
-                if (slot.Session.Request.Logprobs && (slot.Session.Request.IgnoreEos || !_model.IsEndOfGeneration(token)))
+                continue;
+            }
+
+            try
+            {
+                if (slot.Sampler!.HasGrammar)
                 {
-                    slot.PendingLogprobs.Add(Logprob(slot.BatchIndex, token, slot.Session.Request.TopLogprobs));
+                    StartSampling(slot, session);
+                    continue;
                 }
 
-                Accept(slot, token);
+                SamplingHook?.Invoke(session.Request);
+                var token = slot.Sampler.Sample(_context, slot.BatchIndex);
+                Accept(slot, token, Logits(slot.BatchIndex));
+            }
+            catch (Exception e)
+            {
+                FailSlot(slot, e);
+            }
+        }
+
+        // A grammar step normally takes milliseconds: wait a little so that it joins the next batch.
+        var patience = _clock.GetTimestamp();
+        foreach (var slot in _slots)
+        {
+            if (slot.Sampling is { } task)
+            {
+                var left = SamplingPatience - _clock.GetElapsedTime(patience);
+                if (left <= TimeSpan.Zero || !((IAsyncResult)task).AsyncWaitHandle.WaitOne(left))
+                {
+                    break;
+                }
+            }
+        }
+
+        Harvest();
+    }
+
+    /// <summary>How long a step waits for grammar steps before it goes on without them.</summary>
+    private static readonly TimeSpan SamplingPatience = TimeSpan.FromMilliseconds(50);
+
+    private ReadOnlySpan<float> Logits(int batchIndex)
+    {
+        var logits = NativeMethods.llama_get_logits_ith(_context, batchIndex);
+        if (logits == null)
+        {
+            throw new InferenceException($"llama.cpp has no logits for batch position {batchIndex}.");
+        }
+
+        return new ReadOnlySpan<float>(logits, _model.VocabularySize);
+    }
+
+    private void StartSampling(Slot slot, GenerationSession session)
+    {
+        slot.LogitsCopy ??= new float[_model.VocabularySize];
+        Logits(slot.BatchIndex).CopyTo(slot.LogitsCopy);
+        var (sampler, logits, hook, request) = (slot.Sampler!, slot.LogitsCopy, SamplingHook, session.Request);
+        slot.SamplingSince = _clock.GetTimestamp();
+        slot.Sampling = Task.Run(() =>
+        {
+            try
+            {
+                hook?.Invoke(request);
+                return sampler.Sample(logits);
+            }
+            finally
+            {
+                Wake();
+            }
+        });
+    }
+
+    /// <summary>Takes the tokens of finished grammar steps, and ends requests whose step is over the budget.</summary>
+    private void Harvest()
+    {
+        foreach (var slot in _slots)
+        {
+            if (slot.Sampling is not { } task || slot.Session is null)
+            {
+                continue;
+            }
+
+            if (task.IsCompleted)
+            {
+                slot.Sampling = null;
+                try
+                {
+                    Accept(slot, task.GetAwaiter().GetResult(), slot.LogitsCopy);
+                }
+                catch (Exception e)
+                {
+                    FailSlot(slot, e);
+                }
+            }
+            else if (_clock.GetElapsedTime(slot.SamplingSince) > _samplingBudget)
+            {
+                LogSamplingOverBudget(_logger, Id, _samplingBudget.TotalSeconds);
+                _metrics?.SamplingOverBudget(Id);
+                FailSlot(slot, new SamplingBudgetExceededException(Id, _samplingBudget));
             }
         }
     }
 
-    private void Accept(Slot slot, int token)
+    /// <summary>Nothing to decode while grammar steps run: sleep until one ends, a request arrives, or a budget runs out.</summary>
+    private void WaitForSampling()
+    {
+        var running = _slots.Where(s => s.Sampling is not null).ToList();
+        if (running.Count == 0)
+        {
+            return;
+        }
+
+        var due = running.Min(s => _samplingBudget - _clock.GetElapsedTime(s.SamplingSince));
+        var wait = due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due + TimeSpan.FromMilliseconds(1);
+        WaitHandle.WaitAny([_wake, _stopping.Token.WaitHandle], wait);
+    }
+
+    private void Wake()
+    {
+        try
+        {
+            _wake.Set();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// llama_decode failed: the sequences in that batch end with the error and forget their KV; the others go on.
+    /// A compute failure (status below -1) may leave the context broken, so it is made anew.
+    /// </summary>
+    private void DecodeFailed(int status, int tokens)
+    {
+        var error = new DecodeException(status);
+        LogDecodeFailed(_logger, Id, status, tokens);
+        if (status == 2 && _stopping.IsCancellationRequested)
+        {
+            throw new OperationCanceledException();
+        }
+
+        foreach (var slot in _slots)
+        {
+            if (slot.InBatch && slot.Session is not null)
+            {
+                FailSlot(slot, error);
+            }
+        }
+
+        if (status < -1)
+        {
+            EndRunning(error, queuedToo: false);
+            RecreateContext();
+        }
+    }
+
+    private SafeLlamaContextHandle CreateContext()
+    {
+        var context = NativeMethods.llama_init_from_model(_model.Handle, _contextParameters);
+        if (context.IsInvalid)
+        {
+            context.Dispose();
+            throw new ModelLoadException(_model.Path, $"llama.cpp could not create a context of {_contextParameters.NCtx} tokens for {_contextParameters.NSeqMax} slots (not enough memory?). Lower ContextPerSlot or Slots.");
+        }
+
+        NativeMethods.llama_set_abort_callback(context, &ShouldAbort, (IntPtr)_abortFlag);
+        _memory = NativeMethods.llama_get_memory(context);
+        return context;
+    }
+
+    /// <summary>A fresh llama_context in place of one that may be broken; every slot's cache is gone with the old one.</summary>
+    private void RecreateContext()
+    {
+        LogContextRecreated(_logger, Id);
+        _memory = IntPtr.Zero;
+        _context.Dispose();
+        _context = CreateContext();
+        foreach (var slot in _slots)
+        {
+            slot.Cached.Clear();
+        }
+    }
+
+    private void Accept(Slot slot, int token, ReadOnlySpan<float> logits)
     {
         var session = slot.Session!;
+        if (session.Request.Logprobs && (session.Request.IgnoreEos || !_model.IsEndOfGeneration(token)))
+        {
+            slot.PendingLogprobs.Add(Logprob(logits, token, session.Request.TopLogprobs));
+        }
+
         if (session.FirstTokenAt == default)
         {
             session.FirstTokenAt = _clock.GetUtcNow();
@@ -419,9 +660,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     /// The sampled token's log probability under the model's own distribution (log-softmax of the raw logits,
     /// before temperature, penalties or cuts, as OpenAI reports it), and the <paramref name="top"/> likeliest tokens.
     /// </summary>
-    private TokenLogprob Logprob(int batchIndex, int token, int top)
+    private TokenLogprob Logprob(ReadOnlySpan<float> logits, int token, int top)
     {
-        var logits = new ReadOnlySpan<float>(NativeMethods.llama_get_logits_ith(_context, batchIndex), _model.VocabularySize);
         var max = float.NegativeInfinity;
         foreach (var l in logits)
         {
@@ -520,23 +760,66 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         slot.Session = null;
         slot.PendingToken = -1;
         slot.BatchIndex = -1;
-        slot.Sampler?.Dispose();
+        if (slot.Sampling is { } running)
+        {
+            // The step cannot be interrupted: its sampler and logits go with it and are freed when it ends.
+            var sampler = slot.Sampler;
+            Interlocked.Increment(ref _orphans);
+            running.ContinueWith(_ =>
+            {
+                sampler?.Dispose();
+                Interlocked.Decrement(ref _orphans);
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            slot.Sampling = null;
+            slot.LogitsCopy = null;
+        }
+        else
+        {
+            slot.Sampler?.Dispose();
+        }
+
         slot.Sampler = null;
     }
 
-    private void EndRunning(Exception error)
+    /// <summary>
+    /// Ends one request with <paramref name="error"/> and frees its slot; its KV is dropped, since a failure may
+    /// have left it half-written. The other slots go on.
+    /// </summary>
+    private void FailSlot(Slot slot, Exception error)
+    {
+        if (error is not SamplingBudgetExceededException)
+        {
+            LogSlotFailed(_logger, error, Id, slot.Id);
+        }
+
+        if (_memory != IntPtr.Zero)
+        {
+            NativeMethods.llama_memory_seq_rm(_memory, slot.Id, -1, -1);
+        }
+
+        slot.Cached.Clear();
+        Release(slot, error is InferenceException ? error : new InferenceException($"Generation failed: {error.Message}", error));
+    }
+
+    private void Drop(GenerationSession waiting, Exception? error)
+    {
+        waiting.TakeSampler()?.Dispose();
+        waiting.Writer.TryComplete(error);
+        Interlocked.Decrement(ref _inFlight);
+    }
+
+    private void EndRunning(Exception error, bool queuedToo)
     {
         foreach (var slot in _slots)
         {
             Release(slot, error);
         }
 
-        while (_queue.Reader.TryRead(out var waiting))
+        while (queuedToo && _queue.Reader.TryRead(out var waiting))
         {
             if (!ReferenceEquals(waiting, GenerationSession.Wakeup))
             {
-                waiting.Writer.TryComplete(error);
-                Interlocked.Decrement(ref _inFlight);
+                Drop(waiting, error);
             }
         }
     }
@@ -553,8 +836,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         {
             if (!ReferenceEquals(waiting, GenerationSession.Wakeup))
             {
-                waiting.Writer.TryComplete(error);
-                Interlocked.Decrement(ref _inFlight);
+                Drop(waiting, error);
             }
         }
     }
@@ -586,6 +868,12 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static byte ShouldAbort(IntPtr flag) => (byte)(*(int*)flag != 0 ? 1 : 0);
 
+    /// <summary>
+    /// Grammar steps of ended requests that are still running. They hold samplers that read the model's
+    /// vocabulary, so the model must outlive them.
+    /// </summary>
+    public bool HasRunningSteps => Volatile.Read(ref _orphans) > 0;
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -595,11 +883,17 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         *_abortFlag = 1;
         _stopping.Cancel();
-        _thread.Join();
+        Wake();
+        if (Thread.CurrentThread != _thread)
+        {
+            _thread.Join();
+        }
+
         _batch.Dispose();
         _context.Dispose();
         NativeMemory.Free(_abortFlag);
         _stopping.Dispose();
+        _wake.Dispose();
     }
 
     private sealed class Slot(int id)
@@ -624,6 +918,17 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
         public TokenSampler? Sampler { get; set; }
 
+        /// <summary>Whether this slot has tokens in the batch being decoded.</summary>
+        public bool InBatch { get; set; }
+
+        /// <summary>A grammar step running off the decode thread; it yields the sampled token.</summary>
+        public Task<int>? Sampling { get; set; }
+
+        public long SamplingSince { get; set; }
+
+        /// <summary>This slot's logits, copied for a grammar step (the context's are overwritten by the next decode).</summary>
+        public float[]? LogitsCopy { get; set; }
+
         public Utf8StreamDecoder? Decoder { get; set; }
 
         public StopSequenceMatcher? Stops { get; set; }
@@ -638,6 +943,18 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     [LoggerMessage(EventId = 2001, Level = LogLevel.Error, Message = "Model {Model}: llama_decode returned {Status} for a batch of {Tokens} tokens")]
     private static partial void LogDecodeFailed(ILogger logger, string model, int status, int tokens);
 
-    [LoggerMessage(EventId = 2002, Level = LogLevel.Critical, Message = "Model {Model}: the decode loop failed")]
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Critical, Message = "Model {Model}: the decode loop stopped")]
     private static partial void LogLoopFailed(ILogger logger, Exception exception, string model);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Error, Message = "Model {Model}: slot {Slot} failed; its request ends, the others go on")]
+    private static partial void LogSlotFailed(ILogger logger, Exception exception, string model, int slot);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Error, Message = "Model {Model}: the decode loop failed (attempt {Attempt}); running requests end and the context is made anew")]
+    private static partial void LogLoopError(ILogger logger, Exception exception, string model, int attempt);
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Model {Model}: a new llama_context replaces the old one")]
+    private static partial void LogContextRecreated(ILogger logger, string model);
+
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Model {Model}: sampling one token took longer than {BudgetSeconds} s; that request ends")]
+    private static partial void LogSamplingOverBudget(ILogger logger, string model, double budgetSeconds);
 }

@@ -17,4 +17,10 @@ public sealed record SchedulerOptions
 
     /// <summary>Requests that may wait for a free slot before new ones are refused as busy.</summary>
     public int QueueCapacity { get; init; } = 16;
+
+    /// <summary>
+    /// Longest time sampling one token may take (a grammar step). A request over it ends with an error; the other
+    /// slots never wait for it, since grammar steps run off the decode thread.
+    /// </summary>
+    public TimeSpan SamplingBudget { get; init; } = TimeSpan.FromSeconds(5);
 }

@@ -113,8 +113,10 @@ public static class EdgeServerHosting
         app.UseAuthorization();
         app.UseSwagger();
         app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
-        app.MapGet("/health", () => OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse))
-            .WithTags("Health").WithSummary("Alive: the process answers.");
+        app.MapGet("/health", (IInferenceEngine engine) => engine.CheckHealth() is { Healthy: false } health
+                ? OpenAiResults.Json(new HealthResponse("unhealthy") { Problems = health.Problems }, OpenAiJsonContext.Web.HealthResponse, StatusCodes.Status503ServiceUnavailable)
+                : OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse))
+            .WithTags("Health").WithSummary("Alive: the process answers and every loaded model's decode loop runs (503 with the problems if not).");
         app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = ReadinessCheck.WriteAsync })
             .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.");
         app.MapEdgeServerTelemetry();
@@ -146,6 +148,7 @@ public static class EdgeServerHosting
             NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
             Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
             UseMmap = options.Runtime.UseMmap,
+            MaxSchemaAlternatives = options.Limits.MaxSchemaAlternatives,
             Scheduler = new SchedulerOptions
             {
                 Slots = options.Scheduler.Slots,
@@ -153,6 +156,7 @@ public static class EdgeServerHosting
                 BatchSize = options.Scheduler.BatchSize,
                 // Admission (Polly) keeps at most Slots requests in the engine; its own cap is a backstop.
                 QueueCapacity = options.Scheduler.QueueCapacity,
+                SamplingBudget = TimeSpan.FromSeconds(options.Scheduler.SamplingBudgetSeconds),
                 Threads = options.Runtime.Threads,
             },
         };

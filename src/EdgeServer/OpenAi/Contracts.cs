@@ -386,7 +386,12 @@ public sealed record ErrorResponse(ErrorBody Error);
 
 public sealed record ErrorBody(string Message, string Type, string? Param, string? Code);
 
-public sealed record HealthResponse(string Status);
+/// <summary>/health: "ok", or "unhealthy" with what is wrong (a decode loop that stopped).</summary>
+public sealed record HealthResponse(string Status)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Problems { get; init; }
+}
 
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
