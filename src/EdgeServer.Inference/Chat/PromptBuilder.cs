@@ -25,21 +25,23 @@ internal static class PromptBuilder
         int[] tokens;
         if (request.Messages is { } messages)
         {
+            // The caller's text must not become control tokens; only the template's own text may.
+            var shield = UserTextShield.Create(model.SpecialTokens, messages, request.Tools, request.ToolChoice);
             string text;
             try
             {
-                text = model.Template.Render(messages, request.Tools, request.ToolChoice, request.ParallelToolCalls);
+                text = model.Template.Render(shield.Messages, shield.Tools, shield.ToolChoice, request.ParallelToolCalls);
             }
             catch (TemplateRaisedException e)
             {
-                throw new InvalidGenerationParameterException("messages", $"The model's chat template refused the conversation: {e.Message}");
+                throw new InvalidGenerationParameterException("messages", $"The model's chat template refused the conversation: {shield.Restore(e.Message)}");
             }
             catch (TemplateRenderException e)
             {
-                throw new InvalidGenerationParameterException("messages", $"The model's chat template could not render the conversation: {e.Message}");
+                throw new InvalidGenerationParameterException("messages", $"The model's chat template could not render the conversation: {shield.Restore(e.Message)}");
             }
 
-            tokens = model.Tokenize(text, addSpecial: true, parseSpecial: true);
+            tokens = shield.Tokenize(model, text);
         }
         else
         {

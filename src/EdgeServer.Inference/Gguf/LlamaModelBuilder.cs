@@ -18,7 +18,8 @@ public sealed record LlamaShape(
 
 /// <summary>
 /// A SentencePiece ("llama") vocabulary: &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;, the 256 byte tokens &lt;0x00&gt;..&lt;0xFF&gt;
-/// (so any text can be tokenized), then the given pieces. "▁" stands for a space, as in SentencePiece.
+/// (so any text can be tokenized), then the given pieces, then control pieces (e.g. a chat template's
+/// &lt;|im_start|&gt;) and user-defined pieces (e.g. &lt;think&gt;). "▁" stands for a space, as in SentencePiece.
 /// </summary>
 public sealed class SpmVocabulary
 {
@@ -28,7 +29,7 @@ public sealed class SpmVocabulary
     public const int FirstByte = 3;
     private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
 
-    public SpmVocabulary(IEnumerable<string> pieces, int padToCount = 0)
+    public SpmVocabulary(IEnumerable<string> pieces, int padToCount = 0, IEnumerable<string>? controlPieces = null, IEnumerable<string>? userDefinedPieces = null)
     {
         Add("<unk>", 2);
         Add("<s>", 3);
@@ -41,6 +42,16 @@ public sealed class SpmVocabulary
         foreach (var piece in pieces)
         {
             Add(piece, 1);
+        }
+
+        foreach (var piece in controlPieces ?? [])
+        {
+            Add(piece, 3);
+        }
+
+        foreach (var piece in userDefinedPieces ?? [])
+        {
+            Add(piece, 4);
         }
 
         for (var i = 0; Tokens.Count < padToCount; i++)

@@ -11,6 +11,8 @@ public sealed class LlamaModel : IDisposable
     public const string NoTemplateFallback = "chatml (fallback: the model has no chat template)";
     private readonly SafeLlamaModelHandle _handle;
     private readonly IntPtr _vocab;
+    private readonly int[] _prefix;
+    private readonly int[] _suffix;
 
     private LlamaModel(SafeLlamaModelHandle handle, string path)
     {
@@ -28,6 +30,11 @@ public sealed class LlamaModel : IDisposable
         ParameterCount = NativeMethods.llama_model_n_params(handle);
         Description = ReadDescription(handle);
         Template = CreateTemplate(handle, _vocab);
+        SpecialTokens = ReadSpecialTokens(_vocab, VocabularySize);
+        var affixes = Tokenize(string.Empty, addSpecial: true, parseSpecial: false);
+        var eosAdded = NativeMethods.llama_vocab_get_add_eos(_vocab) && affixes.Length > 0 && affixes[^1] == NativeMethods.llama_vocab_eos(_vocab);
+        _prefix = eosAdded ? affixes[..^1] : affixes;
+        _suffix = eosAdded ? affixes[^1..] : [];
     }
 
     public string Path { get; }
@@ -47,6 +54,9 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>Renders conversations, tools included, into prompts.</summary>
     public Chat.ChatTemplate Template { get; }
+
+    /// <summary>The vocabulary's control, user-defined and unknown tokens, read once at load.</summary>
+    internal Text.SpecialTokens SpecialTokens { get; }
 
     internal SafeLlamaModelHandle Handle => _handle;
 
@@ -135,6 +145,33 @@ public sealed class LlamaModel : IDisposable
 
             capacity = -n;
         }
+    }
+
+    /// <summary>
+    /// Tokenizes <paramref name="text"/> as <see cref="Tokenize"/> with BOS and special-token parsing does, except that
+    /// each raw stretch between special tokens goes through <paramref name="rawText"/> first and is then tokenized
+    /// without special-token parsing. llama.cpp tokenizes each such stretch on its own too (an SPM vocabulary
+    /// prefixes it with a space as it follows a special token), so with <paramref name="rawText"/> the identity the
+    /// tokens are the same as <see cref="Tokenize"/>'s.
+    /// </summary>
+    internal int[] TokenizeAtSpecialTokens(string text, Func<string, string> rawText)
+    {
+        var tokens = new List<int>(text.Length / 2 + 8);
+        tokens.AddRange(_prefix);
+        foreach (var fragment in SpecialTokens.Partition(text))
+        {
+            if (fragment.IsToken)
+            {
+                tokens.Add(fragment.Token);
+            }
+            else
+            {
+                tokens.AddRange(Tokenize(rawText(text.Substring(fragment.Start, fragment.Length)), addSpecial: false, parseSpecial: false));
+            }
+        }
+
+        tokens.AddRange(_suffix);
+        return [.. tokens];
     }
 
     /// <summary>The bytes a token stands for (may be part of a UTF-8 character). Control tokens give nothing.</summary>
@@ -242,6 +279,22 @@ public sealed class LlamaModel : IDisposable
 
         return Chat.ChatTemplate.Create(source, builtin, TokenText(NativeMethods.llama_vocab_bos(vocab)), TokenText(NativeMethods.llama_vocab_eos(vocab)),
             NativeMethods.llama_vocab_get_add_bos(vocab));
+    }
+
+    private static unsafe Text.SpecialTokens ReadSpecialTokens(IntPtr vocab, int count)
+    {
+        const LlamaTokenAttr special = LlamaTokenAttr.Control | LlamaTokenAttr.UserDefined | LlamaTokenAttr.Unknown;
+        var tokens = new List<(int, string, LlamaTokenAttr)>();
+        for (var id = 0; id < count; id++)
+        {
+            var attr = NativeMethods.llama_vocab_get_attr(vocab, id);
+            if ((attr & special) != 0)
+            {
+                tokens.Add((id, NativeMethods.PtrToString(NativeMethods.llama_vocab_get_text(vocab, id)) ?? string.Empty, attr));
+            }
+        }
+
+        return new Text.SpecialTokens(tokens);
     }
 
     private static unsafe string ReadDescription(SafeLlamaModelHandle handle)

@@ -36,6 +36,13 @@ internal static unsafe partial class NativeMethods
     internal static partial byte* llama_vocab_get_text(IntPtr vocab, int token);
 
     [LibraryImport(Llama)]
+    internal static partial LlamaTokenAttr llama_vocab_get_attr(IntPtr vocab, int token);
+
+    [LibraryImport(Llama)]
     [return: MarshalAs(UnmanagedType.U1)]
     internal static partial bool llama_vocab_get_add_bos(IntPtr vocab);
+
+    [LibraryImport(Llama)]
+    [return: MarshalAs(UnmanagedType.U1)]
+    internal static partial bool llama_vocab_get_add_eos(IntPtr vocab);
 }

@@ -39,6 +39,23 @@ internal enum LlamaLoadMode
     DirectIo = 4,
 }
 
+/// <summary>llama_token_attr: what kind of token it is and how the tokenizer treats the text beside it.</summary>
+[Flags]
+internal enum LlamaTokenAttr
+{
+    Undefined = 0,
+    Unknown = 1 << 0,
+    Unused = 1 << 1,
+    Normal = 1 << 2,
+    Control = 1 << 3,
+    UserDefined = 1 << 4,
+    Byte = 1 << 5,
+    Normalized = 1 << 6,
+    LStrip = 1 << 7,
+    RStrip = 1 << 8,
+    SingleWord = 1 << 9,
+}
+
 [StructLayout(LayoutKind.Sequential)]
 internal struct LlamaContextParams
 {
