@@ -24,6 +24,11 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
+    /// <summary>The process id, to show the process that answers at the end is the one started.</summary>
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
     public static ServerProcess Start(string name, string fileName, IEnumerable<string> arguments, int port)
     {
         var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true };

@@ -4,23 +4,41 @@ using System.Net;
 using System.Text;
 using EdgeServer.Bench;
 using EdgeServer.Inference.Gguf;
+using EdgeServer.Soak;
 
-// Soak test: starts the real server on 127.0.0.1 with a generated model and sends a bounded number of mixed
-// requests: streams (some cancelled mid-way), whole responses, tool calls, JSON output, logprobs with n = 2,
-// embeddings, the Responses API, and bad requests. It reports outcomes by kind and
-// the server's resident memory over time, checks the server still answers, and stops by itself.
+// Soak test: starts the real server on 127.0.0.1 with a models folder (a generated model and a hostile file) and
+// sends a bounded number of mixed requests: streams (some cancelled mid-way), whole responses, tool calls, JSON
+// output, logprobs with n = 2, embeddings, the Responses API, bad requests and hostile requests (issue 19). Then it
+// times the same normal requests with and without hostile requests beside them. It reports outcomes by kind,
+// latency, the server's resident memory over time, checks the server process is the one it started and still
+// answers, and stops by itself.
 //
 //   dotnet run --project bench/EdgeServer.Soak -c Release -- [--requests 3000] [--concurrency 8] [--seed 1]
+//     [--latency-requests 600] [--rounds 3] [--probe-concurrency 3] [--attack-concurrency 2] [--probe-tokens 16]
+//     [--no-model-file-requests] [--write-models-only]
 
 var requests = Arg("--requests", 3000);
 var concurrency = Arg("--concurrency", 8);
 var seed = Arg("--seed", 1);
 var deadline = TimeSpan.FromMinutes(Arg("--minutes", 15));
+var latencyRequests = Arg("--latency-requests", 600);
+var rounds = Arg("--rounds", 3);
+var probeConcurrency = Arg("--probe-concurrency", 3);
+var attackConcurrency = Arg("--attack-concurrency", 2);
+var probeTokens = Arg("--probe-tokens", 16);
+var hostileNames = HostileRequests.Names(includeModelFile: !args.Contains("--no-model-file-requests"));
 var work = Directory.CreateTempSubdirectory("edgeserver-soak-");
-var model = Path.Combine(work.FullName, "soak.gguf");
+var modelsDir = Directory.CreateDirectory(Path.Combine(work.FullName, "models")).FullName;
 // Random weights, realistic tokenizer size: output is arbitrary tokens, byte tokens included, so the UTF-8 and stop
 // handling are exercised under load.
-LlamaModelBuilder.Write(model, new LlamaShape(256, 4, 4, 2, 512, 2048), new SpmVocabulary([], padToCount: 4000), new RandomLlamaWeights(seed, 0.08f), name: "soak");
+LlamaModelBuilder.Write(Path.Combine(modelsDir, "soak.gguf"), new LlamaShape(256, 4, 4, 2, 512, 2048), new SpmVocabulary([], padToCount: 4000), new RandomLlamaWeights(seed, 0.08f), name: "soak");
+HostileRequests.WriteModelFile(Path.Combine(modelsDir, HostileRequests.ModelFileId + ".gguf"));
+if (args.Contains("--write-models-only"))
+{
+    // To start the server on the same folder by hand.
+    Console.WriteLine(modelsDir);
+    return 0;
+}
 
 var port = ServerProcess.FreePort();
 var serverDll = Path.Combine(AppContext.BaseDirectory, "EdgeServer.dll");
@@ -30,57 +48,157 @@ if (!File.Exists(serverDll))
 }
 
 var server = ServerProcess.Start("EdgeServer", "dotnet",
-    [serverDll, "--model", model, "--urls", $"http://127.0.0.1:{port}", "--slots", "4", "--ctx-size", "1024", "--EdgeServer:Scheduler:QueueCapacity=8", "--Logging:LogLevel:Default=Warning"], port);
+    [serverDll, "--models-dir", modelsDir, "--urls", $"http://127.0.0.1:{port}", "--slots", "4", "--ctx-size", "1024", "--EdgeServer:Scheduler:QueueCapacity=8", "--Logging:LogLevel:Default=Warning"], port);
+var serverPid = server.Id;
 
 using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+using var stop = new CancellationTokenSource(deadline);
+var health = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+var monitor = Task.CompletedTask;
+var stage = "starting";
+var done = 0;
+var run = Stopwatch.StartNew();
 try
 {
     await server.WaitHealthyAsync(http, TimeSpan.FromMinutes(1));
-    await Send(http, Kind.Whole, new Random(0), CancellationToken.None); // load the model
-    var rssStart = server.Memory().Rss;
-    var outcomes = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
-    var samples = new List<(int Done, long Rss)> { (0, rssStart) };
-    var done = 0;
-    var clock = Stopwatch.StartNew();
-    using var stop = new CancellationTokenSource(deadline);
+    // /health every second for the whole run: a decode loop that stops shows as a 503, a dead process as an error.
+    monitor = Task.Run(async () =>
+    {
+        for (var tick = 1; !stop.IsCancellationRequested; tick++)
+        {
+            string state;
+            try
+            {
+                using var response = await http.GetAsync(new Uri("/health", UriKind.Relative), stop.Token);
+                state = ((int)response.StatusCode).ToString(CultureInfo.InvariantCulture);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (HttpRequestException e)
+            {
+                state = e.GetType().Name;
+            }
 
-    await Parallel.ForEachAsync(Enumerable.Range(0, requests), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = stop.Token }, async (i, ct) =>
+            if (tick % 30 == 0)
+            {
+                Console.Error.WriteLine($"[{run.Elapsed:mm\\:ss}] {stage}: {Volatile.Read(ref done)} done");
+            }
+
+            health.AddOrUpdate(state, 1, (_, n) => n + 1);
+            if (server.HasExited)
+            {
+                Console.Error.WriteLine(server.Describe());
+                await stop.CancelAsync();
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1), stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    });
+
+    await Send(http, Kind.Whole, new Random(0), hostileNames, CancellationToken.None); // load the model
+    var rssStart = Rss(server);
+    var outcomes = new Outcomes();
+    var samples = new List<(string Done, long Rss)> { ("0 (model loaded, one request served)", rssStart) };
+    var clock = Stopwatch.StartNew();
+    stage = "mix";
+
+    await UntilStopped(stop.Token, () => Parallel.ForEachAsync(Enumerable.Range(0, requests), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = stop.Token }, async (i, ct) =>
     {
         var random = new Random(seed * 100_003 + i);
         var kind = random.Next(100) switch
         {
-            < 45 => Kind.Stream,
-            < 60 => Kind.StreamCancelled,
-            < 70 => Kind.Whole,
-            < 80 => Kind.Structured,
-            _ => Kind.Bad,
+            < 42 => Kind.Stream,
+            < 55 => Kind.StreamCancelled,
+            < 65 => Kind.Whole,
+            < 75 => Kind.Structured,
+            < 88 => Kind.Bad,
+            _ => Kind.Hostile,
         };
-        var outcome = await Send(http, kind, random, ct);
-        outcomes.AddOrUpdate(outcome, 1, (_, n) => n + 1);
+        var started = Stopwatch.GetTimestamp();
+        var outcome = await Send(http, kind, random, hostileNames, ct);
+        if (server.HasExited)
+        {
+            await stop.CancelAsync();
+        }
+
+        outcomes.Add(outcome, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         var n = Interlocked.Increment(ref done);
         if (n % 500 == 0)
         {
             lock (samples)
             {
-                samples.Add((n, server.Memory().Rss));
+                samples.Add((n.ToString(CultureInfo.InvariantCulture), Rss(server)));
             }
         }
-    });
+    }));
 
     var elapsed = clock.Elapsed;
-    var rssEnd = server.Memory().Rss;
-    await Task.Delay(TimeSpan.FromSeconds(10));
-    var rssSettled = server.Memory().Rss;
-    var healthy = (await http.GetAsync("/health")).IsSuccessStatusCode && (await Send(http, Kind.Whole, new Random(1), CancellationToken.None)) == "ok";
+    samples.Add(($"{done} (end of the mix)", Rss(server)));
+
+    // Latency: the same normal requests in a baseline block, then in an attack block with hostile requests on their
+    // own lane; blocks alternate over rounds so drift on a shared machine falls on both phases alike.
+    var probe = new LatencyProbe(http, "soak", probeTokens);
+    var baseline = new LatencyProbe.Phase("baseline");
+    var attack = new LatencyProbe.Phase("attack");
+    var attackOutcomes = new Outcomes();
+    var phaseTime = new Dictionary<string, TimeSpan> { ["baseline"] = TimeSpan.Zero, ["attack"] = TimeSpan.Zero };
+    var perRound = Math.Max(1, latencyRequests / rounds);
+    for (var round = 0; round < rounds && !stop.IsCancellationRequested; round++)
+    {
+        foreach (var phase in new[] { baseline, attack })
+        {
+            stage = $"latency round {round + 1}, {phase.Name}";
+            using var attackStop = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
+            var attackers = phase == attack
+                ? Enumerable.Range(0, attackConcurrency).Select(a => Attack(http, new Random(seed * 7_919 + round * 101 + a), hostileNames, attackOutcomes, attackStop.Token)).ToArray()
+                : [];
+            var phaseClock = Stopwatch.StartNew();
+            await UntilStopped(stop.Token, () => Parallel.ForEachAsync(Enumerable.Range(round * perRound, perRound), new ParallelOptions { MaxDegreeOfParallelism = probeConcurrency, CancellationToken = stop.Token },
+                async (i, ct) =>
+                {
+                    await probe.SendAsync(i, phase, ct);
+                    if (server.HasExited)
+                    {
+                        await stop.CancelAsync();
+                    }
+                }));
+            phaseTime[phase.Name] += phaseClock.Elapsed;
+            await attackStop.CancelAsync();
+            await Task.WhenAll(attackers);
+        }
+    }
+
+    var cutShort = stop.IsCancellationRequested;
+    var answers = false;
+    if (!server.HasExited)
+    {
+        samples.Add(("after the latency phases", Rss(server)));
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        samples.Add(("after 10 s idle", Rss(server)));
+        try
+        {
+            using var healthNow = await http.GetAsync(new Uri("/health", UriKind.Relative));
+            answers = healthNow.IsSuccessStatusCode && await Send(http, Kind.Whole, new Random(1), hostileNames, CancellationToken.None) == "ok";
+        }
+        catch (HttpRequestException)
+        {
+        }
+    }
+
+    var sameProcess = !server.HasExited && server.Id == serverPid;
+    await stop.CancelAsync();
+    await monitor;
+
+    if (cutShort)
+    {
+        Console.WriteLine($"STOPPED EARLY ({(server.HasExited ? "the server process exited" : "deadline")}); figures below are up to then.");
+    }
 
     Console.WriteLine($"# Soak: {done} requests, concurrency {concurrency}, {elapsed.TotalSeconds:0} s ({done / elapsed.TotalSeconds:0.0} req/s)");
     Console.WriteLine();
-    Console.WriteLine("| outcome | requests |");
-    Console.WriteLine("|---|---|");
-    foreach (var (name, count) in outcomes.OrderBy(o => o.Key, StringComparer.Ordinal))
-    {
-        Console.WriteLine($"| {name} | {count} |");
-    }
+    outcomes.Print("outcome");
 
     Console.WriteLine();
     Console.WriteLine("| requests done | server RSS MiB |");
@@ -90,20 +208,93 @@ try
         Console.WriteLine($"| {n} | {rss / 1048576.0:0.0} |");
     }
 
-    Console.WriteLine($"| {done} (end) | {rssEnd / 1048576.0:0.0} |");
-    Console.WriteLine($"| {done} (+10 s idle) | {rssSettled / 1048576.0:0.0} |");
     Console.WriteLine();
-    var unexpected = outcomes.Where(o => o.Key.StartsWith("UNEXPECTED", StringComparison.Ordinal)).Sum(o => o.Value);
-    Console.WriteLine($"server still answers: {(healthy ? "yes" : "NO")}; unexpected outcomes: {unexpected}");
-    return healthy && unexpected == 0 && done == requests ? 0 : 1;
+    Console.WriteLine($"# Latency: {rounds} rounds of {perRound} normal requests per phase (half whole with max_tokens {probeTokens}, half streamed), {probeConcurrency} at a time; attack lane {attackConcurrency} at a time");
+    Console.WriteLine();
+    Console.WriteLine("| phase, measure | requests | p50 ms | p95 ms | p99 ms |");
+    Console.WriteLine("|---|---|---|---|---|");
+    foreach (var phase in new[] { baseline, attack })
+    {
+        Console.WriteLine(LatencyProbe.Row($"{phase.Name}, whole completion", phase.WholeMs));
+        Console.WriteLine(LatencyProbe.Row($"{phase.Name}, stream to first token", phase.FirstTokenMs));
+    }
+
+    var wholeRatio = LatencyProbe.Percentile(attack.WholeMs, 95) / LatencyProbe.Percentile(baseline.WholeMs, 95);
+    var firstRatio = LatencyProbe.Percentile(attack.FirstTokenMs, 95) / LatencyProbe.Percentile(baseline.FirstTokenMs, 95);
+    Console.WriteLine();
+    Console.WriteLine($"p95 attack / baseline: whole {wholeRatio:0.00}, first token {firstRatio:0.00} (target within 2): {(wholeRatio <= 2 && firstRatio <= 2 ? "yes" : "NO")}");
+    foreach (var phase in new[] { baseline, attack })
+    {
+        Console.WriteLine($"{phase.Name}: {phaseTime[phase.Name].TotalSeconds:0} s, {phase.CompletionTokens} completion tokens, {phase.Failed} failed");
+    }
+
+    Console.WriteLine();
+    attackOutcomes.Print("attack lane outcome");
+
+    Console.WriteLine();
+    var unexpected = outcomes.Unexpected + attackOutcomes.Unexpected + baseline.Failed + attack.Failed;
+    var unhealthy = health.Where(h => h.Key != "200").Sum(h => h.Value);
+    Console.WriteLine($"/health during the run: {string.Join(", ", health.OrderBy(h => h.Key, StringComparer.Ordinal).Select(h => $"{h.Key} x{h.Value}"))}");
+    Console.WriteLine($"server process {serverPid} the same and running at the end: {(sameProcess ? "yes" : "NO")}; still answers: {(answers ? "yes" : "NO")}; unexpected outcomes: {unexpected}");
+    return answers && sameProcess && unexpected == 0 && unhealthy == 0 && done == requests && !cutShort ? 0 : 1;
 }
 finally
 {
+    await stop.CancelAsync();
+    await monitor;
     await server.DisposeAsync();
     work.Delete(recursive: true);
 }
 
-static async Task<string> Send(HttpClient http, Kind kind, Random random, CancellationToken ct)
+// Resident memory, or -1 once the process is gone (the report then says why).
+static long Rss(ServerProcess server)
+{
+    try
+    {
+        return server.Memory().Rss;
+    }
+    catch (IOException)
+    {
+        return -1;
+    }
+}
+
+// A bounded run that the deadline (or a dead server) may end early; the figures up to then are still reported.
+static async Task UntilStopped(CancellationToken stop, Func<Task> run)
+{
+    try
+    {
+        await run();
+    }
+    catch (OperationCanceledException) when (stop.IsCancellationRequested)
+    {
+    }
+}
+
+// Hostile requests one after another until the phase ends; a request cut by the end is not counted.
+static async Task Attack(HttpClient http, Random random, string[] names, Outcomes outcomes, CancellationToken ct)
+{
+    while (!ct.IsCancellationRequested)
+    {
+        string outcome;
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            outcome = await Send(http, Kind.Hostile, random, names, ct);
+        }
+        catch (Exception) when (ct.IsCancellationRequested)
+        {
+            return;
+        }
+
+        if (!ct.IsCancellationRequested)
+        {
+            outcomes.Add(outcome, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+    }
+}
+
+static async Task<string> Send(HttpClient http, Kind kind, Random random, string[] hostileNames, CancellationToken ct)
 {
     var maxTokens = random.Next(1, 64);
     var chat = $$"""{"model":"soak","messages":[{"role":"user","content":"request {{random.Next()}}"}],"max_tokens":{{maxTokens}},"temperature":{{(random.NextDouble() * 1.2).ToString("0.00", CultureInfo.InvariantCulture)}},"seed":{{random.Next()}}""";
@@ -169,6 +360,9 @@ static async Task<string> Send(HttpClient http, Kind kind, Random random, Cancel
             case Kind.Structured:
                 return await SendStructured(http, random, maxTokens, ct);
 
+            case Kind.Hostile:
+                return await HostileRequests.SendAsync(http, hostileNames[random.Next(hostileNames.Length)], "soak", random, ct);
+
             default:
             {
                 var (name, body, expected) = BadRequests[random.Next(BadRequests.Length)];
@@ -186,7 +380,7 @@ static async Task<string> Send(HttpClient http, Kind kind, Random random, Cancel
     }
     catch (Exception e) when (e is HttpRequestException or IOException or TaskCanceledException && !ct.IsCancellationRequested)
     {
-        return $"UNEXPECTED {e.GetType().Name}";
+        return e is HttpRequestException { HttpRequestError: var error } ? $"UNEXPECTED {e.GetType().Name} ({error})" : $"UNEXPECTED {e.GetType().Name}";
     }
 }
 
@@ -278,6 +472,7 @@ internal enum Kind
     Whole,
     Structured,
     Bad,
+    Hostile,
 }
 
 internal static partial class Program
