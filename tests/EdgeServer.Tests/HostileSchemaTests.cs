@@ -50,7 +50,7 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
         using var refused = await server.PostAsync("/v1/chat/completions", Chat(HostileSchemas.Nested(4, 20, tagged: true)));
         var body = await refused.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
-        Assert.Contains("more than the limit of 64", body, StringComparison.Ordinal);
+        Assert.Contains("more than the limit of 16", body, StringComparison.Ordinal);
     }
 
     [Fact]

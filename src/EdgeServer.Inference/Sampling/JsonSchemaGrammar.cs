@@ -63,7 +63,7 @@ public sealed class JsonSchemaGrammar
     /// multiplied through nesting. llama.cpp's grammar follows every such option side by side, so its work per
     /// token grows with this product (measured in docs/api.md).
     /// </summary>
-    public const int DefaultMaxAlternatives = 64;
+    public const int DefaultMaxAlternatives = 16;
 
     /// <summary>llama.cpp treats a repetition bound above this as unbounded (MAX_REPETITION_THRESHOLD).</summary>
     private const int MaxRepetition = 2000;

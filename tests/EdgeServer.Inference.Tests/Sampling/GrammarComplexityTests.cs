@@ -63,12 +63,12 @@ public sealed class GrammarComplexityTests : IDisposable
         Assert.Equal("(complexity)", e.Keyword);
         Assert.Equal("response_format.json_schema.schema", e.Parameter);
         Assert.Contains("#/$defs/l", e.Message, StringComparison.Ordinal);
-        Assert.Contains("limit of 64", e.Message, StringComparison.Ordinal);
+        Assert.Contains("limit of 16", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
-    [InlineData(2, 8)]
-    [InlineData(1, 64)]
+    [InlineData(2, 4)]
+    [InlineData(1, 16)]
     public void NestingWithinTheBoundIsServed(int depth, int width) => AssertParses(Grammar(HostileSchemas.Nested(depth, width, tagged: true)));
 
     [Fact]
