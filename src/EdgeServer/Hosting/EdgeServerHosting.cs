@@ -88,6 +88,7 @@ public static class EdgeServerHosting
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
         services.AddHostedService<GracefulShutdown>();
+        services.AddHostedService<SystemdWatchdog>();
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
