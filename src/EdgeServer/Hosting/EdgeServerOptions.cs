@@ -84,7 +84,7 @@ public sealed class LimitsOptions
     public int MaxStopLength { get; set; } = 256;
 
     /// <summary>Options of a request's JSON schema that may match the same text at once, multiplied through nesting.</summary>
-    [Range(1, 4096)]
+    [Range(1, 1_000_000)]
     public int MaxSchemaAlternatives { get; set; } = EdgeServer.Inference.Sampling.JsonSchemaGrammar.DefaultMaxAlternatives;
 
     public long MaxRequestBodyBytes => ByteSize.Parse(MaxRequestBody);
