@@ -85,6 +85,10 @@ public sealed class GrammarComplexityTests : IDisposable
         var options = string.Join(",", Enumerable.Range(0, 200).Select(i => $$$"""{"type":"object","properties":{"k{{{i}}}":{"type":"integer"}},"required":["k{{{i}}}"]}"""));
         AssertParses(Grammar($$"""{"anyOf":[{{options}}]}"""));
         AssertParses(Grammar("""{"type":"array","items":{"anyOf":[{"type":"string"},{"type":"integer"},{"type":"null"},{"type":"boolean"},{"type":"object"}]}}"""));
+
+        // A discriminated union (OpenAI strict-mode style): the constant first property tells 40 shapes apart.
+        var shapes = string.Join(",", Enumerable.Range(0, 40).Select(i => $$$"""{"type":"object","properties":{"kind":{"const":"s{{{i}}}"},"size":{"type":"integer"}},"required":["kind","size"],"additionalProperties":false}"""));
+        AssertParses(Grammar("""{"type":"object","properties":{"shape":{"anyOf":[""" + shapes + """]}},"required":["shape"]}"""));
     }
 
     [Fact]
