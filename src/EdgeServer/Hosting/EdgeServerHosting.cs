@@ -87,6 +87,7 @@ public static class EdgeServerHosting
         services.TryAddSingleton(sp => CreateEngine(sp));
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
+        services.TryAddSingleton<InFlightRequests>();
         services.AddHostedService<GracefulShutdown>();
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
@@ -103,6 +104,7 @@ public static class EdgeServerHosting
     public static WebApplication MapEdgeServer(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
+        app.Use(app.Services.GetRequiredService<InFlightRequests>().TrackAsync);
         if (options.Security.CorsOrigins.Count > 0)
         {
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
