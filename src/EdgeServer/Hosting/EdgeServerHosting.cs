@@ -5,6 +5,7 @@ using EdgeServer.OpenAi;
 using EdgeServer.Security;
 using EdgeServer.Telemetry;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -93,7 +94,16 @@ public static class EdgeServerHosting
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        // With keys, every request needs one unless its endpoint allows anonymous callers (health) or a setting
+        // opens it: the fallback policy also covers middleware without endpoints (Swagger) and unknown paths.
         services.AddAuthorization();
+        services.AddOptions<AuthorizationOptions>().Configure<ApiKeyStore>((authorization, keys) =>
+        {
+            if (keys.Enabled)
+            {
+                authorization.FallbackPolicy = new AuthorizationPolicyBuilder(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser().Build();
+            }
+        });
         services.AddCors();
         services.AddHostedService<NetworkExposureCheck>();
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<EdgeServerOptions>>(
@@ -111,14 +121,24 @@ public static class EdgeServerHosting
         }
 
         app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1") || c.Request.Path.StartsWithSegments("/tokenize") || c.Request.Path.StartsWithSegments("/detokenize"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
+        // Swagger is middleware, not endpoints: before authorization it is open, after it the key is needed.
+        if (options.Security.ApiDocsWithoutKey)
+        {
+            UseApiDocs(app);
+        }
+
         app.UseAuthentication();
         app.UseAuthorization();
-        app.UseSwagger();
-        app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
+        if (!options.Security.ApiDocsWithoutKey)
+        {
+            UseApiDocs(app);
+        }
+
+        // Health stays open with keys set: container and load-balancer probes carry none.
         app.MapGet("/health", () => OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse))
-            .WithTags("Health").WithSummary("Alive: the process answers.");
+            .WithTags("Health").WithSummary("Alive: the process answers.").AllowAnonymous();
         app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = ReadinessCheck.WriteAsync })
-            .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.");
+            .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.").AllowAnonymous();
         app.MapEdgeServerTelemetry();
         var v1 = app.MapOpenAiApi();
         var tokenizer = app.MapTokenizer();
@@ -129,6 +149,12 @@ public static class EdgeServerHosting
         }
 
         return app;
+    }
+
+    private static void UseApiDocs(WebApplication app)
+    {
+        app.UseSwagger();
+        app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
     }
 
     private static InferenceEngine CreateEngine(IServiceProvider services)

@@ -52,6 +52,12 @@ public sealed class SecurityOptions
 
     /// <summary>Browser origins allowed to call the API (CORS), e.g. http://homeassistant.local:8123. None by default.</summary>
     public List<string> CorsOrigins { get; set; } = [];
+
+    /// <summary>With keys set, /metrics answers without one too (for a scraper that cannot send a bearer token).</summary>
+    public bool MetricsWithoutKey { get; set; }
+
+    /// <summary>With keys set, /swagger answers without one too (a browser cannot send the key to the UI page).</summary>
+    public bool ApiDocsWithoutKey { get; set; }
 }
 
 /// <summary>Per-request limits, sized for a 4 GB board. Each refusal names its setting.</summary>
