@@ -6,6 +6,7 @@ using EdgeServer.Security;
 using EdgeServer.Telemetry;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -106,8 +107,17 @@ public static class EdgeServerHosting
         });
         services.AddCors();
         services.AddHostedService<NetworkExposureCheck>();
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<EdgeServerOptions>>(
-            (kestrel, options) => kestrel.Limits.MaxRequestBodySize = options.Value.Limits.MaxRequestBodyBytes);
+        services.TryAddSingleton<ConnectionLimits>();
+        // Registered after Kestrel's socket transport, so Kestrel binds TCP endpoints with this one.
+        services.AddSingleton<IConnectionListenerFactory, SocketListenerFactory>();
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<EdgeServerOptions>, ConnectionLimits>((kestrel, options, connections) =>
+        {
+            var settings = options.Value;
+            kestrel.Limits.MaxRequestBodySize = settings.Limits.MaxRequestBodyBytes;
+            kestrel.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(settings.Connections.KeepAliveTimeoutSeconds);
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(settings.Connections.RequestHeadersTimeoutSeconds);
+            kestrel.ConfigureEndpointDefaults(listen => listen.Use(connections.Apply));
+        });
         return builder;
     }
 
