@@ -65,7 +65,7 @@ internal sealed partial class GracefulShutdown(InferenceEngine engine, InFlightR
 }
 
 /// <summary>Counts the HTTP requests being served, so shutdown can wait until the last one has finished.</summary>
-public sealed class InFlightRequests
+internal sealed class InFlightRequests
 {
     private int _count;
     private TaskCompletionSource? _none;
