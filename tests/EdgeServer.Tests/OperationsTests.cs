@@ -54,6 +54,19 @@ public partial class OperationsTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task TheRequestLineOfAToolCallSaysToolCalls()
+    {
+        const string call = """
+            {"model":"successor","messages":[{"role":"user","content":"log my call"}],"temperature":0,"parallel_tool_calls":false,
+             "tools":[{"type":"function","function":{"name":"log_me","parameters":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}}],"tool_choice":"required"}
+            """;
+        var body = await server.PostOkAsync("/v1/chat/completions", call);
+        Assert.Contains("\"finish_reason\":\"tool_calls\"", body, StringComparison.Ordinal);
+        Assert.Single(server.Logs.Entries, e => e.EventId == 7000 && e.Message.StartsWith("POST /v1/chat/completions 200 model=successor", StringComparison.Ordinal)
+            && e.Message.Contains("finish=tool_calls", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task SwaggerDescribesTheApiWithItsRealTypes()
     {
         var json = await server.Http.GetStringAsync("/swagger/v1/swagger.json");
