@@ -137,6 +137,17 @@ public enum FinishReason
     ToolCalls,
 }
 
+public static class FinishReasons
+{
+    /// <summary>The one name of each reason, as OpenAI's API, the request log and traces spell it.</summary>
+    public static string Name(this FinishReason reason) => reason switch
+    {
+        FinishReason.Length => "length",
+        FinishReason.ToolCalls => "tool_calls",
+        _ => "stop",
+    };
+}
+
 /// <summary>A candidate token and its log probability under the model (before sampling settings).</summary>
 public sealed record TokenCandidate(string Token, float Logprob, byte[] Bytes);
 

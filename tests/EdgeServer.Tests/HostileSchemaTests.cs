@@ -50,7 +50,7 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
         using var refused = await server.PostAsync("/v1/chat/completions", Chat(HostileSchemas.Nested(4, 20, tagged: true)));
         var body = await refused.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
-        Assert.Contains("more than the limit of 64", body, StringComparison.Ordinal);
+        Assert.Contains("more than the limit of 16", body, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -59,6 +59,14 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
         await AssertServesNormally();
         var engine = (InferenceEngine)server.App.Services.GetService(typeof(IInferenceEngine))!;
         var scheduler = engine.GetLoadedScheduler(ServerFixture.Model)!;
+        var socketPath = Path.Combine(Path.GetTempPath(), $"edgeserver-notify-{Guid.NewGuid():N}.sock");
+        using var notify = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        notify.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath));
+        var watchdog = new Hosting.SystemdWatchdog(engine, Microsoft.Extensions.Logging.Abstractions.NullLogger<Hosting.SystemdWatchdog>.Instance);
+        Assert.True(watchdog.Beat(socketPath));
+        var buffer = new byte[64];
+        Assert.Equal("WATCHDOG=1", System.Text.Encoding.ASCII.GetString(buffer, 0, notify.Receive(buffer)));
+
         var reload = new TaskCompletionSource();
         engine.BeforeReload = () => reload.Task;
         try
@@ -75,6 +83,10 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
             using var health = await server.Http.GetAsync("/health");
             var body = await health.Content.ReadAsStringAsync();
             Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+
+            // systemd's watchdog hears nothing while it is so, and restarts the service.
+            Assert.False(watchdog.Beat(socketPath));
+            Assert.Equal(0, notify.Available);
             Assert.Contains("\"status\":\"unhealthy\"", body, StringComparison.Ordinal);
             Assert.Contains("decode loop of model 'successor' stopped", body, StringComparison.Ordinal);
         }
@@ -91,5 +103,7 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
 
         await AssertServesNormally();
         Assert.NotSame(scheduler, engine.GetLoadedScheduler(ServerFixture.Model));
+        Assert.True(watchdog.Beat(socketPath));
+        File.Delete(socketPath);
     }
 }

@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using EdgeServer.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace EdgeServer.Tests;
@@ -50,6 +51,19 @@ public partial class OperationsTests(ServerFixture server)
             && e.Message.StartsWith("POST /v1/chat/completions 200 model=successor", StringComparison.Ordinal) && e.Message.Contains("finish=length", StringComparison.Ordinal)
             && e.Message.Contains("ttft_ms=", StringComparison.Ordinal) && e.Message.Contains("tokens_per_s=", StringComparison.Ordinal));
         Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Information, line.Level);
+    }
+
+    [Fact]
+    public async Task TheRequestLineOfAToolCallSaysToolCalls()
+    {
+        const string call = """
+            {"model":"successor","messages":[{"role":"user","content":"log my call"}],"temperature":0,"parallel_tool_calls":false,
+             "tools":[{"type":"function","function":{"name":"log_me","parameters":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}}],"tool_choice":"required"}
+            """;
+        var body = await server.PostOkAsync("/v1/chat/completions", call);
+        Assert.Contains("\"finish_reason\":\"tool_calls\"", body, StringComparison.Ordinal);
+        Assert.Single(server.Logs.Entries, e => e.EventId == 7000 && e.Message.StartsWith("POST /v1/chat/completions 200 model=successor", StringComparison.Ordinal)
+            && e.Message.Contains("finish=tool_calls", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -163,6 +177,60 @@ public class LifecycleTests
         var last = longBody.TrimEnd('\n').Split("\n\n")[^1];
         Assert.StartsWith("data: {\"error\":", last, StringComparison.Ordinal);
         Assert.Contains("\"code\":\"shutting_down\"", last, StringComparison.Ordinal);
+        await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+        await app.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task DuringTheDrainNewRequestsGet503ShuttingDownWhileARunningStreamFinishes()
+    {
+        var logs = new CapturingLoggerProvider();
+        var builder = EdgeServerHosting.CreateBuilder(
+        [
+            "--urls", "http://127.0.0.1:0",
+            "--model", TestSupport.SuccessorModel.SharedPath,
+            "--ctx-size", "4096",
+            "--threads", "1",
+            "--EdgeServer:ShutdownGraceSeconds=2",
+            "--Logging:LogLevel:Default=None",
+            "--Logging:LogLevel:EdgeServer.Hosting=Information",
+        ]);
+        builder.Logging.AddProvider(logs);
+        // The grace period never runs out on its own: the stream must finish by itself.
+        builder.Services.AddSingleton<TimeProvider>(new FakeTimeProvider(DateTimeOffset.UtcNow));
+        var app = builder.Build();
+        app.MapEdgeServer();
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+
+        // Megabytes of events (20 alternatives per token) that the test does not read yet: the stream cannot end
+        // before the test has seen the refusal.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent("""{"model":"successor","messages":[{"role":"user","content":"go"}],"ignore_eos":true,"max_tokens":4000,"temperature":0,"logprobs":true,"top_logprobs":20,"stream":true}""", Encoding.UTF8, "application/json"),
+        };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        while (await reader.ReadLineAsync() is { } line && !line.StartsWith("data: ", StringComparison.Ordinal))
+        {
+        }
+
+        var stopping = app.StopAsync();
+        for (var i = 0; i < 100 && !logs.Entries.Any(e => e.EventId == 5100); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        // A new connection is still accepted and told why it is refused.
+        using var refused = await http.PostAsync("/v1/chat/completions", new StringContent("""{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":2}""", Encoding.UTF8, "application/json"));
+        var error = await refused.Content.ReadAsStringAsync();
+        Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, error);
+        Assert.Equal("shutting_down", JsonDocument.Parse(error).RootElement.GetProperty("error").GetProperty("code").GetString());
+
+        var rest = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.EndsWith("data: [DONE]\n\n", rest.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+        Assert.DoesNotContain("shutting_down", rest, StringComparison.Ordinal);
         await stopping.WaitAsync(TimeSpan.FromSeconds(30));
         await app.DisposeAsync();
     }

@@ -89,6 +89,29 @@ public class SecurityTests(SecuredServerFixture server) : IClassFixture<SecuredS
     {
         using var response = await server.Http.GetAsync("/health");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var ready = await server.Http.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("/metrics")]
+    [InlineData("/swagger/v1/swagger.json")]
+    [InlineData("/swagger/index.html")]
+    public async Task MetricsAndApiDocsNeedTheKey(string path)
+    {
+        using var without = await Send(HttpMethod.Get, path, key: null);
+        await AssertUnauthorized(without, "missing_api_key");
+        using var wrong = await Send(HttpMethod.Get, path, key: "sk-nope");
+        await AssertUnauthorized(wrong, "invalid_api_key");
+        using var with = await Send(HttpMethod.Get, path, key: SecuredServerFixture.Key);
+        Assert.True(with.StatusCode == HttpStatusCode.OK, $"{path}: {(int)with.StatusCode}");
+    }
+
+    [Fact]
+    public async Task AnUnknownPathNeedsTheKeyToo()
+    {
+        using var response = await Send(HttpMethod.Get, "/admin", key: null);
+        await AssertUnauthorized(response, "missing_api_key");
     }
 
     [Fact]
@@ -193,6 +216,33 @@ public class StartupTests
         Assert.Contains("EdgeServer:Limits:MaxRequestBody", message, StringComparison.Ordinal);
         Assert.Contains("EdgeServer:Security:ApiKeyFile", message, StringComparison.Ordinal);
         Assert.Contains("EdgeServer:Security:CorsOrigins", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SettingsCanOpenMetricsAndApiDocsWhileTheApiKeepsItsKey()
+    {
+        var builder = EdgeServerHosting.CreateBuilder(
+        [
+            "--urls", "http://127.0.0.1:0",
+            "--models-dir", "/nonexistent",
+            "--EdgeServer:Security:ApiKeys:0=k",
+            "--EdgeServer:Security:MetricsWithoutKey=true",
+            "--EdgeServer:Security:ApiDocsWithoutKey=true",
+            "--Logging:LogLevel:Default=None",
+        ]);
+        await using var app = builder.Build();
+        app.MapEdgeServer();
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        foreach (var path in new[] { "/metrics", "/swagger/v1/swagger.json", "/swagger/index.html" })
+        {
+            using var open = await http.GetAsync(path);
+            Assert.True(open.StatusCode == HttpStatusCode.OK, $"{path}: {(int)open.StatusCode}");
+        }
+
+        using var models = await http.GetAsync("/v1/models");
+        Assert.Equal(HttpStatusCode.Unauthorized, models.StatusCode);
+        await app.StopAsync();
     }
 
     [Fact]

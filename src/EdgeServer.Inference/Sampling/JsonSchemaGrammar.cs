@@ -63,7 +63,7 @@ public sealed class JsonSchemaGrammar
     /// multiplied through nesting. llama.cpp's grammar follows every such option side by side, so its work per
     /// token grows with this product (measured in docs/api.md).
     /// </summary>
-    public const int DefaultMaxAlternatives = 64;
+    public const int DefaultMaxAlternatives = 16;
 
     /// <summary>llama.cpp treats a repetition bound above this as unbounded (MAX_REPETITION_THRESHOLD).</summary>
     private const int MaxRepetition = 2000;
@@ -215,7 +215,7 @@ public sealed class JsonSchemaGrammar
                     throw Unsupported(combinator, path, $"'{combinator}' must be a non-empty array");
                 }
 
-                var visited = new List<(string Expression, IReadOnlyList<string> Heads)>();
+                var visited = new List<(string Expression, List<string> Heads)>();
                 foreach (var (option, i) in MergeBounds(options))
                 {
                     var expression = Visit(option, $"{hint}-{i}", $"{path}/{combinator}/{i}", depth + 1);
@@ -281,7 +281,7 @@ public sealed class JsonSchemaGrammar
     /// each option, it and the options whose start could read the same as its start may all be followed side
     /// by side, each with its own count from inside.
     /// </summary>
-    private string Alternatives(string hint, string path, IReadOnlyList<(string Expression, IReadOnlyList<string> Heads)> options)
+    private string Alternatives(string hint, string path, List<(string Expression, List<string> Heads)> options)
     {
         long worst = 1;
         foreach (var (expression, heads) in options)
@@ -437,7 +437,7 @@ public sealed class JsonSchemaGrammar
     /// What text a value of <paramref name="schema"/> can start with, as literal prefixes ("" when anything):
     /// enough to tell whether two options could read the same for a while.
     /// </summary>
-    private IReadOnlyList<string> Heads(JsonElement schema, int depth)
+    private List<string> Heads(JsonElement schema, int depth)
     {
         if (depth > MaxDepth || schema.ValueKind != JsonValueKind.Object)
         {
@@ -488,7 +488,7 @@ public sealed class JsonSchemaGrammar
         return types.Length == 0 ? [""] : types.SelectMany(t => TypeHeads(t, schema)).ToList();
     }
 
-    private static IReadOnlyList<string> TypeHeads(string type, JsonElement schema)
+    private static List<string> TypeHeads(string type, JsonElement schema)
     {
         switch (type)
         {
@@ -512,7 +512,13 @@ public sealed class JsonSchemaGrammar
                     var names = properties.EnumerateObject().Select(p => p.Name).ToList();
                     if (names.FirstOrDefault(required.Contains) is { } first)
                     {
-                        return ["{" + JsonString(first) + ":"];
+                        // A discriminator ("type": {"const": "circle"}) first tells the options apart at once.
+                        var head = "{" + JsonString(first) + ":";
+                        var value = properties.GetProperty(first);
+                        return value.ValueKind == JsonValueKind.Object && value.TryGetProperty("const", out var constant) ? [head + CompactJson(constant)]
+                            : value.ValueKind == JsonValueKind.Object && value.TryGetProperty("enum", out var values) && values.ValueKind == JsonValueKind.Array
+                                ? values.EnumerateArray().Select(v => head + CompactJson(v)).ToList()
+                                : [head];
                     }
 
                     if (names.Count > 0 && schema.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False)
@@ -528,7 +534,7 @@ public sealed class JsonSchemaGrammar
     }
 
     /// <summary>Whether some text could start like both: one prefix is a prefix of the other ("" overlaps all).</summary>
-    private static bool Overlap(IReadOnlyList<string> a, IReadOnlyList<string> b) =>
+    private static bool Overlap(List<string> a, List<string> b) =>
         a.Any(x => b.Any(y => x.StartsWith(y, StringComparison.Ordinal) || y.StartsWith(x, StringComparison.Ordinal)));
 
     private static string[] InferTypes(JsonElement schema)

@@ -734,7 +734,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         root.SetTag("gen_ai.usage.input_tokens", usage.PromptTokens);
         root.SetTag("gen_ai.usage.output_tokens", usage.CompletionTokens);
         root.SetTag("edgeserver.prompt.cached_tokens", usage.CachedPromptTokens);
-        root.SetTag("gen_ai.response.finish_reasons", reason == FinishReason.Length ? "length" : "stop");
+        root.SetTag("gen_ai.response.finish_reasons", reason.Name());
         Child(root, "edgeserver.queue", session.QueuedAt, session.AdmittedAt);
         Child(root, "edgeserver.prompt", session.AdmittedAt, first).SetTag("edgeserver.prompt.evaluated_tokens", usage.PromptTokens - usage.CachedPromptTokens);
         Child(root, "edgeserver.generation", first, finished).SetTag("gen_ai.usage.output_tokens", usage.CompletionTokens);

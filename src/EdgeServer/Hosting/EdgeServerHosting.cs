@@ -5,6 +5,8 @@ using EdgeServer.OpenAi;
 using EdgeServer.Security;
 using EdgeServer.Telemetry;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -87,38 +89,69 @@ public static class EdgeServerHosting
         services.TryAddSingleton(sp => CreateEngine(sp));
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
+        services.TryAddSingleton<InFlightRequests>();
         services.AddHostedService<GracefulShutdown>();
+        services.AddHostedService<SystemdWatchdog>();
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        // With keys, every request needs one unless its endpoint allows anonymous callers (health) or a setting
+        // opens it: the fallback policy also covers middleware without endpoints (Swagger) and unknown paths.
         services.AddAuthorization();
+        services.AddOptions<AuthorizationOptions>().Configure<ApiKeyStore>((authorization, keys) =>
+        {
+            if (keys.Enabled)
+            {
+                authorization.FallbackPolicy = new AuthorizationPolicyBuilder(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser().Build();
+            }
+        });
         services.AddCors();
         services.AddHostedService<NetworkExposureCheck>();
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<EdgeServerOptions>>(
-            (kestrel, options) => kestrel.Limits.MaxRequestBodySize = options.Value.Limits.MaxRequestBodyBytes);
+        services.TryAddSingleton<ConnectionLimits>();
+        // Registered after Kestrel's socket transport, so Kestrel binds TCP endpoints with this one.
+        services.AddSingleton<IConnectionListenerFactory, SocketListenerFactory>();
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<EdgeServerOptions>, ConnectionLimits>((kestrel, options, connections) =>
+        {
+            var settings = options.Value;
+            kestrel.Limits.MaxRequestBodySize = settings.Limits.MaxRequestBodyBytes;
+            kestrel.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(settings.Connections.KeepAliveTimeoutSeconds);
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(settings.Connections.RequestHeadersTimeoutSeconds);
+            kestrel.ConfigureEndpointDefaults(listen => listen.Use(connections.Apply));
+        });
         return builder;
     }
 
     public static WebApplication MapEdgeServer(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
+        app.Use(app.Services.GetRequiredService<InFlightRequests>().TrackAsync);
         if (options.Security.CorsOrigins.Count > 0)
         {
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
         }
 
         app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1") || c.Request.Path.StartsWithSegments("/tokenize") || c.Request.Path.StartsWithSegments("/detokenize"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
+        // Swagger is middleware, not endpoints: before authorization it is open, after it the key is needed.
+        if (options.Security.ApiDocsWithoutKey)
+        {
+            UseApiDocs(app);
+        }
+
         app.UseAuthentication();
         app.UseAuthorization();
-        app.UseSwagger();
-        app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
+        if (!options.Security.ApiDocsWithoutKey)
+        {
+            UseApiDocs(app);
+        }
+
+        // Health stays open with keys set: container and load-balancer probes carry none.
         app.MapGet("/health", (IInferenceEngine engine) => engine.CheckHealth() is { Healthy: false } health
                 ? OpenAiResults.Json(new HealthResponse("unhealthy") { Problems = health.Problems }, OpenAiJsonContext.Web.HealthResponse, StatusCodes.Status503ServiceUnavailable)
                 : OpenAiResults.Json(new HealthResponse("ok"), OpenAiJsonContext.Web.HealthResponse))
-            .WithTags("Health").WithSummary("Alive: the process answers and every loaded model's decode loop runs (503 with the problems if not).");
+            .WithTags("Health").WithSummary("Alive: the process answers and every loaded model's decode loop runs (503 with the problems if not).").AllowAnonymous();
         app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = ReadinessCheck.WriteAsync })
-            .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.");
+            .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.").AllowAnonymous();
         app.MapEdgeServerTelemetry();
         var v1 = app.MapOpenAiApi();
         var tokenizer = app.MapTokenizer();
@@ -129,6 +162,12 @@ public static class EdgeServerHosting
         }
 
         return app;
+    }
+
+    private static void UseApiDocs(WebApplication app)
+    {
+        app.UseSwagger();
+        app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
     }
 
     private static InferenceEngine CreateEngine(IServiceProvider services)

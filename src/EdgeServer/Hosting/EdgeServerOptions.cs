@@ -32,6 +32,9 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public LimitsOptions Limits { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public ConnectionSettings Connections { get; set; } = new();
+
     /// <summary>
     /// On shutdown (SIGTERM, Ctrl+C), running generations may finish within this many seconds; new ones get 503.
     /// Those still running then end with a shutting-down error event.
@@ -52,6 +55,12 @@ public sealed class SecurityOptions
 
     /// <summary>Browser origins allowed to call the API (CORS), e.g. http://homeassistant.local:8123. None by default.</summary>
     public List<string> CorsOrigins { get; set; } = [];
+
+    /// <summary>With keys set, /metrics answers without one too (for a scraper that cannot send a bearer token).</summary>
+    public bool MetricsWithoutKey { get; set; }
+
+    /// <summary>With keys set, /swagger answers without one too (a browser cannot send the key to the UI page).</summary>
+    public bool ApiDocsWithoutKey { get; set; }
 }
 
 /// <summary>Per-request limits, sized for a 4 GB board. Each refusal names its setting.</summary>
@@ -84,10 +93,33 @@ public sealed class LimitsOptions
     public int MaxStopLength { get; set; } = 256;
 
     /// <summary>Options of a request's JSON schema that may match the same text at once, multiplied through nesting.</summary>
-    [Range(1, 4096)]
+    [Range(1, 1_000_000)]
     public int MaxSchemaAlternatives { get; set; } = EdgeServer.Inference.Sampling.JsonSchemaGrammar.DefaultMaxAlternatives;
 
     public long MaxRequestBodyBytes => ByteSize.Parse(MaxRequestBody);
+}
+
+/// <summary>
+/// Connection limits, so hostile or broken clients on the network cannot use up the process's file descriptors
+/// or hold it with idle connections. Over a limit a new connection is closed at once.
+/// </summary>
+public sealed class ConnectionSettings
+{
+    /// <summary>Open connections in all; lowered at start-up to stay under the process's open-file limit.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxConnections { get; set; } = 1000;
+
+    /// <summary>Open connections from one client address; 0: no per-address limit (e.g. behind a reverse proxy).</summary>
+    [Range(0, 1_000_000)]
+    public int MaxPerClientAddress { get; set; } = 64;
+
+    /// <summary>How long a connection may sit idle before its first or next request (Kestrel's default: 130 s).</summary>
+    [Range(1, 3600)]
+    public int KeepAliveTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>Time to send a request's headers once it has begun (Kestrel's default: 30 s).</summary>
+    [Range(1, 600)]
+    public int RequestHeadersTimeoutSeconds { get; set; } = 10;
 }
 
 public sealed class ModelEntry

@@ -13,6 +13,9 @@ internal static class RequestMapper
 {
     public const int CompletionsDefaultMaxTokens = 16;
     private const int MaxTools = 128;
+
+    /// <summary>OpenAI's limit for function names; its spec gives none for a message's name, so the same one.</summary>
+    private const int MaxNameLength = 64;
     private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant", "tool" };
 
     public static GenerationRequest FromChat(ChatCompletionRequest body, LimitsOptions limits)
@@ -98,6 +101,13 @@ internal static class RequestMapper
             throw OpenAiException.MissingParameter($"{at}.tool_call_id");
         }
 
+        if (m.Name is { Length: > MaxNameLength } name)
+        {
+            throw OpenAiException.InvalidRequest(
+                $"Invalid '{at}.name': string too long. Expected a string with maximum length {MaxNameLength}, but got a string with length {name.Length} instead.",
+                $"{at}.name", "string_above_max_length");
+        }
+
         var content = ReadContent(m.Content, $"{at}.content", allowNull: m.Role == "assistant");
         if (content.Length > limits.MaxMessageChars)
         {
@@ -137,6 +147,7 @@ internal static class RequestMapper
                 throw OpenAiException.MissingParameter(p + ".function.name");
             }
 
+            CheckFunctionName(name, p + ".function.name");
             calls.Add(new ToolCall(call.Id, name, call.Function.Arguments ?? "{}"));
         }
 
@@ -174,11 +185,7 @@ internal static class RequestMapper
                 throw OpenAiException.MissingParameter(at + ".function.name");
             }
 
-            if (function.Name.Length > 64 || !function.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
-            {
-                throw OpenAiException.InvalidRequest($"Invalid '{at}.function.name': '{function.Name}'. Names are 1 to 64 characters of a-z, A-Z, 0-9, underscores and dashes.", at + ".function.name", "invalid_value");
-            }
-
+            CheckFunctionName(function.Name, at + ".function.name");
             var parameters = "{\"type\":\"object\",\"properties\":{}}";
             if (function.Parameters is { ValueKind: not JsonValueKind.Null } schema)
             {
@@ -194,6 +201,16 @@ internal static class RequestMapper
         }
 
         return result;
+    }
+
+    /// <summary>OpenAI's rule for function names, ^[a-zA-Z0-9_-]{1,64}$, for tools and for the calls that name them.</summary>
+    private static void CheckFunctionName(string name, string param)
+    {
+        if (name.Length > MaxNameLength || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+        {
+            var shown = name.Length > MaxNameLength ? name[..MaxNameLength] + "..." : name;
+            throw OpenAiException.InvalidRequest($"Invalid '{param}': '{shown}'. Names are 1 to {MaxNameLength} characters of a-z, A-Z, 0-9, underscores and dashes.", param, "invalid_value");
+        }
     }
 
     private static ToolChoice ReadToolChoice(JsonElement? value, bool haveTools)

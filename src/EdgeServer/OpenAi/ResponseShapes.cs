@@ -30,12 +30,7 @@ internal abstract class ResponseShapeBase(string idPrefix, string model, long cr
 
     protected string Fingerprint => fingerprint;
 
-    protected static string Reason(FinishReason reason) => reason switch
-    {
-        FinishReason.Length => "length",
-        FinishReason.ToolCalls => "tool_calls",
-        _ => "stop",
-    };
+    protected static string Reason(FinishReason reason) => reason.Name();
 
     protected static Usage ToUsage(GenerationUsage u) =>
         new(u.PromptTokens, u.CompletionTokens, u.TotalTokens, new PromptTokensDetails(u.CachedPromptTokens));

@@ -40,7 +40,7 @@ internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMet
             var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             if (outcome is { Usage: { } usage, Timings: { } timings })
             {
-                var finish = outcome.FinishReason == Inference.FinishReason.Length ? "length" : "stop";
+                var finish = outcome.FinishReason?.Name() ?? "none";
                 var tokensPerSecond = usage.CompletionTokens > 1 && timings.Generation > TimeSpan.Zero ? (usage.CompletionTokens - 1) / timings.Generation.TotalSeconds : 0;
                 LogGeneration(logger, context.Request.Method, endpoint, status, model, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens,
                     timings.TimeToFirstToken.TotalMilliseconds, tokensPerSecond, elapsedMs, finish);

@@ -33,7 +33,12 @@ public static class TelemetryExtensions
 
     public static WebApplication MapEdgeServerTelemetry(this WebApplication app)
     {
-        app.MapPrometheusScrapingEndpoint("/metrics");
+        var metrics = app.MapPrometheusScrapingEndpoint("/metrics");
+        if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EdgeServerOptions>>().Value.Security.MetricsWithoutKey)
+        {
+            metrics.AllowAnonymous();
+        }
+
         return app;
     }
 }

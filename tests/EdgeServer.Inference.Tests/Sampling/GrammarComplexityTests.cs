@@ -63,12 +63,12 @@ public sealed class GrammarComplexityTests : IDisposable
         Assert.Equal("(complexity)", e.Keyword);
         Assert.Equal("response_format.json_schema.schema", e.Parameter);
         Assert.Contains("#/$defs/l", e.Message, StringComparison.Ordinal);
-        Assert.Contains("limit of 64", e.Message, StringComparison.Ordinal);
+        Assert.Contains("limit of 16", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
-    [InlineData(2, 8)]
-    [InlineData(1, 64)]
+    [InlineData(2, 4)]
+    [InlineData(1, 16)]
     public void NestingWithinTheBoundIsServed(int depth, int width) => AssertParses(Grammar(HostileSchemas.Nested(depth, width, tagged: true)));
 
     [Fact]
@@ -85,6 +85,10 @@ public sealed class GrammarComplexityTests : IDisposable
         var options = string.Join(",", Enumerable.Range(0, 200).Select(i => $$$"""{"type":"object","properties":{"k{{{i}}}":{"type":"integer"}},"required":["k{{{i}}}"]}"""));
         AssertParses(Grammar($$"""{"anyOf":[{{options}}]}"""));
         AssertParses(Grammar("""{"type":"array","items":{"anyOf":[{"type":"string"},{"type":"integer"},{"type":"null"},{"type":"boolean"},{"type":"object"}]}}"""));
+
+        // A discriminated union (OpenAI strict-mode style): the constant first property tells 40 shapes apart.
+        var shapes = string.Join(",", Enumerable.Range(0, 40).Select(i => $$$"""{"type":"object","properties":{"kind":{"const":"s{{{i}}}"},"size":{"type":"integer"}},"required":["kind","size"],"additionalProperties":false}"""));
+        AssertParses(Grammar("""{"type":"object","properties":{"shape":{"anyOf":[""" + shapes + """]}},"required":["shape"]}"""));
     }
 
     [Fact]
