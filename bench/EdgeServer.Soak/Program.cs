@@ -14,15 +14,15 @@ using EdgeServer.Soak;
 // answers, and stops by itself.
 //
 //   dotnet run --project bench/EdgeServer.Soak -c Release -- [--requests 3000] [--concurrency 8] [--seed 1]
-//     [--latency-requests 600] [--rounds 3] [--probe-concurrency 3] [--attack-concurrency 2] [--probe-tokens 16]
+//     [--latency-requests 1200] [--rounds 6] [--probe-concurrency 3] [--attack-concurrency 2] [--probe-tokens 16]
 //     [--no-model-file-requests] [--write-models-only]
 
 var requests = Arg("--requests", 3000);
 var concurrency = Arg("--concurrency", 8);
 var seed = Arg("--seed", 1);
 var deadline = TimeSpan.FromMinutes(Arg("--minutes", 15));
-var latencyRequests = Arg("--latency-requests", 600);
-var rounds = Arg("--rounds", 3);
+var latencyRequests = Arg("--latency-requests", 1200);
+var rounds = Arg("--rounds", 6);
 var probeConcurrency = Arg("--probe-concurrency", 3);
 var attackConcurrency = Arg("--attack-concurrency", 2);
 var probeTokens = Arg("--probe-tokens", 16);
@@ -76,7 +76,7 @@ try
             {
                 return;
             }
-            catch (HttpRequestException e)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
                 state = e.GetType().Name;
             }
@@ -101,6 +101,7 @@ try
     var rssStart = Rss(server);
     var outcomes = new Outcomes();
     var samples = new List<(string Done, long Rss)> { ("0 (model loaded, one request served)", rssStart) };
+    var loads = new List<string> { $"start {LoadAverage()}" };
     var clock = Stopwatch.StartNew();
     stage = "mix";
 
@@ -139,6 +140,7 @@ try
 
     // Latency: the same normal requests in a baseline block, then in an attack block with hostile requests on their
     // own lane; blocks alternate over rounds so drift on a shared machine falls on both phases alike.
+    loads.Add($"after the mix {LoadAverage()}");
     var probe = new LatencyProbe(http, "soak", probeTokens);
     var baseline = new LatencyProbe.Phase("baseline");
     var attack = new LatencyProbe.Phase("attack");
@@ -170,6 +172,7 @@ try
         }
     }
 
+    loads.Add($"after the latency phases {LoadAverage()}");
     var cutShort = stop.IsCancellationRequested;
     var answers = false;
     if (!server.HasExited)
@@ -234,6 +237,7 @@ try
     Console.WriteLine();
     var unexpected = outcomes.Unexpected + attackOutcomes.Unexpected + baseline.Failed + attack.Failed;
     var unhealthy = health.Where(h => h.Key != "200").Sum(h => h.Value);
+    Console.WriteLine($"machine load average (1 min, {Environment.ProcessorCount} cores): {string.Join(", ", loads)}");
     Console.WriteLine($"/health during the run: {string.Join(", ", health.OrderBy(h => h.Key, StringComparer.Ordinal).Select(h => $"{h.Key} x{h.Value}"))}");
     Console.WriteLine($"server process {serverPid} the same and running at the end: {(sameProcess ? "yes" : "NO")}; still answers: {(answers ? "yes" : "NO")}; unexpected outcomes: {unexpected}");
     return answers && sameProcess && unexpected == 0 && unhealthy == 0 && done == requests && !cutShort ? 0 : 1;
@@ -245,6 +249,9 @@ finally
     await server.DisposeAsync();
     work.Delete(recursive: true);
 }
+
+// Other work on the machine shows here: a busy machine slows both latency phases, and the mix.
+static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
 
 // Resident memory, or -1 once the process is gone (the report then says why).
 static long Rss(ServerProcess server)
