@@ -256,16 +256,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 }
             }
 
+            // The model itself is not freed: request threads may still be tokenizing with it, a grammar step or an
+            // embedder may read its vocabulary. A stopped loop is rare; its memory goes with the process.
             scheduler.Dispose();
-            if (scheduler.HasRunningSteps || _embedders.ContainsKey(id))
-            {
-                // Still in use by a grammar step or an embedder: leave it to the process's end rather than free it under them.
-                LogModelKept(_logger, id);
-            }
-            else
-            {
-                scheduler.Model.Dispose();
-            }
+            LogModelKept(_logger, id);
 
             if (BeforeReload is { } gate)
             {
@@ -343,7 +337,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
     private static partial void LogModelReloaded(ILogger logger, string model);
 
-    [LoggerMessage(EventId = 3004, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model is still in use and stays in memory until the process ends")]
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model's memory is kept until the process ends (it may still be in use); a restart frees it")]
     private static partial void LogModelKept(ILogger logger, string model);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]

@@ -139,7 +139,7 @@ internal sealed class UserTextShield
                 var start = (int)reader.TokenStartIndex;
                 b ??= new StringBuilder(json.Length + 16);
                 b.Append(Encoding.UTF8.GetString(utf8, copied, start - copied));
-                AppendJsonString(b, mapped);
+                b.Append(Sampling.JsonSchemaGrammar.JsonString(mapped));
                 copied = start + reader.ValueSpan.Length + 2;
             }
         }
@@ -149,26 +149,6 @@ internal sealed class UserTextShield
         }
 
         return b is null ? json : b.Append(Encoding.UTF8.GetString(utf8, copied, utf8.Length - copied)).ToString();
-    }
-
-    private static void AppendJsonString(StringBuilder b, string s)
-    {
-        b.Append('"');
-        foreach (var c in s)
-        {
-            switch (c)
-            {
-                case '"': b.Append("\\\""); break;
-                case '\\': b.Append("\\\\"); break;
-                case '\n': b.Append("\\n"); break;
-                case '\r': b.Append("\\r"); break;
-                case '\t': b.Append("\\t"); break;
-                case < ' ': b.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture)); break;
-                default: b.Append(c); break;
-            }
-        }
-
-        b.Append('"');
     }
 
     /// <summary>First pass: which texts need placeholders, and which placeholder characters the caller already uses.</summary>

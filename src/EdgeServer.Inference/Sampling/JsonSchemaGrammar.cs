@@ -65,6 +65,9 @@ public sealed class JsonSchemaGrammar
     /// </summary>
     public const int DefaultMaxAlternatives = 16;
 
+    /// <summary>Properties one object may declare: each optional one is a way the grammar may go after every value.</summary>
+    private const int MaxProperties = 512;
+
     /// <summary>llama.cpp treats a repetition bound above this as unbounded (MAX_REPETITION_THRESHOLD).</summary>
     private const int MaxRepetition = 2000;
 
@@ -73,7 +76,8 @@ public sealed class JsonSchemaGrammar
     private readonly int _maxAlternatives;
     private readonly Dictionary<string, long> _alternatives = new(StringComparer.Ordinal);
     private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _recursive = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string>> _heads = new(StringComparer.Ordinal);
+    private int _backReferences; // references to a $ref still being built: recursion
     private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _byBody = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _refs = new(StringComparer.Ordinal);
@@ -104,7 +108,7 @@ public sealed class JsonSchemaGrammar
             g._document = schema;
             g._param = param;
             g._refs.Clear();
-            g._recursive.Clear();
+            g._heads.Clear();
             return g.Visit(schema, hint, param, 0);
         }), maxAlternatives: maxAlternatives);
 
@@ -202,7 +206,7 @@ public sealed class JsonSchemaGrammar
                 throw Unsupported("enum", path, "'enum' must be a non-empty array");
             }
 
-            return "(" + string.Join(" | ", values.EnumerateArray().Select(Literal)) + ")";
+            return Choice(hint, values.EnumerateArray().Select(CompactJson)) + " space";
         }
 
         foreach (var combinator in new[] { "anyOf", "oneOf" })
@@ -216,16 +220,36 @@ public sealed class JsonSchemaGrammar
                 }
 
                 var visited = new List<(string Expression, List<string> Heads)>();
+                var recursive = new HashSet<string>(StringComparer.Ordinal);
+                var literals = options.EnumerateArray().Where(IsLiteral).ToList();
+                if (literals.Count > 1)
+                {
+                    // Constants become one prefix tree, which llama.cpp follows along one path however many there are.
+                    var texts = literals.SelectMany(o => o.TryGetProperty("const", out var c) ? [c] : o.GetProperty("enum").EnumerateArray().ToArray()).Select(CompactJson).ToList();
+                    visited.Add((Choice($"{hint}-const", texts) + " space", texts));
+                }
+
                 foreach (var (option, i) in MergeBounds(options))
                 {
+                    if (literals.Count > 1 && IsLiteral(option))
+                    {
+                        continue;
+                    }
+
+                    var before = _backReferences;
                     var expression = Visit(option, $"{hint}-{i}", $"{path}/{combinator}/{i}", depth + 1);
                     if (visited.All(v => v.Expression != expression))
                     {
                         visited.Add((expression, Heads(option, 0)));
                     }
+
+                    if (_backReferences != before)
+                    {
+                        recursive.Add(expression);
+                    }
                 }
 
-                return Alternatives(hint, $"{path}/{combinator}", visited);
+                return Alternatives(hint, $"{path}/{combinator}", visited, recursive);
             }
         }
 
@@ -272,8 +296,20 @@ public sealed class JsonSchemaGrammar
             return "value";
         }
 
-        var parts = types.Select(t => (VisitType(t, schema, types.Length > 1 ? $"{hint}-{t}" : hint, path, depth), TypeHeads(t, schema))).ToList();
-        return parts.Count == 1 ? parts[0].Item1 : Alternatives(hint, path + "/type", parts);
+        var parts = new List<(string Expression, List<string> Heads)>();
+        var recursiveParts = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in types)
+        {
+            var before = _backReferences;
+            var expression = VisitType(t, schema, types.Length > 1 ? $"{hint}-{t}" : hint, path, depth);
+            parts.Add((expression, TypeHeads(t, schema)));
+            if (_backReferences != before)
+            {
+                recursiveParts.Add(expression);
+            }
+        }
+
+        return parts.Count == 1 ? parts[0].Expression : Alternatives(hint, path + "/type", parts, recursiveParts);
     }
 
     /// <summary>
@@ -281,13 +317,19 @@ public sealed class JsonSchemaGrammar
     /// each option, it and the options whose start could read the same as its start may all be followed side
     /// by side, each with its own count from inside.
     /// </summary>
-    private string Alternatives(string hint, string path, List<(string Expression, List<string> Heads)> options)
+    private string Alternatives(string hint, string path, List<(string Expression, List<string> Heads)> options, HashSet<string> recursive)
     {
         long worst = 1;
         foreach (var (expression, heads) in options)
         {
-            var together = options.Where(o => Overlap(heads, o.Heads)).Sum(o => AlternativesOf(o.Expression));
+            var alike = options.Where(o => Overlap(heads, o.Heads)).ToList();
+            var together = alike.Sum(o => AlternativesOf(o.Expression));
             worst = Math.Max(worst, together);
+            if (together > 1 && alike.Any(o => recursive.Contains(o.Expression)))
+            {
+                throw Unsupported("$ref", path,
+                    $"options that can match the same text at once ({together} here) lead back into the schema itself, so the grammar's work would multiply with every level of nesting. Make the options start differently (a distinct first required property or 'const')");
+            }
         }
 
         var name = options.Count == 1 ? options[0].Expression : Rule(hint, string.Join(" | ", options.Select(o => o.Expression)));
@@ -439,6 +481,81 @@ public sealed class JsonSchemaGrammar
     /// </summary>
     private List<string> Heads(JsonElement schema, int depth)
     {
+        var heads = HeadsOf(schema, depth).Distinct(StringComparer.Ordinal).ToList();
+        return heads.Count > MaxHeads ? [""] : heads;
+    }
+
+    /// <summary>Past this many different starts, a value is taken to start with anything (cheaper, and cautious).</summary>
+    private const int MaxHeads = 256;
+
+    private static bool IsLiteral(JsonElement option) =>
+        option.ValueKind == JsonValueKind.Object
+        && (option.TryGetProperty("const", out _) || option.TryGetProperty("enum", out var e) && e.ValueKind == JsonValueKind.Array && e.GetArrayLength() > 0)
+        && option.EnumerateObject().All(p => p.Name is "const" or "enum" || Annotations.Contains(p.Name));
+
+    /// <summary>
+    /// Literal texts as a prefix tree of rules: at each branch the next character picks one way, so llama.cpp
+    /// follows one path whatever the number of texts (as plain alternatives it would follow every one that still
+    /// matches). Named rules rather than nested groups keep llama.cpp's parser from recursing deeply.
+    /// </summary>
+    private string Choice(string hint, IEnumerable<string> texts)
+    {
+        var root = new TrieNode();
+        foreach (var text in texts)
+        {
+            var node = root;
+            foreach (var rune in text.EnumerateRunes())
+            {
+                var key = rune.ToString();
+                if (!node.Children.TryGetValue(key, out var child))
+                {
+                    node.Children[key] = child = new TrieNode();
+                }
+
+                node = child;
+            }
+
+            node.End = true;
+        }
+
+        return Emit(root, hint);
+    }
+
+    private string Emit(TrieNode node, string hint)
+    {
+        var parts = new List<string>();
+        foreach (var (key, child) in node.Children.OrderBy(c => c.Key, StringComparer.Ordinal))
+        {
+            var run = new StringBuilder(key);
+            var next = child;
+            while (!next.End && next.Children.Count == 1)
+            {
+                var (k, only) = next.Children.First();
+                run.Append(k);
+                next = only;
+            }
+
+            parts.Add(next.Children.Count == 0 ? GbnfLiteral(run.ToString()) : $"{GbnfLiteral(run.ToString())} {Emit(next, hint)}");
+        }
+
+        if (parts.Count == 0)
+        {
+            return "\"\"";
+        }
+
+        var body = string.Join(" | ", parts);
+        return node.End ? Rule(hint, $"({body})?") : parts.Count == 1 ? body : Rule(hint, body);
+    }
+
+    private sealed class TrieNode
+    {
+        public Dictionary<string, TrieNode> Children { get; } = new(StringComparer.Ordinal);
+
+        public bool End { get; set; }
+    }
+
+    private List<string> HeadsOf(JsonElement schema, int depth)
+    {
         if (depth > MaxDepth || schema.ValueKind != JsonValueKind.Object)
         {
             return [""];
@@ -447,6 +564,13 @@ public sealed class JsonSchemaGrammar
         if (schema.TryGetProperty("$ref", out var reference))
         {
             var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : string.Empty;
+            if (_heads.TryGetValue(target, out var known))
+            {
+                return known;
+            }
+
+            // Marked unknown while resolving, so a cycle ends at once; then the real answer, kept for every later use.
+            _heads[target] = [""];
             var node = _document;
             foreach (var segment in target.Length > 2 ? target[2..].Split('/') : [])
             {
@@ -456,7 +580,7 @@ public sealed class JsonSchemaGrammar
                 }
             }
 
-            return Heads(node, depth + 1);
+            return _heads[target] = Heads(node, depth + 1);
         }
 
         if (schema.TryGetProperty("const", out var constant))
@@ -594,6 +718,11 @@ public sealed class JsonSchemaGrammar
                 throw Unsupported("properties", path, "'properties' must be an object");
             }
 
+            if (properties.EnumerateObject().Count() > MaxProperties)
+            {
+                throw Unsupported("properties", path, $"an object may declare at most {MaxProperties} properties");
+            }
+
             foreach (var p in properties.EnumerateObject())
             {
                 var value = Visit(p.Value, $"{hint}-{p.Name}", $"{path}/properties/{p.Name}", depth + 1);
@@ -635,8 +764,16 @@ public sealed class JsonSchemaGrammar
         }
         else
         {
-            var alternatives = may.Select((m, i) => m + string.Concat(may.Skip(i + 1).Select(n => $" (\",\" space {n})?")));
-            body = "(" + string.Join(" | ", alternatives) + ")?";
+            // Any optional property may come first, then any later one: each tail is a rule, so the grammar stays
+            // linear in the number of properties (written out, it would be quadratic).
+            var tails = new string[may.Count + 1];
+            tails[may.Count] = string.Empty;
+            for (var k = may.Count - 1; k >= 1; k--)
+            {
+                tails[k] = Rule($"{hint}-rest-{k}", $"(\",\" space {may[k]})? {tails[k + 1]}".TrimEnd());
+            }
+
+            body = "(" + string.Join(" | ", may.Select((m, i) => $"{m} {tails[i + 1]}".TrimEnd())) + ")?";
         }
 
         return Sequence(Rule(hint, $"\"{{\" space {body} \"}}\" space"), values, path);
@@ -737,7 +874,7 @@ public sealed class JsonSchemaGrammar
         {
             if (_resolving.Contains(target))
             {
-                _recursive.Add(target);
+                _backReferences++;
             }
 
             return known;
@@ -762,14 +899,7 @@ public sealed class JsonSchemaGrammar
         var body = Visit(node, name + "-body", target, depth + 1);
         _resolving.Remove(target);
         _rules[name] = body;
-        var alternatives = AlternativesOf(body);
-        if (alternatives > 1 && _recursive.Contains(target))
-        {
-            throw Unsupported("$ref", target,
-                $"it refers to itself and {alternatives} of its options can match the same text at once, so the grammar's work would multiply with every level of nesting. Make the options start differently (a distinct first required property or 'const')");
-        }
-
-        return Count(name, alternatives, target);
+        return Count(name, AlternativesOf(body), target);
     }
 
     private static string Literal(JsonElement value)

@@ -37,9 +37,16 @@ internal sealed unsafe class TokenSampler : IDisposable
     public bool HasGrammar => _grammar is not null;
 
     /// <summary>Samples from the context's logits of <paramref name="batchIndex"/> (decode thread).</summary>
-    public int Sample(SafeLlamaContextHandle context, int batchIndex) => _grammar is null
-        ? NativeMethods.llama_sampler_sample(_chain, context, batchIndex)
-        : Sample(NativeMethods.llama_get_logits_ith(context, batchIndex));
+    public int Sample(SafeLlamaContextHandle context, int batchIndex)
+    {
+        if (_grammar is null)
+        {
+            return NativeMethods.llama_sampler_sample(_chain, context, batchIndex);
+        }
+
+        var logits = NativeMethods.llama_get_logits_ith(context, batchIndex);
+        return logits == null ? throw new InferenceException($"llama.cpp has no logits for batch position {batchIndex}.") : Sample(logits);
+    }
 
     /// <summary>Samples from a copy of one position's logits (any one thread at a time).</summary>
     public int Sample(float[] logits)

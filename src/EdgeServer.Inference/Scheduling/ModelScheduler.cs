@@ -39,7 +39,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly AutoResetEvent _wake = new(false);
     private int _orphans; // grammar steps still running for requests that already ended
     private volatile string? _fault;
-    private int _inFlight; // queued + running; admission refuses beyond slots + queue capacity
+    private int _inFlight;
+    private long _steps; // decode-loop steps, to tell a grammar step started now from an older one // queued + running; admission refuses beyond slots + queue capacity
     private long _promptTokensEvaluated;
     private int _disposed;
 
@@ -327,6 +328,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
     private void Step()
     {
+        _steps++;
         ref var batch = ref _batch.Batch;
         batch.NTokens = 0;
         foreach (var slot in _slots)
@@ -422,7 +424,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var patience = _clock.GetTimestamp();
         foreach (var slot in _slots)
         {
-            if (slot.Sampling is { } task)
+            // Only steps started now: one that is already late must not tax every later step of the others.
+            if (slot.Sampling is { } task && slot.SamplingStep == _steps)
             {
                 var left = SamplingPatience - _clock.GetElapsedTime(patience);
                 if (left <= TimeSpan.Zero || !((IAsyncResult)task).AsyncWaitHandle.WaitOne(left))
@@ -455,18 +458,16 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         Logits(slot.BatchIndex).CopyTo(slot.LogitsCopy);
         var (sampler, logits, hook, request) = (slot.Sampler!, slot.LogitsCopy, SamplingHook, session.Request);
         slot.SamplingSince = _clock.GetTimestamp();
-        slot.Sampling = Task.Run(() =>
+        slot.SamplingStep = _steps;
+        var step = Task.Run(() =>
         {
-            try
-            {
-                hook?.Invoke(request);
-                return sampler.Sample(logits);
-            }
-            finally
-            {
-                Wake();
-            }
+            hook?.Invoke(request);
+            return sampler.Sample(logits);
         });
+
+        // After completion, not in the step's own finally: a loop woken before the task counts as done would sleep again.
+        step.ContinueWith(_ => Wake(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        slot.Sampling = step;
     }
 
     /// <summary>Takes the tokens of finished grammar steps, and ends requests whose step is over the budget.</summary>
@@ -754,7 +755,17 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         if (slot.Session is { } session)
         {
             session.Writer.TryComplete(error);
-            Interlocked.Decrement(ref _inFlight);
+
+            // A grammar step still running keeps counting against admission until it ends, so a client that
+            // repeats a costly request meets 429 instead of piling up steps that burn the cores.
+            if (slot.Sampling is null)
+            {
+                Interlocked.Decrement(ref _inFlight);
+            }
+            else
+            {
+                slot.Sampling.ContinueWith(_ => Interlocked.Decrement(ref _inFlight), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
         }
 
         slot.Session = null;
@@ -881,8 +892,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             return;
         }
 
-        *_abortFlag = 1;
         _stopping.Cancel();
+        *_abortFlag = 1;
         Wake();
         if (Thread.CurrentThread != _thread)
         {
@@ -925,6 +936,9 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         public Task<int>? Sampling { get; set; }
 
         public long SamplingSince { get; set; }
+
+        /// <summary>The loop step that started the running grammar step.</summary>
+        public long SamplingStep { get; set; }
 
         /// <summary>This slot's logits, copied for a grammar step (the context's are overwritten by the next decode).</summary>
         public float[]? LogitsCopy { get; set; }

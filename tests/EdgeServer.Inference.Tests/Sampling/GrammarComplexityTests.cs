@@ -96,10 +96,60 @@ public sealed class GrammarComplexityTests : IDisposable
     {
         var e = Refused("""{"$ref":"#/$defs/t","$defs":{"t":{"anyOf":[{"type":"array","items":{"$ref":"#/$defs/t"}},{"type":"array","prefixItems":[{"$ref":"#/$defs/t"},{"const":1}],"items":false}]}}}""");
         Assert.Equal("$ref", e.Keyword);
-        Assert.Contains("refers to itself", e.Message, StringComparison.Ordinal);
+        Assert.Contains("lead back into the schema itself", e.Message, StringComparison.Ordinal);
 
         // A tree whose options start differently is fine however deep it goes.
         AssertParses(Grammar("""{"$ref":"#/$defs/n","$defs":{"n":{"anyOf":[{"type":"string"},{"type":"array","items":{"$ref":"#/$defs/n"}}]}}}"""));
+    }
+
+    [Fact]
+    public void RecursionBesideOptionsThatReadAlikeIsFine()
+    {
+        // Pydantic's `value: float | int` in a recursive model: the alike options are not on the way back.
+        AssertParses(Grammar("""{"$ref":"#/$defs/node","$defs":{"node":{"type":"object","properties":{"value":{"anyOf":[{"type":"number"},{"type":"integer"}]},"children":{"type":"array","items":{"$ref":"#/$defs/node"}}},"required":["value","children"]}}}"""));
+    }
+
+    [Fact]
+    public async Task SchemasThatBranchThroughRefsAreReadInLinearTime()
+    {
+        // Each level an anyOf of refs to the next (or to itself): walked naively, 5^16 paths.
+        var recursive = """{"$ref":"#/$defs/a","$defs":{"a":{"anyOf":[{"$ref":"#/$defs/a"},{"$ref":"#/$defs/a"},{"$ref":"#/$defs/a"},{"$ref":"#/$defs/a"},{"$ref":"#/$defs/a"}]}}}""";
+        var chain = "{\"$ref\":\"#/$defs/d0\",\"$defs\":{" + string.Join(",", Enumerable.Range(0, 20).Select(i =>
+            $"\"d{i}\":{{\"anyOf\":[{string.Join(",", Enumerable.Repeat(i == 19 ? "{\"type\":\"integer\"}" : $"{{\"$ref\":\"#/$defs/d{i + 1}\"}}", 4))}]}}")) + "}}";
+        foreach (var schema in new[] { recursive, chain })
+        {
+            var outcome = await Task.Run(() => Record.Exception(() => Grammar(schema))).WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(outcome is null or UnsupportedSchemaException, outcome?.ToString());
+        }
+    }
+
+    [Fact]
+    public void ConstantsBecomeOnePrefixTree()
+    {
+        var values = string.Join(",", Enumerable.Range(0, 1000).Select(i => $"\"country-{i:D4}\""));
+        var grammar = Grammar("{\"enum\":[" + values + "]}");
+        AssertParses(grammar);
+
+        // No rule offers more ways than a character can pick (10 digits); as plain alternatives it would be 1000.
+        Assert.All(grammar.Split('\n'), line => Assert.True(line.Split(" | ").Length <= 11, line));
+
+        var consts = string.Join(",", Enumerable.Range(0, 300).Select(i => $"{{\"const\":\"aaaa{i}\"}}"));
+        var merged = Grammar("{\"anyOf\":[" + consts + ",{\"type\":\"integer\"}]}");
+        AssertParses(merged);
+        Assert.All(merged.Split('\n'), line => Assert.True(line.Split(" | ").Length <= 11, line));
+    }
+
+    [Fact]
+    public void OptionalPropertiesMakeALinearGrammar()
+    {
+        var names = Enumerable.Range(0, 400).Select(i => $"\"p{i}\":{{\"type\":\"integer\"}}");
+        var grammar = Grammar("{\"type\":\"object\",\"properties\":{" + string.Join(",", names) + "}}");
+        AssertParses(grammar);
+        // Written out, every optional property would repeat all later ones: 400 * 400 / 2 references.
+        Assert.InRange(grammar.Length, 1, 200_000);
+
+        var tooMany = Enumerable.Range(0, 513).Select(i => $"\"p{i}\":{{\"type\":\"integer\"}}");
+        Assert.Equal("properties", Refused("{\"type\":\"object\",\"properties\":{" + string.Join(",", tooMany) + "}}").Keyword);
     }
 
     [Fact]
