@@ -146,6 +146,8 @@ public static class EdgeServerHosting
             NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
             Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
             UseMmap = options.Runtime.UseMmap,
+            ProbeCommand = ProbeChild.Command(),
+            ProbeTimeout = TimeSpan.FromSeconds(options.Runtime.ProbeTimeoutSeconds),
             Scheduler = new SchedulerOptions
             {
                 Slots = options.Scheduler.Slots,
