@@ -3,18 +3,21 @@ using EdgeServer.Inference.Gguf;
 namespace EdgeServer.TestSupport;
 
 /// <summary>
-/// A tiny llama model (64 wide, 2 layers, 4 heads over 2 KV heads) and ways to spoil it: each variant changes one
+/// A tiny llama model (32 wide, 2 layers, 4 heads over 2 KV heads) and ways to spoil it: each variant changes one
 /// thing llama.cpp either refuses or, worse, aborts the whole process on.
 /// </summary>
 public static class HostileModels
 {
     public static readonly LlamaShape Shape = new(
-        EmbeddingLength: 64, BlockCount: 2, HeadCount: 4, HeadCountKv: 2, FeedForwardLength: 128, ContextLength: 256);
+        EmbeddingLength: 32, BlockCount: 2, HeadCount: 4, HeadCountKv: 2, FeedForwardLength: 64, ContextLength: 256);
 
     public static SpmVocabulary Vocabulary { get; } = new(["▁a", "▁b", "a", "b"]);
 
     /// <summary>The tiny model's writer, to change before writing.</summary>
-    public static GgufWriter Writer() => LlamaModelBuilder.CreateWriter(Shape, Vocabulary, new RandomLlamaWeights(seed: 11), name: "tiny-test-model");
+    public static GgufWriter Writer() => LlamaModelBuilder.CreateWriter(Shape, Vocabulary, Weights, name: "tiny-test-model");
+
+    /// <summary>Random weights computed once: hundreds of variants are written per test run.</summary>
+    private static readonly CachedWeights Weights = new(new RandomLlamaWeights(seed: 11));
 
     public static void Write(string path, Action<GgufWriter>? spoil = null)
     {
@@ -61,4 +64,20 @@ public static class HostileModels
     /// </summary>
     public static Action<GgufWriter> NoBytePieces => Pieces(p =>
         p.Select(piece => piece.StartsWith("<0x", StringComparison.Ordinal) ? "▁byte" + piece[3..^1] : piece).ToList());
+
+    private sealed class CachedWeights(ILlamaWeights inner) : ILlamaWeights
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), float[]> _rows = new();
+
+        public void FillRow(string tensor, int row, Span<float> values)
+        {
+            var length = values.Length;
+            _rows.GetOrAdd((tensor, row), _ =>
+            {
+                var r = new float[length];
+                inner.FillRow(tensor, row, r);
+                return r;
+            }).CopyTo(values);
+        }
+    }
 }

@@ -63,7 +63,7 @@ public class HostileModelTests
         // Tensor shapes that do not match the hyper-parameters: feed-forward, embedding width, vocabulary size.
         HostileModels.Write(Path.Combine(dir, "ffn.gguf"), HostileModels.Set("llama.feed_forward_length", 96u));
         HostileModels.Write(Path.Combine(dir, "wide.gguf"),
-            HostileModels.Set("llama.embedding_length", 128u) + HostileModels.Set("llama.rope.dimension_count", 32u));
+            HostileModels.Set("llama.embedding_length", 64u) + HostileModels.Set("llama.rope.dimension_count", 16u));
         HostileModels.Write(Path.Combine(dir, "vocab.gguf"), HostileModels.Pieces(p => p.SkipLast(1).ToList()));
         HostileModels.Write(Path.Combine(dir, "scores.gguf"), w => w.Remove("tokenizer.ggml.scores").Add("tokenizer.ggml.scores", HostileModels.Vocabulary.Scores.SkipLast(1).ToList()));
 
