@@ -21,6 +21,9 @@ public static class ModelProbeChild
     /// <summary>Exit code: the arguments are wrong.</summary>
     public const int Usage = 2;
 
+    /// <summary>Exit code: the probe itself failed; the reason is the last line on standard error.</summary>
+    public const int Failed = 1;
+
     /// <summary>The arguments after the probe command's own: what the child needs to probe as the engine serves.</summary>
     public static IReadOnlyList<string> Arguments(string path, EngineOptions options, string? nativeDirectory)
     {
@@ -77,6 +80,12 @@ public static class ModelProbeChild
         {
             Console.Out.WriteLine(e is ModelLoadException load ? load.Reason : e.Message);
             return Refused;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A fault of the probe itself: one line for the parent rather than a stack trace.
+            Console.Error.WriteLine($"{e.GetType().Name}: {e.Message}");
+            return Failed;
         }
     }
 

@@ -17,6 +17,12 @@ namespace EdgeServer.Inference.Models;
 internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
 {
     private const int KeptLines = 4;
+
+    // Reading the output to its end after the child exits; bounded in case something else holds its pipes.
+    private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(5);
+
+    // In-process probes run one at a time, as loads did before probing moved to a child.
+    private static readonly Lock InProcess = new();
     private readonly ConcurrentDictionary<(string Path, long Length, DateTime Time), Lazy<ModelDescriptor>> _verdicts = new();
     private int _notedInProcess;
 
@@ -57,7 +63,11 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
 
         try
         {
-            LlamaModel.Probe(path, options.Scheduler);
+            lock (InProcess)
+            {
+                LlamaModel.Probe(path, options.Scheduler);
+            }
+
             return null;
         }
         catch (ModelLoadException e)
@@ -103,12 +113,12 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
         if (!process.WaitForExit(options.ProbeTimeout))
         {
             process.Kill(entireProcessTree: true);
-            process.WaitForExit();
+            Drain(process);
             LogChildTimedOut(logger, path, options.ProbeTimeout.TotalSeconds);
             return new ModelLoadException(path, $"checking it took longer than {options.ProbeTimeout.TotalSeconds:0} s, so the check was stopped; if the machine is only slow, raise EdgeServer:Runtime:ProbeTimeoutSeconds").Message;
         }
 
-        process.WaitForExit(); // until the output has been read to its end
+        Drain(process);
         var code = process.ExitCode;
         if (code == 0)
         {
@@ -131,6 +141,20 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
             _ => $"the model check failed (exit code {code}): {Lines(errors)}",
         };
         return new ModelLoadException(path, reason).Message;
+    }
+
+    /// <summary>Waits for the output to be read to its end (WaitForExit() alone could wait forever).</summary>
+    private static void Drain(Process process)
+    {
+        using var drained = new CancellationTokenSource(DrainTime);
+        try
+        {
+            process.WaitForExitAsync(drained.Token).GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+            // Something else holds the child's pipes; what was read so far has to do.
+        }
     }
 
     private static void Keep(Queue<string> lines, string? line)
