@@ -5,6 +5,12 @@ namespace EdgeServer.Inference;
 /// <summary>A model file and the name clients use for it.</summary>
 public sealed record ModelSource(string Id, string Path);
 
+/// <summary>
+/// How to start a probe child: an executable and its first arguments, to which the engine appends
+/// <see cref="Models.ModelProbeChild.Switch"/> and the model's path (see <see cref="Models.ModelProbeChild"/>).
+/// </summary>
+public sealed record ProbeCommand(string FileName, IReadOnlyList<string> Arguments);
+
 /// <summary>What the engine needs to start. The host builds it from its own configuration.</summary>
 public sealed record EngineOptions
 {
@@ -23,4 +29,14 @@ public sealed record EngineOptions
     /// beyond it the schema is refused, since llama.cpp's grammar work per token grows with it.
     /// </summary>
     public int MaxSchemaAlternatives { get; init; } = Sampling.JsonSchemaGrammar.DefaultMaxAlternatives;
+
+    /// <summary>
+    /// Starts the child process each model file is probed in before it is served, so that llama.cpp aborting on a
+    /// hostile file ends the child, not this process. Null probes in this process (a library without an
+    /// executable to start, such as in its own tests): safe only for files llama.cpp refuses rather than aborts on.
+    /// </summary>
+    public ProbeCommand? ProbeCommand { get; init; }
+
+    /// <summary>A probe child still running after this long is killed and its model is unavailable.</summary>
+    public TimeSpan ProbeTimeout { get; init; } = TimeSpan.FromSeconds(60);
 }

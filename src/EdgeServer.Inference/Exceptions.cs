@@ -12,20 +12,44 @@ public class InferenceException : Exception
 public sealed class NativeLibraryException(string message, Exception? inner = null)
     : InferenceException(message, inner ?? new DllNotFoundException(message));
 
-/// <summary>A GGUF file is truncated, corrupt or not GGUF at all. Raised before llama.cpp sees the file.</summary>
+/// <summary>
+/// A GGUF file is truncated, corrupt, not GGUF at all, or holds values llama.cpp would abort on. Raised before
+/// llama.cpp sees the file. The message names the file but not its folder, as it reaches clients; log <see cref="Path"/>.
+/// </summary>
 public sealed class GgufFormatException(string path, string reason)
-    : InferenceException($"'{path}' is not a valid GGUF model: {reason}")
+    : InferenceException($"'{System.IO.Path.GetFileName(path)}' is not a valid GGUF model: {ModelFileText.Redact(reason, path)}")
 {
     public string Path { get; } = path;
 
-    public string Reason { get; } = reason;
+    public string Reason { get; } = ModelFileText.Redact(reason, path);
 }
 
-/// <summary>llama.cpp refused a model file (unsupported architecture, missing tensors, out of memory, ...).</summary>
+/// <summary>
+/// llama.cpp refused a model file (unsupported architecture, missing tensors, out of memory, ...) or crashed on it
+/// in the probe child. The message names the file but not its folder; log <see cref="Path"/>.
+/// </summary>
 public sealed class ModelLoadException(string path, string reason)
-    : InferenceException($"Could not load model '{path}': {reason}")
+    : InferenceException($"Could not load model '{System.IO.Path.GetFileName(path)}': {ModelFileText.Redact(reason, path)}")
 {
     public string Path { get; } = path;
+
+    public string Reason { get; } = ModelFileText.Redact(reason, path);
+}
+
+/// <summary>Keeps model folders out of texts that reach clients (llama.cpp and IO messages quote the full path).</summary>
+internal static class ModelFileText
+{
+    public static string Redact(string text, string path)
+    {
+        if (string.IsNullOrEmpty(path))
+        {
+            return text;
+        }
+
+        var name = Path.GetFileName(path);
+        var full = Path.GetFullPath(path); // IO messages quote the full path of a relative one
+        return text.Replace(full, name, StringComparison.Ordinal).Replace(path, name, StringComparison.Ordinal);
+    }
 }
 
 /// <summary>No model is known by the requested name.</summary>

@@ -10,7 +10,8 @@ using Microsoft.Extensions.Logging;
 namespace EdgeServer.Inference;
 
 /// <summary>
-/// The in-process engine: a catalog of models, each loaded on first use into its own
+/// The in-process engine: a catalog of models, each probed at start-up (<see cref="ModelProber"/>: in a child
+/// process when the host gives a <see cref="EngineOptions.ProbeCommand"/>) and loaded on first use into its own
 /// <see cref="ModelScheduler"/>. Thread-safe.
 /// </summary>
 public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
@@ -19,6 +20,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, ModelDescriptor> _descriptors = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ModelSource> _sources;
+    private readonly ModelProber _prober;
     private readonly ConcurrentDictionary<string, Lazy<Task<ModelScheduler>>> _loaded = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Embedder>> _embedders = new(StringComparer.Ordinal);
     private readonly IReadOnlyList<string> _order;
@@ -34,29 +37,23 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<InferenceEngine>();
         Runtime = LlamaRuntime.Initialize(options.NativeDirectory, loggerFactory.CreateLogger("EdgeServer.Inference.LlamaCpp"));
-        foreach (var source in options.Models)
-        {
-            var descriptor = ModelCatalog.Describe(source);
-            if (descriptor.Status == ModelStatus.Available)
-            {
-                try
-                {
-                    LlamaModel.Probe(source.Path);
-                }
-                catch (ModelLoadException e)
-                {
-                    descriptor = descriptor with { Status = ModelStatus.Unavailable, Error = e.Message };
-                }
-            }
+        _prober = new ModelProber(options, loggerFactory.CreateLogger<ModelProber>());
+        _sources = options.Models.ToDictionary(m => m.Id, StringComparer.Ordinal);
 
-            _descriptors[source.Id] = descriptor;
+        // Probe children are mostly process start-up; a few at a time keep start-up short on small boards.
+        var descriptors = new ModelDescriptor[options.Models.Count];
+        Parallel.For(0, descriptors.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 4) },
+            i => descriptors[i] = _prober.Check(options.Models[i]));
+        foreach (var descriptor in descriptors)
+        {
+            _descriptors[descriptor.Id] = descriptor;
             if (descriptor.Status == ModelStatus.Unavailable)
             {
-                LogModelUnavailable(_logger, source.Id, descriptor.Error ?? "unknown");
+                LogModelUnavailable(_logger, descriptor.Id, descriptor.Path, descriptor.Error ?? "unknown");
             }
             else
             {
-                LogModelFound(_logger, source.Id, source.Path, descriptor.Architecture ?? "?", descriptor.Quantization ?? "?");
+                LogModelFound(_logger, descriptor.Id, descriptor.Path, descriptor.Architecture ?? "?", descriptor.Quantization ?? "?");
             }
         }
 
@@ -206,7 +203,15 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     private ModelScheduler Load(string id)
     {
-        var descriptor = _descriptors[id];
+        // The file may have changed since start-up: then it is checked again before llama.cpp loads it.
+        var descriptor = _prober.Check(_sources[id]);
+        if (descriptor.Status == ModelStatus.Unavailable)
+        {
+            _descriptors[id] = descriptor;
+            LogModelUnavailable(_logger, id, descriptor.Path, descriptor.Error ?? "unknown");
+            throw new ModelUnavailableException(id, descriptor.Error ?? "it could not be loaded");
+        }
+
         var started = TimeProvider.System.GetTimestamp();
         LlamaModel? model = null;
         try
@@ -228,7 +233,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         {
             model?.Dispose();
             _descriptors[id] = descriptor with { Status = ModelStatus.Unavailable, Error = e.Message };
-            LogModelUnavailable(_logger, id, e.Message);
+            LogModelUnavailable(_logger, id, descriptor.Path, e.Message);
             throw new ModelUnavailableException(id, e.Message);
         }
     }
@@ -331,8 +336,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     [LoggerMessage(EventId = 3000, Level = LogLevel.Information, Message = "Model {Model} found at {Path} ({Architecture}, {Quantization})")]
     private static partial void LogModelFound(ILogger logger, string model, string path, string architecture, string quantization);
 
-    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model} is unavailable: {Reason}")]
-    private static partial void LogModelUnavailable(ILogger logger, string model, string reason);
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model} ({Path}) is unavailable: {Reason}")]
+    private static partial void LogModelUnavailable(ILogger logger, string model, string path, string reason);
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
     private static partial void LogModelReloaded(ILogger logger, string model);

@@ -6,6 +6,12 @@ if (args is ["--healthcheck", ..])
     return await HealthProbe.RunAsync(args[1..]);
 }
 
+if (args is [EdgeServer.Inference.Models.ModelProbeChild.Switch, ..])
+{
+    // The server starts itself this way to try a model file where llama.cpp aborting cannot take it down.
+    return EdgeServer.Inference.Models.ModelProbeChild.Run(args);
+}
+
 var app = EdgeServerHosting.CreateBuilder(args).Build();
 app.MapEdgeServer();
 app.Run();

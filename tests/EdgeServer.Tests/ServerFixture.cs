@@ -7,7 +7,8 @@ namespace EdgeServer.Tests;
 
 /// <summary>
 /// The real server on Kestrel at 127.0.0.1 (a free port), serving the generated successor model by --model and a
-/// models folder holding a truncated GGUF, a file that is not GGUF at all, and a GGUF of an unknown architecture.
+/// models folder holding a truncated GGUF, a file that is not GGUF at all, a GGUF of an unknown architecture, and
+/// hostile models that llama.cpp refuses or aborts on (see <see cref="HostileModels"/>).
 /// </summary>
 public class ServerFixture : IAsyncLifetime
 {
@@ -22,12 +23,27 @@ public class ServerFixture : IAsyncLifetime
 
     public CapturingLoggerProvider Logs { get; } = new();
 
+    /// <summary>The models folder (its path must never reach a client).</summary>
+    public string ModelsDirectory { get; private set; } = null!;
+
     public WebApplication App => _app!;
 
     public HttpClient Http { get; private set; } = null!;
 
     public OpenApiSchemaValidator? Schema { get; } =
         File.Exists(SharedPaths.OpenApiSpec) ? OpenApiSchemaValidator.Load(SharedPaths.OpenApiSpec) : null;
+
+    /// <summary>Hostile models in the folder, by id: each is listed unavailable and the server stays up.</summary>
+    public static readonly IReadOnlyDictionary<string, Action<EdgeServer.Inference.Gguf.GgufWriter>> Hostile = new Dictionary<string, Action<EdgeServer.Inference.Gguf.GgufWriter>>
+    {
+        // Refused before llama.cpp sees it: it would abort on the first request (GGML_ASSERT in load_hparams).
+        ["hostile-layers"] = HostileModels.Set("llama.block_count", 4_000_000_000u),
+        // llama.cpp refuses it (the feed-forward tensors do not match feed_forward_length).
+        ["hostile-shape"] = HostileModels.Set("llama.feed_forward_length", 96u),
+        // Pass every check of ours, then make llama.cpp abort: only the probe child sees that, and dies alone.
+        ["hostile-vocab"] = HostileModels.DuplicatePiece,
+        ["hostile-bytes"] = HostileModels.NoBytePieces,
+    };
 
     /// <summary>Settings a derived fixture adds to the command line.</summary>
     protected virtual IEnumerable<string> ExtraArguments(string scratch) => [];
@@ -48,6 +64,12 @@ public class ServerFixture : IAsyncLifetime
             .Add("general.architecture", "edgeserver-imaginary")
             .AddTensor("x.weight", [32], EdgeServer.Inference.Gguf.GgmlType.F32, s => s.Write(new byte[128]))
             .Write(Path.Combine(models, "alien.gguf"));
+        foreach (var (id, spoil) in Hostile)
+        {
+            HostileModels.Write(Path.Combine(models, id + ".gguf"), spoil);
+        }
+
+        ModelsDirectory = models;
         var path = SuccessorModel.SharedPath; // named successor.gguf, so served as "successor"
         SuccessorModel.Write(Path.Combine(models, HermesModel + ".gguf"), SuccessorModel.QwenTemplate);
 

@@ -1,7 +1,13 @@
 namespace EdgeServer.Inference.Gguf;
 
-/// <summary>A GGUF array value: its element type and length; elements are kept only for short arrays of scalars.</summary>
-public sealed record GgufArray(GgufValueType ElementType, ulong Count);
+/// <summary>
+/// A GGUF array value: its element type and length. <see cref="Values"/> holds the elements of short arrays of
+/// numbers (per-layer hyper-parameters), as their CLR types; it is null for strings and long arrays.
+/// </summary>
+public sealed record GgufArray(GgufValueType ElementType, ulong Count, IReadOnlyList<object>? Values = null);
+
+/// <summary>A string value too long to keep (such as a whole tokenizer.json); only its length is known.</summary>
+public sealed record GgufLongString(ulong Length);
 
 /// <summary>One tensor's header. <see cref="Offset"/> is relative to the start of the data section.</summary>
 public sealed record GgufTensorInfo(string Name, IReadOnlyList<ulong> Dimensions, GgmlType Type, ulong Offset, ulong ByteSize)
@@ -37,7 +43,10 @@ public sealed class GgufFile
     /// <summary>Absolute file offset of the tensor data section.</summary>
     public long DataOffset { get; }
 
-    /// <summary>Scalars as their CLR type (string, bool, integers, float, double); arrays as <see cref="GgufArray"/>.</summary>
+    /// <summary>
+    /// Scalars as their CLR type (string, bool, integers, float, double); arrays as <see cref="GgufArray"/>; strings
+    /// longer than <see cref="GgufReader.MaxKeptStringLength"/> as <see cref="GgufLongString"/>.
+    /// </summary>
     public IReadOnlyDictionary<string, object> Metadata { get; }
 
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }

@@ -6,8 +6,8 @@ namespace EdgeServer.Inference.Gguf;
 /// <summary>
 /// Reads and validates a GGUF file's header before llama.cpp sees it: magic, version, counts, every string and
 /// array length, tensor dimensions, types, alignment, and that every tensor's bytes lie inside the file.
-/// Any defect is a <see cref="GgufFormatException"/> naming the file and the reason; nothing is allocated beyond
-/// what the file's own size allows.
+/// Any defect, and any failure to read, is a <see cref="GgufFormatException"/> naming the file and the reason;
+/// nothing is allocated beyond what the file's own size allows, however large the counts it declares.
 /// </summary>
 public static class GgufReader
 {
@@ -15,6 +15,17 @@ public static class GgufReader
     public const uint DefaultAlignment = 32;
     private const int MaxDimensions = 4; // GGML_MAX_DIMS
     private const int MaxKeyLength = 65_536;
+
+    /// <summary>Longer string values are skipped (kept as <see cref="GgufLongString"/>); chat templates are far shorter.</summary>
+    public const int MaxKeptStringLength = 1 << 20;
+
+    /// <summary>Numeric arrays up to this length keep their elements: per-layer and per-expert values.</summary>
+    public const int MaxKeptArrayLength = 1024;
+
+    // Collections are sized by what the file declares only up to these; a larger declared count grows them as
+    // entries are actually read (2^31 declared entries must not size a dictionary).
+    private const int MaxInitialMetadata = 1024;
+    private const int MaxInitialTensors = 4096;
 
     public static GgufFile Read(string path)
     {
@@ -30,7 +41,14 @@ public static class GgufReader
 
         using (stream)
         {
-            return Read(stream, path);
+            try
+            {
+                return Read(stream, path);
+            }
+            catch (IOException e)
+            {
+                throw new GgufFormatException(path, $"it could not be read ({e.Message})");
+            }
         }
     }
 
@@ -67,7 +85,7 @@ public static class GgufReader
             throw r.Fail($"it declares {tensorCount} tensors, more than its {r.Length} bytes can hold");
         }
 
-        var metadata = new Dictionary<string, object>((int)kvCount, StringComparer.Ordinal);
+        var metadata = new Dictionary<string, object>((int)Math.Min(kvCount, MaxInitialMetadata), StringComparer.Ordinal);
         for (ulong i = 0; i < kvCount; i++)
         {
             var key = r.String("metadata key", MaxKeyLength);
@@ -95,7 +113,7 @@ public static class GgufReader
             alignment = a;
         }
 
-        var tensors = new List<GgufTensorInfo>((int)tensorCount);
+        var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, MaxInitialTensors));
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (ulong i = 0; i < tensorCount; i++)
         {
@@ -182,7 +200,7 @@ public static class GgufReader
                 var b = r.Byte();
                 return b <= 1 ? b == 1 : throw r.Fail($"metadata '{key}' is a bool with value {b}");
             case GgufValueType.String:
-                return r.String($"value of '{key}'", int.MaxValue, strict: false);
+                return r.StringOrLength($"value of '{key}'", MaxKeptStringLength);
             case GgufValueType.Array:
                 var elementType = (GgufValueType)r.U32();
                 var count = r.U64();
@@ -209,6 +227,17 @@ public static class GgufReader
                     if (count > (ulong)(r.Remaining / size))
                     {
                         throw r.Fail($"metadata '{key}' declares {count} elements, more than the rest of the file can hold");
+                    }
+
+                    if (count <= MaxKeptArrayLength)
+                    {
+                        var values = new object[count];
+                        for (var i = 0; i < values.Length; i++)
+                        {
+                            values[i] = ReadValue(r, elementType, key);
+                        }
+
+                        return new GgufArray(elementType, count, values);
                     }
 
                     r.Skip((long)count * size);
@@ -267,20 +296,46 @@ public static class GgufReader
 
         public string String(string what, int maxLength, bool strict = true)
         {
+            var length = StringLength(what);
+            if (length > (ulong)maxLength)
+            {
+                throw Fail($"the {what} is {length} bytes long, more than the {maxLength} allowed");
+            }
+
+            return StringBody(what, (int)length, strict);
+        }
+
+        /// <summary>A string value up to <paramref name="keptLength"/> bytes (lenient UTF-8), else its length only.</summary>
+        public object StringOrLength(string what, int keptLength)
+        {
+            var length = StringLength(what);
+            if (length > (ulong)keptLength)
+            {
+                Skip((long)length);
+                return new GgufLongString(length);
+            }
+
+            return StringBody(what, (int)length, strict: false);
+        }
+
+        public void SkipString(string what) => Skip((long)StringLength(what));
+
+        private ulong StringLength(string what)
+        {
             var length = U64();
             if (length > (ulong)Remaining)
             {
                 throw Fail($"the {what} is {length} bytes long, past the end of the file (truncated or corrupt)");
             }
 
-            if (length > (ulong)maxLength)
-            {
-                throw Fail($"the {what} is {length} bytes long, more than the {maxLength} allowed");
-            }
+            return length;
+        }
 
-            var buffer = new byte[(int)length];
+        private string StringBody(string what, int length, bool strict)
+        {
+            var buffer = new byte[length];
             stream.ReadExactly(buffer);
-            Position += (long)length;
+            Position += length;
             if (!strict)
             {
                 return Encoding.UTF8.GetString(buffer);
@@ -294,17 +349,6 @@ public static class GgufReader
             {
                 throw Fail($"the {what} is not valid UTF-8");
             }
-        }
-
-        public void SkipString(string what)
-        {
-            var length = U64();
-            if (length > (ulong)Remaining)
-            {
-                throw Fail($"the {what} is {length} bytes long, past the end of the file (truncated or corrupt)");
-            }
-
-            Skip((long)length);
         }
 
         public void Skip(long count)

@@ -22,6 +22,12 @@ public sealed class GgufWriter
 
     public GgufWriter Add(string key, float value) => AddRaw(key, GgufValueType.Float32, w => w.Write(value));
 
+    public GgufWriter Add(string key, ulong value) => AddRaw(key, GgufValueType.UInt64, w => w.Write(value));
+
+    public GgufWriter Add(string key, long value) => AddRaw(key, GgufValueType.Int64, w => w.Write(value));
+
+    public GgufWriter Add(string key, double value) => AddRaw(key, GgufValueType.Float64, w => w.Write(value));
+
     public GgufWriter Add(string key, bool value) => AddRaw(key, GgufValueType.Bool, w => w.Write(value));
 
     public GgufWriter Add(string key, IReadOnlyList<string> values) => AddRaw(key, GgufValueType.Array, w =>
@@ -53,6 +59,13 @@ public sealed class GgufWriter
             w.Write(v);
         }
     });
+
+    /// <summary>Drops a metadata entry (if present), so another value or type can be added under its key.</summary>
+    public GgufWriter Remove(string key)
+    {
+        _metadata.RemoveAll(m => m.Key == key);
+        return this;
+    }
 
     /// <summary>
     /// Adds a tensor. <paramref name="dimensions"/> are ggml's ne[] (ne0 = row length first).

@@ -129,6 +129,11 @@ public sealed class RandomLlamaWeights(int seed = 1234, float scale = 0.02f) : I
 public static class LlamaModelBuilder
 {
     public static void Write(string path, LlamaShape shape, SpmVocabulary vocabulary, ILlamaWeights weights,
+        GgmlType matrixType = GgmlType.F32, string name = "edgeserver-generated", string? chatTemplate = null) =>
+        CreateWriter(shape, vocabulary, weights, matrixType, name, chatTemplate).Write(path);
+
+    /// <summary>The writer <see cref="Write"/> uses, for callers that change metadata before writing.</summary>
+    public static GgufWriter CreateWriter(LlamaShape shape, SpmVocabulary vocabulary, ILlamaWeights weights,
         GgmlType matrixType = GgmlType.F32, string name = "edgeserver-generated", string? chatTemplate = null)
     {
         if (shape.EmbeddingLength % shape.HeadCount != 0 || shape.HeadCount % shape.HeadCountKv != 0)
@@ -193,7 +198,7 @@ public static class LlamaModelBuilder
 
         Tensor(w, weights, "output_norm.weight", e, 1, GgmlType.F32);
         Tensor(w, weights, "output.weight", e, v, matrixType);
-        w.Write(path);
+        return w;
     }
 
     private static void Tensor(GgufWriter writer, ILlamaWeights weights, string name, int rowLength, int rows, GgmlType type)

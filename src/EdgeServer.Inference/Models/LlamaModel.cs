@@ -63,9 +63,27 @@ public sealed class LlamaModel : IDisposable
     internal IntPtr Vocab => _vocab;
 
     /// <summary>Loads a GGUF file on the CPU. Throws <see cref="ModelLoadException"/> with llama.cpp's verdict.</summary>
-    public static LlamaModel Load(string path, bool useMmap = true)
+    public static LlamaModel Load(string path, bool useMmap = true) =>
+        Open(path, useMmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None, withoutWeights: false);
+
+    /// <summary>
+    /// Puts a model file through what serving it does, short of reading its weights: llama.cpp reads the metadata,
+    /// vocabulary and tensor table (no_alloc), the vocabulary tokenizes and renders every kind of text and every
+    /// token, and the generation and embedding contexts the server would create are planned (their compute graphs
+    /// are built; nothing is allocated). This is where llama.cpp asserts on a file, so the server runs it in a
+    /// child process (<see cref="ModelProbeChild"/>). Throws <see cref="ModelLoadException"/> when llama.cpp refuses.
+    /// </summary>
+    public static void Probe(string path, Scheduling.SchedulerOptions scheduler)
     {
-        var handle = LoadHandle(path, useMmap, vocabularyOnly: false);
+        // llama.cpp plans without allocating only when it does not map the file (it asserts otherwise).
+        using var model = Open(path, LlamaLoadMode.None, withoutWeights: true);
+        model.ExerciseVocabulary();
+        model.PlanContexts(scheduler);
+    }
+
+    private static LlamaModel Open(string path, LlamaLoadMode mode, bool withoutWeights)
+    {
+        var handle = LoadHandle(path, mode, withoutWeights);
         try
         {
             if (!NativeMethods.llama_model_has_decoder(handle))
@@ -82,16 +100,7 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>
-    /// Asks llama.cpp to read the file's metadata and vocabulary without its weights: a quick check that it
-    /// knows the architecture and tokenizer. Throws <see cref="ModelLoadException"/> with llama.cpp's reason.
-    /// </summary>
-    public static void Probe(string path)
-    {
-        using var handle = LoadHandle(path, useMmap: true, vocabularyOnly: true);
-    }
-
-    private static SafeLlamaModelHandle LoadHandle(string path, bool useMmap, bool vocabularyOnly)
+    private static SafeLlamaModelHandle LoadHandle(string path, LlamaLoadMode mode, bool withoutWeights)
     {
         if (LlamaRuntime.Current is null)
         {
@@ -100,8 +109,8 @@ public sealed class LlamaModel : IDisposable
 
         var parameters = NativeMethods.llama_model_default_params();
         parameters.NGpuLayers = 0;
-        parameters.VocabOnly = (byte)(vocabularyOnly ? 1 : 0);
-        parameters.LoadMode = (int)(useMmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None);
+        parameters.NoAlloc = (byte)(withoutWeights ? 1 : 0);
+        parameters.LoadMode = (int)mode;
         LlamaLog.TakeLastError();
         var handle = NativeMethods.llama_model_load_from_file(path, parameters);
         if (handle.IsInvalid)
@@ -114,6 +123,81 @@ public sealed class LlamaModel : IDisposable
         }
 
         return handle;
+    }
+
+    /// <summary>Text of every kind a client can send, then each token alone, as prompts and replies use them.</summary>
+    private unsafe void ExerciseVocabulary()
+    {
+        var sample = string.Concat(Enumerable.Range(1, 255).Select(c => (char)c))
+            + " € 中文 ελληνικά 🙂 \u200b <s></s><|im_start|>user<|im_end|> [INST] <unk>";
+        foreach (var special in new[] { false, true })
+        {
+            Detokenize(Tokenize(sample, addSpecial: true, parseSpecial: special));
+        }
+
+        var buffer = new byte[256];
+        for (var token = 0; token < VocabularySize; token++)
+        {
+            Render(token, special: false, ref buffer);
+            Render(token, special: true, ref buffer);
+        }
+
+        void Render(int token, bool special, ref byte[] buffer)
+        {
+            while (true)
+            {
+                int n;
+                fixed (byte* p = buffer)
+                {
+                    n = NativeMethods.llama_token_to_piece(_vocab, token, p, buffer.Length, 0, special);
+                }
+
+                if (n >= 0)
+                {
+                    return;
+                }
+
+                buffer = new byte[-n];
+            }
+        }
+    }
+
+    /// <summary>Builds the contexts <see cref="Scheduling.ModelScheduler"/> and <see cref="Embedder"/> create, without memory.</summary>
+    private void PlanContexts(Scheduling.SchedulerOptions scheduler)
+    {
+        var perSlot = Math.Min(scheduler.ContextPerSlot, Math.Max(TrainingContextLength, 256));
+        var generation = NativeMethods.llama_context_default_params();
+        generation.NCtx = (uint)(perSlot * scheduler.Slots);
+        generation.NSeqMax = (uint)scheduler.Slots;
+        generation.NBatch = (uint)scheduler.BatchSize;
+        generation.NUbatch = (uint)Math.Min(scheduler.BatchSize, 512);
+        generation.NThreads = generation.NThreadsBatch = 1;
+        generation.KvUnified = 0;
+        using (var context = NativeMethods.llama_init_from_model(_handle, generation))
+        {
+            if (context.IsInvalid)
+            {
+                throw new ModelLoadException(Path, $"llama.cpp could not plan a context of {generation.NCtx} tokens for {scheduler.Slots} slots: {LlamaLog.TakeLastError() ?? "no reason given"}");
+            }
+        }
+
+        // Embeddings are optional: a model whose embedding context llama.cpp refuses still generates.
+        foreach (var pooling in new[] { -1, (int)EmbeddingPooling.Mean })
+        {
+            var embedding = NativeMethods.llama_context_default_params();
+            embedding.NCtx = embedding.NBatch = embedding.NUbatch = (uint)perSlot;
+            embedding.NSeqMax = 1;
+            embedding.NThreads = embedding.NThreadsBatch = 1;
+            embedding.Embeddings = 1;
+            embedding.PoolingType = pooling;
+            using var context = NativeMethods.llama_init_from_model(_handle, embedding);
+            if (context.IsInvalid || (EmbeddingPooling)NativeMethods.llama_pooling_type(context) is not (EmbeddingPooling.None or EmbeddingPooling.Rank))
+            {
+                break; // the Embedder falls back to mean pooling only for these
+            }
+        }
+
+        LlamaLog.TakeLastError();
     }
 
     public bool IsEndOfGeneration(int token) => NativeMethods.llama_vocab_is_eog(_vocab, token);

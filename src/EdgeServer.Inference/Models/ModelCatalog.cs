@@ -39,7 +39,10 @@ public static class ModelCatalog
 
     public static string IdFromPath(string path) => Path.GetFileNameWithoutExtension(path);
 
-    /// <summary>Reads the file's GGUF header; a broken file yields an Unavailable descriptor with the reason.</summary>
+    /// <summary>
+    /// Reads the file's GGUF header and checks the hyper-parameters llama.cpp would abort on
+    /// (<see cref="GgufModelCheck"/>); a broken or hostile file yields an Unavailable descriptor with the reason.
+    /// </summary>
     public static ModelDescriptor Describe(ModelSource source)
     {
         var created = File.Exists(source.Path) ? new DateTimeOffset(File.GetLastWriteTimeUtc(source.Path)) : DateTimeOffset.UnixEpoch;
@@ -47,10 +50,11 @@ public static class ModelCatalog
         {
             if (!File.Exists(source.Path))
             {
-                return Unavailable(source, created, $"the file '{source.Path}' does not exist");
+                return Unavailable(source, created, $"the file '{Path.GetFileName(source.Path)}' does not exist");
             }
 
             var gguf = GgufReader.Read(source.Path);
+            GgufModelCheck.Validate(gguf);
             return new ModelDescriptor(source.Id, source.Path, created, ModelStatus.Available, null, gguf.Architecture,
                 gguf.Quantization, gguf.ParameterCount, gguf.FileLength, (int)(gguf.ContextLength ?? 0),
                 gguf.ChatTemplate is null ? LlamaModel.NoTemplateFallback : "model");

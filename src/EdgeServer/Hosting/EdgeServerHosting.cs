@@ -188,6 +188,8 @@ public static class EdgeServerHosting
             Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
             UseMmap = options.Runtime.UseMmap,
             MaxSchemaAlternatives = options.Limits.MaxSchemaAlternatives,
+            ProbeCommand = ProbeChild.Command(),
+            ProbeTimeout = TimeSpan.FromSeconds(options.Runtime.ProbeTimeoutSeconds),
             Scheduler = new SchedulerOptions
             {
                 Slots = options.Scheduler.Slots,

@@ -142,6 +142,13 @@ public sealed class RuntimeOptions
 
     /// <summary>Memory-map model files.</summary>
     public bool UseMmap { get; set; } = true;
+
+    /// <summary>
+    /// Each model file is first tried in a child process (EdgeServer --probe-model); one still running after this
+    /// many seconds is stopped and its model is unavailable.
+    /// </summary>
+    [Range(1, 3600)]
+    public int ProbeTimeoutSeconds { get; set; } = 60;
 }
 
 public sealed class SchedulerSettings

@@ -51,8 +51,47 @@ public class GgufReaderTests
             var path = Temp($"truncated-{length}.gguf", bytes[..length]);
             var e = Assert.Throws<GgufFormatException>(() => GgufReader.Read(path));
             Assert.Equal(path, e.Path);
-            Assert.Contains(path, e.Message, StringComparison.Ordinal);
+            // Messages reach clients (503s, /v1/models): they name the file, never the folder it is in.
+            Assert.Contains(Path.GetFileName(path), e.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(Path.GetDirectoryName(path)!, e.Message, StringComparison.Ordinal);
             Assert.False(string.IsNullOrWhiteSpace(e.Reason));
+        }
+    }
+
+    [Fact]
+    public void AFileThatCannotBeOpenedIsRejectedWithoutItsFolder()
+    {
+        var path = TempPath("a-folder.gguf");
+        Directory.CreateDirectory(path);
+        var e = Assert.Throws<GgufFormatException>(() => GgufReader.Read(path));
+        Assert.Contains("a-folder.gguf", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(Path.GetDirectoryName(path)!, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(16, 1UL << 31, 30L << 30)] // 2^31 metadata entries in a sparse 30 GiB file
+    [InlineData(8, 1UL << 31, 60L << 30)]  // 2^31 tensors in a sparse 60 GiB file
+    public void HugeDeclaredCountsInAHugeFileAreAFormatError(int offset, ulong count, long length)
+    {
+        var path = TempPath($"huge-count-{offset}.gguf");
+        using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write))
+        {
+            var header = new byte[24];
+            BitConverter.TryWriteBytes(header.AsSpan(0), GgufReader.Magic);
+            BitConverter.TryWriteBytes(header.AsSpan(4), 3u);
+            BitConverter.TryWriteBytes(header.AsSpan(offset), count);
+            stream.Write(header);
+            stream.SetLength(length); // sparse: costs no disk space
+        }
+
+        try
+        {
+            // The rest of the file is zeros: the first key is empty, or the first tensor name is.
+            Assert.Throws<GgufFormatException>(() => GgufReader.Read(path));
+        }
+        finally
+        {
+            File.Delete(path);
         }
     }
 
