@@ -1,23 +1,28 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using EdgeServer.Inference.Gguf;
 using EdgeServer.TestSupport;
 
 namespace EdgeServer.Soak;
 
 /// <summary>
 /// Requests built to hurt the server (issue 19): grammars llama.cpp refuses, grammar bombs, control-token texts in
-/// content, and a model file that used to abort the process. Each has the answer it must get; anything else is
-/// unexpected.
+/// content, and model files llama.cpp aborts on. Each has the answer it must get; anything else is unexpected.
 /// </summary>
 internal static class HostileRequests
 {
-    /// <summary>The model in the models folder whose block_count (4,000,000,000) llama.cpp trusts.</summary>
-    public const string ModelFileId = "hostile-layers";
+    /// <summary>Model files in the soak's models folder, by id: each must be a 503 model_unavailable naming why.</summary>
+    private static readonly Dictionary<string, string> ModelFiles = new(StringComparer.Ordinal)
+    {
+        // Refused by the GGUF checks: llama.cpp would abort on it (GGML_ASSERT in load_hparams).
+        ["hostile-layers"] = "llama.block_count is 4000000000",
+        // Passes the checks; llama.cpp aborts reading its vocabulary, in the probe child.
+        ["hostile-vocab"] = "id_to_token",
+        // Servable at start-up, replaced by hostile-vocab's bytes while traffic runs: probed again on first use.
+        ["hostile-swapped"] = "id_to_token",
+    };
 
-    public const string SchemaParam = "response_format.json_schema.schema";
+    private const string SchemaParam = "response_format.json_schema.schema";
 
     private const string SelfReference = """{"$ref":"#/$defs/a","$defs":{"a":{"$ref":"#/$defs/a"}}}""";
     private const string AnyOfSelfReference = """{"$ref":"#/$defs/a","$defs":{"a":{"anyOf":[{"$ref":"#/$defs/a"},{"type":"string"}]}}}""";
@@ -36,24 +41,23 @@ internal static class HostileRequests
     [
         "refused grammar (self-reference)", "refused grammar (anyOf self-reference)", "refused grammar (tool parameters)",
         "grammar bomb (merged)", "grammar bomb (tagged)", "control-token texts in content",
-        .. includeModelFile ? new[] { "hostile model file" } : [],
+        .. includeModelFile ? ModelFiles.Keys.Select(id => $"model file {id}") : [],
     ];
 
-    /// <summary>Writes a tiny llama model that claims 4,000,000,000 layers (it holds 2).</summary>
-    public static void WriteModelFile(string path)
+    /// <summary>Writes the hostile model files into <paramref name="directory"/>, hostile-swapped still servable.</summary>
+    public static void WriteModelFiles(string directory)
     {
-        LlamaModelBuilder.Write(path, new LlamaShape(64, 2, 4, 2, 128, 256), new SpmVocabulary(["▁a", "▁b"]), new RandomLlamaWeights(11), name: ModelFileId);
-        // The builder writes the count it builds; the claim is set afterwards, in place: key, type UInt32, value.
-        var bytes = File.ReadAllBytes(path);
-        var key = Encoding.UTF8.GetBytes("llama.block_count");
-        var at = bytes.AsSpan().IndexOf(key);
-        if (at < 0 || BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(at + key.Length)) != (uint)GgufValueType.UInt32)
-        {
-            throw new InvalidOperationException("llama.block_count was not found as a UInt32 in the written model.");
-        }
+        HostileModels.Write(Path.Combine(directory, "hostile-layers.gguf"), HostileModels.Set("llama.block_count", 4_000_000_000u));
+        HostileModels.Write(Path.Combine(directory, "hostile-vocab.gguf"), HostileModels.DuplicatePiece);
+        HostileModels.Write(Path.Combine(directory, "hostile-swapped.gguf"));
+    }
 
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(at + key.Length + 4), 4_000_000_000u);
-        File.WriteAllBytes(path, bytes);
+    /// <summary>Replaces hostile-swapped with a file llama.cpp aborts on, after the server has probed it as servable.</summary>
+    public static void SwapModelFile(string directory)
+    {
+        var path = Path.Combine(directory, "hostile-swapped.gguf");
+        HostileModels.Write(path + ".partial", HostileModels.DuplicatePiece);
+        File.Move(path + ".partial", path, overwrite: true);
     }
 
     /// <summary>Sends the hostile request <paramref name="name"/> and names its outcome.</summary>
@@ -139,17 +143,16 @@ internal static class HostileRequests
                     : $"UNEXPECTED {name}: {promptTokens} prompt tokens for {Encoding.UTF8.GetByteCount(content)} bytes";
             }
 
-            case "hostile model file":
+            case var file when file.StartsWith("model file ", StringComparison.Ordinal):
             {
-                using var response = await Post(http, $$"""{"model":"{{ModelFileId}}","messages":{{user}},"max_tokens":4}""", ct);
+                var id = file["model file ".Length..];
+                using var response = await Post(http, $$"""{"model":"{{id}}","messages":{{user}},"max_tokens":4}""", ct);
                 var text = await response.Content.ReadAsStringAsync(ct);
                 var code = ErrorField(text, "code");
-                return response.StatusCode switch
-                {
-                    HttpStatusCode.ServiceUnavailable when code == "model_unavailable" => $"hostile answered 503 model_unavailable ({name})",
-                    HttpStatusCode.NotFound when code is not null => $"hostile answered 404 {code} ({name})",
-                    var s => $"UNEXPECTED {(int)s} {code} for {name}",
-                };
+                return response.StatusCode == HttpStatusCode.ServiceUnavailable && code == "model_unavailable"
+                    && ErrorField(text, "message") is { } message && message.Contains(ModelFiles[id], StringComparison.Ordinal)
+                    ? $"hostile answered 503 model_unavailable ({name})"
+                    : $"UNEXPECTED {(int)response.StatusCode} for {name}: {Shorten(text)}";
             }
 
             default:

@@ -14,7 +14,7 @@ using EdgeServer.Soak;
 // answers, and stops by itself.
 //
 //   dotnet run --project bench/EdgeServer.Soak -c Release -- [--requests 3000] [--concurrency 8] [--seed 1]
-//     [--latency-requests 1200] [--rounds 6] [--probe-concurrency 3] [--attack-concurrency 2] [--probe-tokens 16]
+//     [--latency-requests 1200] [--rounds 6] [--probe-concurrency 2] [--attack-concurrency 2] [--probe-tokens 16]
 //     [--no-model-file-requests] [--write-models-only]
 
 var requests = Arg("--requests", 3000);
@@ -23,7 +23,7 @@ var seed = Arg("--seed", 1);
 var deadline = TimeSpan.FromMinutes(Arg("--minutes", 15));
 var latencyRequests = Arg("--latency-requests", 1200);
 var rounds = Arg("--rounds", 6);
-var probeConcurrency = Arg("--probe-concurrency", 3);
+var probeConcurrency = Arg("--probe-concurrency", 2);
 var attackConcurrency = Arg("--attack-concurrency", 2);
 var probeTokens = Arg("--probe-tokens", 16);
 var hostileNames = HostileRequests.Names(includeModelFile: !args.Contains("--no-model-file-requests"));
@@ -32,7 +32,7 @@ var modelsDir = Directory.CreateDirectory(Path.Combine(work.FullName, "models"))
 // Random weights, realistic tokenizer size: output is arbitrary tokens, byte tokens included, so the UTF-8 and stop
 // handling are exercised under load.
 LlamaModelBuilder.Write(Path.Combine(modelsDir, "soak.gguf"), new LlamaShape(256, 4, 4, 2, 512, 2048), new SpmVocabulary([], padToCount: 4000), new RandomLlamaWeights(seed, 0.08f), name: "soak");
-HostileRequests.WriteModelFile(Path.Combine(modelsDir, HostileRequests.ModelFileId + ".gguf"));
+HostileRequests.WriteModelFiles(modelsDir);
 if (args.Contains("--write-models-only"))
 {
     // To start the server on the same folder by hand.
@@ -102,6 +102,8 @@ try
     var outcomes = new Outcomes();
     var samples = new List<(string Done, long Rss)> { ("0 (model loaded, one request served)", rssStart) };
     var loads = new List<string> { $"start {LoadAverage()}" };
+    // The server probed it as servable at start-up; it is first asked for once traffic runs.
+    HostileRequests.SwapModelFile(modelsDir);
     var clock = Stopwatch.StartNew();
     stage = "mix";
 
