@@ -81,16 +81,10 @@ internal static class HostileRequests
                 return await Refused(http, name, Schema(TaggedBomb), SchemaParam, "limit", ct);
             case "grammar bomb (merged)":
             {
-                using var response = await Post(http, Schema(MergedBomb), ct);
-                var text = await response.Content.ReadAsStringAsync(ct);
-                if (response.StatusCode == HttpStatusCode.TooManyRequests)
+                var (failed, text) = await PostOk(http, Schema(MergedBomb), name, ct);
+                if (failed is not null)
                 {
-                    return "busy (429)";
-                }
-
-                if (response.StatusCode != HttpStatusCode.OK)
-                {
-                    return $"UNEXPECTED {(int)response.StatusCode} for {name}";
+                    return failed;
                 }
 
                 using var doc = JsonDocument.Parse(text);
@@ -121,16 +115,10 @@ internal static class HostileRequests
                     ["max_tokens"] = random.Next(4, 32),
                     ["seed"] = random.Next(),
                 });
-                using var response = await Post(http, body, ct);
-                var text = await response.Content.ReadAsStringAsync(ct);
-                if (response.StatusCode == HttpStatusCode.TooManyRequests)
+                var (failed, text) = await PostOk(http, body, name, ct);
+                if (failed is not null)
                 {
-                    return "busy (429)";
-                }
-
-                if (response.StatusCode != HttpStatusCode.OK)
-                {
-                    return $"UNEXPECTED {(int)response.StatusCode} for {name}";
+                    return failed;
                 }
 
                 using var doc = JsonDocument.Parse(text);
@@ -158,6 +146,19 @@ internal static class HostileRequests
             default:
                 throw new ArgumentOutOfRangeException(nameof(name), name, "Not a hostile request.");
         }
+    }
+
+    /// <summary>Posts and reads the body; the outcome to report instead when it was not a 200.</summary>
+    private static async Task<(string? Failed, string Text)> PostOk(HttpClient http, string body, string name, CancellationToken ct)
+    {
+        using var response = await Post(http, body, ct);
+        var text = await response.Content.ReadAsStringAsync(ct);
+        return response.StatusCode switch
+        {
+            HttpStatusCode.OK => (null, text),
+            HttpStatusCode.TooManyRequests => ("busy (429)", text),
+            _ => ($"UNEXPECTED {(int)response.StatusCode} for {name}", text),
+        };
     }
 
     private static async Task<string> Refused(HttpClient http, string name, string body, string param, string? says, CancellationToken ct)
