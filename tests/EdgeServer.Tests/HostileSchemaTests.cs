@@ -75,7 +75,7 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
             using var failed = await server.PostAsync("/v1/completions", Normal);
             Assert.NotEqual(HttpStatusCode.OK, failed.StatusCode);
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (scheduler.Fault is null && DateTime.UtcNow < deadline)
+            while (engine.CheckHealth().Healthy && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(10);
             }

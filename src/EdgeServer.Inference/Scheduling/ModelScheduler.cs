@@ -217,10 +217,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
                 }
                 catch (Exception fatal)
                 {
+                    // Reported first, so that health says so by the time a client sees its request fail.
                     _fault = fatal.Message;
                     LogLoopFailed(_logger, fatal, Id);
-                    FailAll(new ModelUnavailableException(Id, $"its decode loop stopped ({fatal.Message}); it is being reloaded"));
                     _faulted?.Invoke(this, fatal);
+                    FailAll(new ModelUnavailableException(Id, $"its decode loop stopped ({fatal.Message}); it is being reloaded"));
                     return;
                 }
             }

@@ -136,9 +136,9 @@ public sealed class IsolationTests : IDisposable
         }
 
         Assert.NotNull(scheduler.Fault);
-        while (!_engine.CheckHealth().Healthy && DateTime.UtcNow < deadline)
+        while (_engine.CheckHealth() is { Healthy: false } health && DateTime.UtcNow < deadline)
         {
-            Assert.Contains(_engine.CheckHealth().Problems, p => p.Contains("decode loop of model 'successor' stopped", StringComparison.Ordinal));
+            Assert.Contains(health.Problems, p => p.Contains("decode loop of model 'successor' stopped", StringComparison.Ordinal));
             await Task.Delay(20);
         }
 
