@@ -39,15 +39,7 @@ internal sealed class Embedder : IDisposable
 
     private static SafeLlamaContextHandle Create(LlamaModel model, int contextLength, int threads, int poolingType)
     {
-        var p = NativeMethods.llama_context_default_params();
-        p.NCtx = (uint)contextLength;
-        p.NBatch = (uint)contextLength;
-        p.NUbatch = (uint)contextLength; // non-causal models need the whole input in one micro-batch
-        p.NSeqMax = 1;
-        p.NThreads = threads;
-        p.NThreadsBatch = threads;
-        p.Embeddings = 1;
-        p.PoolingType = poolingType;
+        var p = Scheduling.ContextParameters.Embedding(contextLength, threads, poolingType);
         var context = NativeMethods.llama_init_from_model(model.Handle, p);
         if (context.IsInvalid)
         {

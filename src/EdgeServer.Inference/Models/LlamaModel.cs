@@ -165,14 +165,7 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Builds the contexts <see cref="Scheduling.ModelScheduler"/> and <see cref="Embedder"/> create, without memory.</summary>
     private void PlanContexts(Scheduling.SchedulerOptions scheduler)
     {
-        var perSlot = Math.Min(scheduler.ContextPerSlot, Math.Max(TrainingContextLength, 256));
-        var generation = NativeMethods.llama_context_default_params();
-        generation.NCtx = (uint)(perSlot * scheduler.Slots);
-        generation.NSeqMax = (uint)scheduler.Slots;
-        generation.NBatch = (uint)scheduler.BatchSize;
-        generation.NUbatch = (uint)Math.Min(scheduler.BatchSize, 512);
-        generation.NThreads = generation.NThreadsBatch = 1;
-        generation.KvUnified = 0;
+        var generation = Scheduling.ContextParameters.Generation(scheduler, TrainingContextLength, threads: 1);
         using (var context = NativeMethods.llama_init_from_model(_handle, generation))
         {
             if (context.IsInvalid)
@@ -184,12 +177,7 @@ public sealed class LlamaModel : IDisposable
         // Embeddings are optional: a model whose embedding context llama.cpp refuses still generates.
         foreach (var pooling in new[] { -1, (int)EmbeddingPooling.Mean })
         {
-            var embedding = NativeMethods.llama_context_default_params();
-            embedding.NCtx = embedding.NBatch = embedding.NUbatch = (uint)perSlot;
-            embedding.NSeqMax = 1;
-            embedding.NThreads = embedding.NThreadsBatch = 1;
-            embedding.Embeddings = 1;
-            embedding.PoolingType = pooling;
+            var embedding = Scheduling.ContextParameters.Embedding(Scheduling.ContextParameters.ContextPerSlot(scheduler, TrainingContextLength), threads: 1, pooling);
             using var context = NativeMethods.llama_init_from_model(_handle, embedding);
             if (context.IsInvalid || (EmbeddingPooling)NativeMethods.llama_pooling_type(context) is not (EmbeddingPooling.None or EmbeddingPooling.Rank))
             {

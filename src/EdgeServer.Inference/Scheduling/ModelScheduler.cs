@@ -56,17 +56,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _clock = clock ?? TimeProvider.System;
         _faulted = faulted;
         _samplingBudget = options.SamplingBudget;
-        var perSlot = Math.Min(options.ContextPerSlot, Math.Max(model.TrainingContextLength, 256));
-        var parameters = NativeMethods.llama_context_default_params();
-        parameters.NCtx = (uint)(perSlot * options.Slots);
-        parameters.NSeqMax = (uint)options.Slots;
-        parameters.NBatch = (uint)options.BatchSize;
-        parameters.NUbatch = (uint)Math.Min(options.BatchSize, 512);
         var threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
-        parameters.NThreads = threads;
-        parameters.NThreadsBatch = threads;
-        parameters.KvUnified = 0;
-        _contextParameters = parameters;
+        _contextParameters = ContextParameters.Generation(options, model.TrainingContextLength, threads);
         _abortFlag = (int*)NativeMemory.AllocZeroed(sizeof(int));
         try
         {
