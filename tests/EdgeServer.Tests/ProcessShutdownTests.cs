@@ -6,8 +6,14 @@ using EdgeServer.TestSupport;
 namespace EdgeServer.Tests;
 
 /// <summary>The real executable as a child process, ended by SIGTERM as a container runtime or systemd ends it.</summary>
-public class ProcessShutdownTests
+public partial class ProcessShutdownTests
 {
+    private const int SigTerm = 15;
+
+    // libc's kill(2): no kill binary need be installed.
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+
     [Fact]
     public async Task SigtermEndsTheProcessWithinTheGracePeriodWhileAGrammarIsBusy()
     {
@@ -48,12 +54,7 @@ public class ProcessShutdownTests
                 Assert.Equal(HttpStatusCode.OK, normal.StatusCode);
             }
 
-            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            {
-                await kill.WaitForExitAsync();
-                Assert.Equal(0, kill.ExitCode);
-            }
-
+            Assert.Equal(0, Kill(process.Id, SigTerm));
             using var exited = new CancellationTokenSource(TimeSpan.FromSeconds(30));
             await process.WaitForExitAsync(exited.Token);
             Assert.Equal(0, process.ExitCode);
