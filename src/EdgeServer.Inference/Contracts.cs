@@ -123,6 +123,12 @@ public sealed record GenerationRequest
 
     /// <summary>With <see cref="Logprobs"/>: how many most likely alternatives to report per token (0–20).</summary>
     public int TopLogprobs { get; init; }
+
+    /// <summary>
+    /// Choices to generate from the one prompt, each in its own slot, side by side (OpenAI's n). A given seed s
+    /// becomes s, s+1, ... The engine admits all of them or none.
+    /// </summary>
+    public int Choices { get; init; } = 1;
 }
 
 public enum FinishReason
@@ -162,7 +168,11 @@ public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int
 /// <summary>A piece of generated text; the last chunk carries the finish reason, usage and timings.</summary>
 public readonly record struct GenerationChunk(string Text, FinishReason? FinishReason = null, GenerationUsage? Usage = null, Diagnostics.GenerationTimings? Timings = null)
 {
+    /// <summary>Whether this chunk ends its choice (the session ends when every choice has ended).</summary>
     public bool IsFinal => FinishReason is not null;
+
+    /// <summary>Which choice this chunk belongs to (0 unless the request asked for several).</summary>
+    public int Choice { get; init; }
 
     /// <summary>Tokens generated since the previous chunk, when the request asked for log probabilities.</summary>
     public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
@@ -178,7 +188,7 @@ public interface IGenerationSession
 
     int PromptTokens { get; }
 
-    /// <summary>Streams text as it is produced; ends with a final chunk. Cancelling frees the slot.</summary>
+    /// <summary>Streams text as it is produced; ends after the final chunk of every choice. Cancelling frees the slots.</summary>
     IAsyncEnumerable<GenerationChunk> ReadAllAsync(CancellationToken cancellationToken = default);
 }
 
@@ -216,7 +226,11 @@ public sealed record TokenPiece(int Id, string Piece);
 /// <summary>The engine the HTTP host talks to. It knows nothing of HTTP.</summary>
 public interface IInferenceEngine
 {
-    /// <summary>One L2-normalised vector per input, pooled as the model says (mean for models that do not say).</summary>
+    /// <summary>
+    /// One L2-normalised vector per input, pooled as the model says (mean for models that do not say). The inputs are
+    /// validated (<see cref="GenerationRequestValidator.ValidateEmbedding"/>) and take one place among the model's
+    /// slots and wait queue while they run.
+    /// </summary>
     Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<TokenPiece>> TokenizeAsync(string model, string text, bool addSpecial, bool parseSpecial, CancellationToken cancellationToken);
@@ -229,10 +243,12 @@ public interface IInferenceEngine
     ModelDescriptor? FindModel(string id);
 
     /// <summary>
-    /// Resolves the model (loading it if needed), renders and tokenizes the prompt, checks it fits, and queues it.
-    /// Throws <see cref="ModelNotFoundException"/>, <see cref="ModelUnavailableException"/>,
+    /// Validates the request (<see cref="GenerationRequestValidator"/>), resolves the model (loading it if needed),
+    /// takes a place for each choice among the model's slots and wait queue, renders and tokenizes the prompt,
+    /// checks it fits, and queues it. Throws <see cref="ModelNotFoundException"/>, <see cref="ModelUnavailableException"/>,
     /// <see cref="ContextLengthExceededException"/>, <see cref="InvalidGenerationParameterException"/> or
-    /// <see cref="ServerBusyException"/> before any token is generated.
+    /// <see cref="ServerBusyException"/> before any token is generated. The session streams every choice's chunks,
+    /// each tagged with <see cref="GenerationChunk.Choice"/>.
     /// </summary>
     Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken);
 

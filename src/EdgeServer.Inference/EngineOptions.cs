@@ -24,11 +24,8 @@ public sealed record EngineOptions
     /// <summary>Memory-map model files (llama.cpp's default); off reads them into memory.</summary>
     public bool UseMmap { get; init; } = true;
 
-    /// <summary>
-    /// Most options of a request's JSON schema that may match the same text at once, multiplied through nesting;
-    /// beyond it the schema is refused, since llama.cpp's grammar work per token grows with it.
-    /// </summary>
-    public int MaxSchemaAlternatives { get; init; } = Sampling.JsonSchemaGrammar.DefaultMaxAlternatives;
+    /// <summary>Request-size limits, checked by <see cref="GenerationRequestValidator"/>.</summary>
+    public GenerationLimits Limits { get; init; } = GenerationLimits.Default;
 
     /// <summary>
     /// Starts the child process each model file is probed in before it is served, so that llama.cpp aborting on a

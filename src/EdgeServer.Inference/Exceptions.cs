@@ -67,21 +67,58 @@ public sealed class ModelUnavailableException(string model, string reason)
 }
 
 /// <summary>Prompt plus requested completion does not fit the context of a slot.</summary>
-public sealed class ContextLengthExceededException(int promptTokens, int maxTokens, int contextLength)
+public sealed class ContextLengthExceededException(int promptTokens, int maxTokens, int contextLength, GenerationField field = GenerationField.Messages)
     : InferenceException(
         $"This model's maximum context length is {contextLength} tokens. However, you requested {promptTokens + maxTokens} tokens " +
-        $"({promptTokens} in the messages, {maxTokens} in the completion). Please reduce the length of the messages or completion.")
+        $"({promptTokens} in the {(field == GenerationField.Prompt ? "prompt" : "messages")}, {maxTokens} in the completion). Please reduce the length of the {(field == GenerationField.Prompt ? "prompt" : "messages")} or completion.")
 {
     public int PromptTokens { get; } = promptTokens;
 
     public int ContextLength { get; } = contextLength;
+
+    /// <summary>What was too long: the chat messages or the raw prompt.</summary>
+    public GenerationField Field { get; } = field;
 }
 
-/// <summary>A sampling or generation parameter is outside its valid range.</summary>
-public class InvalidGenerationParameterException(string parameter, string message)
-    : InferenceException(message)
+/// <summary>
+/// A request field is invalid. The error knows which field (<see cref="Field"/>) and what is wrong
+/// (<see cref="Failure"/>); its text is written with the field names of the API that asks
+/// (<see cref="Describe"/>), so a Responses client reads 'max_output_tokens' where a chat client reads 'max_tokens'.
+/// </summary>
+public class InvalidGenerationParameterException : InferenceException
 {
-    public string Parameter { get; } = parameter;
+    private readonly Func<IFieldNames, string> _describe;
+
+    public InvalidGenerationParameterException(FieldRef field, Func<IFieldNames, string> describe, ValidationFailure failure = ValidationFailure.InvalidValue)
+        : base(describe(FieldNames.Canonical))
+    {
+        Field = field;
+        Failure = failure;
+        _describe = describe;
+    }
+
+    /// <summary>A message that names no field but the one it is about, which <paramref name="describe"/> receives.</summary>
+    public InvalidGenerationParameterException(FieldRef field, string message, ValidationFailure failure = ValidationFailure.InvalidValue)
+        : this(field, _ => message, failure)
+    {
+    }
+
+    public FieldRef Field { get; }
+
+    public ValidationFailure Failure { get; }
+
+    /// <summary>The engine's name of the field, for logs.</summary>
+    public string Parameter => FieldNames.Canonical.Name(Field);
+
+    /// <summary>The message with the field and setting names of one API.</summary>
+    public string Describe(IFieldNames names) => _describe(names);
+}
+
+/// <summary>A request is over a configured limit; the message names the setting that raises it.</summary>
+public sealed class RequestLimitException(FieldRef field, GenerationLimit limit, int value, Func<IFieldNames, string> what)
+    : InvalidGenerationParameterException(field, names => $"{what(names)}; the limit is {value} (setting {names.Setting(limit)}).", ValidationFailure.LimitExceeded)
+{
+    public GenerationLimit Limit { get; } = limit;
 }
 
 /// <summary>llama_decode failed. The status is llama.cpp's return code.</summary>

@@ -82,33 +82,51 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     public async Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken)
     {
         ThrowIfShuttingDown();
-
-        SamplerChainFactory.Validate(request.Sampling);
-        if (request.MaxTokens is < 1)
-        {
-            throw new InvalidGenerationParameterException("max_tokens", $"max_tokens must be at least 1; got {request.MaxTokens}.");
-        }
-
-        if ((request.Messages is null) == (request.Prompt is null))
-        {
-            throw new InvalidGenerationParameterException("messages", "Give either chat messages or a prompt.");
-        }
-
+        GenerationRequestValidator.Validate(request, _options.Limits);
         var scheduler = await GetSchedulerAsync(request.Model, cancellationToken);
-        CheckTokens(scheduler.Model, request.LogitBias.Keys, "logit_bias");
+        GenerationRequestValidator.ForModel(request, scheduler.Model.VocabularySize);
 
-        var prepared = Chat.PromptBuilder.Prepare(scheduler.Model, request, _options.MaxSchemaAlternatives);
-        var sampler = CreateSampler(scheduler, request, prepared);
+        // Places first: a request the model has no room for costs no template rendering or grammar building.
+        using var reservation = scheduler.Reserve(request.Choices);
+        var prepared = Chat.PromptBuilder.Prepare(scheduler.Model, request, _options.Limits.MaxSchemaAlternatives);
+        var sessions = new List<IGenerationSession>(request.Choices);
+        var queued = new List<Scheduling.GenerationSession>(request.Choices);
         try
         {
-            var session = scheduler.Enqueue(request, prepared.Tokens, sampler, cancellationToken, prepared.RenderSpecialTokens);
-            return prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session;
+            for (var i = 0; i < request.Choices; i++)
+            {
+                // Each choice samples on its own; a given seed s becomes s, s+1, ...
+                var choice = i == 0 || request.Sampling.Seed is not { } seed ? request : request with { Sampling = request.Sampling with { Seed = unchecked(seed + (uint)i) } };
+                var sampler = CreateSampler(scheduler, choice, prepared);
+                Scheduling.GenerationSession session;
+                try
+                {
+                    // After the grammar: a grammar llama.cpp refuses is named before the prompt's length.
+                    var maxTokens = GenerationRequestValidator.ForContext(request, prepared.Tokens.Length, scheduler.ContextPerSlot);
+                    session = scheduler.Enqueue(reservation, choice, prepared.Tokens, maxTokens, sampler, cancellationToken, prepared.RenderSpecialTokens);
+                }
+                catch
+                {
+                    sampler.Dispose();
+                    throw;
+                }
+
+                queued.Add(session);
+                sessions.Add(prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session);
+            }
         }
         catch
         {
-            sampler.Dispose();
+            // Queued choices of a request that cannot start whole are cancelled; the loop frees their places.
+            foreach (var session in queued)
+            {
+                session.Cancel();
+            }
+
             throw;
         }
+
+        return sessions.Count == 1 ? sessions[0] : new Scheduling.ChoicesSession(sessions);
     }
 
     /// <summary>
@@ -124,23 +142,29 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
         catch (GrammarRefusedException e)
         {
-            throw new InvalidGenerationParameterException(prepared.GrammarSource ?? "response_format",
-                $"The output grammar derived from '{prepared.GrammarSource}' cannot be used: {e.Message}. A schema that refers to itself without consuming any text (e.g. a $ref to itself, or an anyOf whose first option is that $ref) cannot be enforced.");
+            var source = prepared.GrammarSource ?? GenerationField.ResponseFormat;
+            throw new InvalidGenerationParameterException(source,
+                n => $"The output grammar derived from '{n.Name(source)}' cannot be used: {e.Message}. A schema that refers to itself without consuming any text (e.g. a $ref to itself, or an anyOf whose first option is that $ref) cannot be enforced.");
         }
     }
 
     public async Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken)
     {
         ThrowIfShuttingDown();
+        GenerationRequestValidator.ValidateEmbedding(inputs, _options.Limits);
         var scheduler = await GetSchedulerAsync(model, cancellationToken);
+
+        // An embedding takes a place among the model's slots and queue like a generation: one admission for both.
+        using var reservation = scheduler.Reserve(1);
         var embedder = _embedders.GetOrAdd(model, _ => new Lazy<Embedder>(() =>
             new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
         var tokens = new List<int[]>(inputs.Count);
-        foreach (var input in inputs)
+        for (var i = 0; i < inputs.Count; i++)
         {
+            var input = inputs[i];
             if (input.Tokens is { } given)
             {
-                CheckTokens(scheduler.Model, given, "input");
+                GenerationRequestValidator.Tokens(given, new FieldRef(GenerationField.EmbeddingInput, i), scheduler.Model.VocabularySize);
                 tokens.Add(given.ToArray());
             }
             else
@@ -165,7 +189,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     public async Task<string> DetokenizeAsync(string model, IReadOnlyList<int> tokens, CancellationToken cancellationToken)
     {
         var m = (await GetSchedulerAsync(model, cancellationToken)).Model;
-        CheckTokens(m, tokens, "tokens");
+        GenerationRequestValidator.Tokens(tokens, GenerationField.Tokens, m.VocabularySize);
         return m.Detokenize(tokens.ToArray());
     }
 
@@ -174,14 +198,6 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         if (_shuttingDown || _disposed != 0)
         {
             throw new ShuttingDownException();
-        }
-    }
-
-    private static void CheckTokens(LlamaModel model, IEnumerable<int> tokens, string param)
-    {
-        foreach (var first in tokens.Where(t => t < 0 || t >= model.VocabularySize).Take(1))
-        {
-            throw new InvalidGenerationParameterException(param, $"Token {first} is outside the model's vocabulary (0 to {model.VocabularySize - 1}).");
         }
     }
 

@@ -106,7 +106,7 @@ internal static class ToolCallFormat
                 }
 
                 using var schema = JsonDocument.Parse(tool.Parameters);
-                var args = visit(schema.RootElement, $"tool-{i}-args", $"tools[{i}].function.parameters");
+                var args = visit(schema.RootElement, $"tool-{i}-args", new FieldRef(GenerationField.ToolParameters, i));
                 var name = JsonSchemaGrammar.GbnfLiteral(JsonSchemaGrammar.JsonString(tool.Name));
                 var argsKey = syntax == ToolCallSyntax.Llama3 ? "\"parameters\"" : "\"arguments\"";
                 calls.Add($"\"{{\" space \"\\\"name\\\"\" space \":\" space {name} space \",\" space {JsonSchemaGrammar.GbnfLiteral(argsKey)} space \":\" space {args} \"}}\"");

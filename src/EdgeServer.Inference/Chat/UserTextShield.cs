@@ -185,7 +185,7 @@ internal sealed class UserTextShield
 
             return next < Pool.Length
                 ? Pool[next++]
-                : throw new InvalidGenerationParameterException("messages", $"The conversation holds {_found.Count} different special-token texts; EdgeServer keeps them as text, but not that many.");
+                : throw new InvalidGenerationParameterException(GenerationField.Messages, $"The conversation holds {_found.Count} different special-token texts; EdgeServer keeps them as text, but not that many.");
         }
 
         _filler = Next();

@@ -53,18 +53,7 @@ internal sealed class Embedder : IDisposable
     /// <summary>One normalised vector per input. Throws <see cref="ContextLengthExceededException"/> for an input that does not fit.</summary>
     public async Task<float[][]> EmbedAsync(IReadOnlyList<int[]> inputs, CancellationToken cancellationToken)
     {
-        foreach (var tokens in inputs)
-        {
-            if (tokens.Length == 0)
-            {
-                throw new InvalidGenerationParameterException("input", "An input is empty after tokenization.");
-            }
-
-            if (tokens.Length > ContextLength)
-            {
-                throw new InvalidGenerationParameterException("input", $"An input has {tokens.Length} tokens; this model embeds at most {ContextLength} tokens at a time.");
-            }
-        }
+        GenerationRequestValidator.ForEmbedding(inputs, ContextLength);
 
         await _gate.WaitAsync(cancellationToken);
         try

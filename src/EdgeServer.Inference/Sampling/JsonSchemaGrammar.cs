@@ -72,7 +72,7 @@ public sealed class JsonSchemaGrammar
     private const int MaxRepetition = 2000;
 
     private JsonElement _document;
-    private string _param;
+    private FieldRef _field;
     private readonly int _maxAlternatives;
     private readonly Dictionary<string, long> _alternatives = new(StringComparer.Ordinal);
     private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
@@ -82,10 +82,10 @@ public sealed class JsonSchemaGrammar
     private readonly Dictionary<string, string> _byBody = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _refs = new(StringComparer.Ordinal);
 
-    private JsonSchemaGrammar(JsonElement document, string param, int maxAlternatives)
+    private JsonSchemaGrammar(JsonElement document, FieldRef field, int maxAlternatives)
     {
         _document = document;
-        _param = param;
+        _field = field;
         _maxAlternatives = maxAlternatives;
     }
 
@@ -93,28 +93,28 @@ public sealed class JsonSchemaGrammar
     public static string AnyObject() => Build(_ => "object");
 
     /// <summary>
-    /// A grammar for JSON valid against <paramref name="schema"/>; <paramref name="param"/> names it in errors.
+    /// A grammar for JSON valid against <paramref name="schema"/>; <paramref name="field"/> is the request field it came from, for errors.
     /// A schema whose options could match the same text more than <paramref name="maxAlternatives"/> ways at once
     /// is refused (<see cref="UnsupportedSchemaException"/> naming where).
     /// </summary>
-    public static string FromSchema(JsonElement schema, string param, int maxAlternatives = DefaultMaxAlternatives) =>
-        Build(g => g.Visit(schema, "root-value", param, 0), schema, param, maxAlternatives);
+    public static string FromSchema(JsonElement schema, FieldRef field, int maxAlternatives = DefaultMaxAlternatives) =>
+        Build(g => g.Visit(schema, "root-value", string.Empty, 0), schema, field, maxAlternatives);
 
     /// <summary>The GBNF expression for <paramref name="schema"/> inside a larger grammar (tool calls), with its rules.</summary>
-    internal static string Compose(Func<Func<JsonElement, string, string, string>, string> root, int maxAlternatives = DefaultMaxAlternatives) =>
-        Build(g => root((schema, hint, param) =>
+    internal static string Compose(Func<Func<JsonElement, string, FieldRef, string>, string> root, int maxAlternatives = DefaultMaxAlternatives) =>
+        Build(g => root((schema, hint, field) =>
         {
             // Each schema resolves its own $refs.
             g._document = schema;
-            g._param = param;
+            g._field = field;
             g._refs.Clear();
             g._heads.Clear();
-            return g.Visit(schema, hint, param, 0);
+            return g.Visit(schema, hint, string.Empty, 0);
         }), maxAlternatives: maxAlternatives);
 
-    private static string Build(Func<JsonSchemaGrammar, string> root, JsonElement document = default, string param = "", int maxAlternatives = DefaultMaxAlternatives)
+    private static string Build(Func<JsonSchemaGrammar, string> root, JsonElement document = default, FieldRef field = default, int maxAlternatives = DefaultMaxAlternatives)
     {
-        var g = new JsonSchemaGrammar(document, param, maxAlternatives);
+        var g = new JsonSchemaGrammar(document, field, maxAlternatives);
         var expression = root(g);
         var text = new StringBuilder();
         text.Append("root ::= ").Append(expression).Append('\n');
@@ -168,7 +168,7 @@ public sealed class JsonSchemaGrammar
         return name;
     }
 
-    private UnsupportedSchemaException Unsupported(string keyword, string path, string why) => new(_param, keyword, path, why);
+    private UnsupportedSchemaException Unsupported(string keyword, string path, string why) => new(_field, keyword, path, why);
 
     private string Visit(JsonElement schema, string hint, string path, int depth)
     {
@@ -953,8 +953,8 @@ public sealed class JsonSchemaGrammar
 }
 
 /// <summary>A schema keyword the grammar cannot enforce.</summary>
-public sealed class UnsupportedSchemaException(string param, string keyword, string path, string why)
-    : InvalidGenerationParameterException(param, $"The JSON Schema keyword '{keyword}' at '{(path.Length == 0 ? "/" : path)}' is not supported: {why}. EdgeServer enforces schemas while sampling and does not silently drop keywords.")
+public sealed class UnsupportedSchemaException(FieldRef field, string keyword, string path, string why)
+    : InvalidGenerationParameterException(field, names => $"The JSON Schema keyword '{keyword}' at '{(path.Length == 0 ? "/" : path)}' of '{names.Name(field)}' is not supported: {why}. EdgeServer enforces schemas while sampling and does not silently drop keywords.")
 {
     public string Keyword { get; } = keyword;
 }

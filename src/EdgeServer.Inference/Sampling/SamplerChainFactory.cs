@@ -3,30 +3,9 @@ using EdgeServer.Inference.Native;
 
 namespace EdgeServer.Inference.Sampling;
 
-/// <summary>Validates <see cref="SamplingParameters"/> and builds the matching llama_sampler chain.</summary>
+/// <summary>Builds the llama_sampler chain for <see cref="SamplingParameters"/> that <see cref="GenerationRequestValidator"/> has checked.</summary>
 internal static class SamplerChainFactory
 {
-    /// <summary>Throws <see cref="InvalidGenerationParameterException"/> for a value outside its range.</summary>
-    public static void Validate(SamplingParameters p)
-    {
-        static void Check(bool ok, string name, string message)
-        {
-            if (!ok)
-            {
-                throw new InvalidGenerationParameterException(name, message);
-            }
-        }
-
-        Check(float.IsFinite(p.Temperature) && p.Temperature is >= 0 and <= 2, "temperature", $"temperature must be between 0 and 2; got {p.Temperature}.");
-        Check(float.IsFinite(p.TopP) && p.TopP is > 0 and <= 1, "top_p", $"top_p must be greater than 0 and at most 1; got {p.TopP}.");
-        Check(p.TopK >= 0, "top_k", $"top_k must be 0 (off) or positive; got {p.TopK}.");
-        Check(float.IsFinite(p.MinP) && p.MinP is >= 0 and <= 1, "min_p", $"min_p must be between 0 and 1; got {p.MinP}.");
-        Check(float.IsFinite(p.PresencePenalty) && p.PresencePenalty is >= -2 and <= 2, "presence_penalty", $"presence_penalty must be between -2 and 2; got {p.PresencePenalty}.");
-        Check(float.IsFinite(p.FrequencyPenalty) && p.FrequencyPenalty is >= -2 and <= 2, "frequency_penalty", $"frequency_penalty must be between -2 and 2; got {p.FrequencyPenalty}.");
-        Check(float.IsFinite(p.RepeatPenalty) && p.RepeatPenalty is > 0 and <= 10, "repeat_penalty", $"repeat_penalty must be greater than 0 and at most 10; got {p.RepeatPenalty}.");
-        Check(p.RepeatLastN >= -1, "repeat_last_n", $"repeat_last_n must be -1 (whole context), 0 (off) or positive; got {p.RepeatLastN}.");
-    }
-
     /// <summary>logit bias → penalties → top-k → top-p → min-p → temperature → draw; temperature 0 is greedy.</summary>
     public static unsafe SafeLlamaSamplerHandle Create(SamplingParameters p, IReadOnlyDictionary<int, float> logitBias, int vocabularySize, int contextLength)
     {

@@ -39,8 +39,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly AutoResetEvent _wake = new(false);
     private int _orphans; // grammar steps still running for requests that already ended
     private volatile string? _fault;
-    private int _inFlight;
-    private long _steps; // decode-loop steps, to tell a grammar step started now from an older one // queued + running; admission refuses beyond slots + queue capacity
+    private int _inFlight; // places taken: reserved, queued and running sessions; admission refuses beyond slots + queue capacity
+    private long _steps; // decode-loop steps, to tell a grammar step started now from an older one
     private long _promptTokensEvaluated;
     private int _disposed;
 
@@ -118,10 +118,12 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     }
 
     /// <summary>
-    /// Queues a tokenized request with the sampler built for it; the session owns the sampler from here on.
-    /// Throws <see cref="ServerBusyException"/> when the queue is full.
+    /// Takes places for <paramref name="count"/> sessions (the choices of one request, or an embedding) among the
+    /// slots and the wait queue, all or none: this is the one admission of the model. Throws
+    /// <see cref="ServerBusyException"/> when they are full. Each place is released when its session ends (or its
+    /// grammar step, if one is still running then), and places never used when the reservation is disposed.
     /// </summary>
-    public GenerationSession Enqueue(GenerationRequest request, int[] prompt, TokenSampler sampler, CancellationToken cancellationToken, bool renderSpecialTokens = false)
+    public Reservation Reserve(int count)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0 || _stopping.IsCancellationRequested, this);
         if (_fault is { } fault)
@@ -129,24 +131,52 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ModelUnavailableException(Id, $"its decode loop stopped ({fault}); it is being reloaded");
         }
 
-        if (prompt.Length == 0)
+        while (true)
         {
-            throw new InvalidGenerationParameterException("messages", "The prompt is empty after tokenization.");
+            var current = Volatile.Read(ref _inFlight);
+            if (current + count > _admissionLimit)
+            {
+                throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
+            }
+
+            if (Interlocked.CompareExchange(ref _inFlight, current + count, current) == current)
+            {
+                return new Reservation(this, count);
+            }
+        }
+    }
+
+    /// <summary>Places taken by <see cref="Reserve"/>; each <see cref="Enqueue"/> uses one.</summary>
+    internal sealed class Reservation(ModelScheduler scheduler, int count) : IDisposable
+    {
+        private int _left = count;
+
+        /// <summary>Turns one place into a queued session; false when none is left.</summary>
+        public bool TryUse() => Interlocked.Decrement(ref _left) >= 0 || Interlocked.Increment(ref _left) < 0;
+
+        public void Dispose()
+        {
+            var unused = Interlocked.Exchange(ref _left, 0);
+            if (unused > 0)
+            {
+                Interlocked.Add(ref scheduler._inFlight, -unused);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Queues a tokenized, validated request on a place of <paramref name="reservation"/>, with the sampler built for
+    /// it; the session owns the sampler from here on. <paramref name="maxTokens"/> fits the context (the engine
+    /// checked it).
+    /// </summary>
+    public GenerationSession Enqueue(Reservation reservation, GenerationRequest request, int[] prompt, int maxTokens, TokenSampler sampler, CancellationToken cancellationToken, bool renderSpecialTokens = false)
+    {
+        if (!reservation.TryUse())
+        {
+            throw new InvalidOperationException("The reservation has no place left.");
         }
 
-        var room = ContextPerSlot - prompt.Length;
-        if (request.MaxTokens is { } requested ? requested > room : room < 1)
-        {
-            throw new ContextLengthExceededException(prompt.Length, request.MaxTokens ?? 1, ContextPerSlot);
-        }
-
-        if (Interlocked.Increment(ref _inFlight) > _admissionLimit)
-        {
-            Interlocked.Decrement(ref _inFlight);
-            throw new ServerBusyException(Id, TimeSpan.FromSeconds(1));
-        }
-
-        var session = new GenerationSession(Id, request, prompt, request.MaxTokens ?? room, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Sampler = sampler, RenderSpecialTokens = renderSpecialTokens };
+        var session = new GenerationSession(Id, request, prompt, maxTokens, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Sampler = sampler, RenderSpecialTokens = renderSpecialTokens };
         if (!_queue.Writer.TryWrite(session))
         {
             Interlocked.Decrement(ref _inFlight);
