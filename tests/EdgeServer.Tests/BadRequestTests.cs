@@ -71,7 +71,7 @@ public class BadRequestTests(ServerFixture server)
         { "stream_options without stream", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}""", 400, "stream_options", "invalid_value" },
         { "unknown model", "/v1/chat/completions", """{"model":"nope","messages":[{"role":"user","content":"hi"}]}""", 404, "model", "model_not_found" },
         { "broken model file", "/v1/chat/completions", """{"model":"truncated","messages":[{"role":"user","content":"hi"}]}""", 503, "model", "model_unavailable" },
-        { "prompt longer than the context", "/v1/completions", "{\"model\":\"successor\",\"prompt\":\"" + new string('a', ServerFixture.ContextPerSlot + 100) + "\"}", 400, "messages", "context_length_exceeded" },
+        { "prompt longer than the context", "/v1/completions", "{\"model\":\"successor\",\"prompt\":\"" + new string('a', ServerFixture.ContextPerSlot + 100) + "\"}", 400, "prompt", "context_length_exceeded" },
         { "max_tokens beyond the context", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":2100}""", 400, "messages", "context_length_exceeded" },
         { "max_tokens above the cap", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"max_tokens":5000}""", 400, "max_tokens", "limit_exceeded" },
         { "negative max_tokens", "/v1/completions", """{"model":"successor","prompt":"a","max_tokens":-1}""", 400, "max_tokens", "integer_below_min_value" },

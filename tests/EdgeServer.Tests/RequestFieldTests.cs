@@ -34,6 +34,30 @@ public partial class RequestFieldTests(ServerFixture server)
         Assert.Contains("Unrecognized request argument supplied: temprature", await unknown.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
+    /// <summary>docs/api.md shows the field table the server maps requests with, with its ranges, defaults and limits.</summary>
+    [Fact]
+    public void TheDocumentedChatFieldTablesAreTheServersTable()
+    {
+        var section = ChatSection();
+        var tables = section.Split("\n\n").Where(block => block.StartsWith("| Field | EdgeServer |", StringComparison.Ordinal)).Select(t => t.TrimEnd('\n') + "\n").ToList();
+        string[] expected = [EdgeServer.OpenAi.RequestFields.Chat.ToMarkdown(extensions: false), EdgeServer.OpenAi.RequestFields.Chat.ToMarkdown(extensions: true)];
+        if (!tables.SequenceEqual(expected))
+        {
+            // The tables to paste into docs/api.md, for whoever changed a row.
+            var file = Path.Combine(Path.GetTempPath(), "edgeserver-chat-fields.md");
+            File.WriteAllText(file, string.Join("\n", expected));
+            Assert.Fail($"docs/api.md's chat field tables differ from RequestFields.Chat; the expected tables are in {file}.");
+        }
+    }
+
+    private static string ChatSection()
+    {
+        var doc = File.ReadAllText(Path.Combine(SharedPaths.RepositoryRoot, "docs", "api.md")).ReplaceLineEndings("\n");
+        var start = doc.IndexOf("## Chat completions: every request field", StringComparison.Ordinal);
+        var end = doc.IndexOf("\n## ", start + 1, StringComparison.Ordinal);
+        return doc[start..end];
+    }
+
     private static HashSet<string> SpecProperties(string schema)
     {
         using var doc = JsonDocument.Parse(File.ReadAllBytes(SharedPaths.OpenApiSpec));
@@ -64,23 +88,15 @@ public partial class RequestFieldTests(ServerFixture server)
         return result;
     }
 
-    /// <summary>Names in backticks in the first cell of the chat field table's rows.</summary>
+    /// <summary>Names in backticks in the first cell of the chat field tables' rows (OpenAI's fields and llama-server's extensions).</summary>
     private static HashSet<string> DocumentedFields()
     {
-        var doc = File.ReadAllText(Path.Combine(SharedPaths.RepositoryRoot, "docs", "api.md"));
-        var start = doc.IndexOf("## Chat completions: every request field", StringComparison.Ordinal);
-        var end = doc.IndexOf("\n## ", start + 1, StringComparison.Ordinal);
-        var section = doc[start..end];
         var fields = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var line in section.Split('\n').Where(l => l.StartsWith("| `", StringComparison.Ordinal)))
+        foreach (var line in ChatSection().Split('\n').Where(l => l.StartsWith("| `", StringComparison.Ordinal)))
         {
             fields.UnionWith(Backticked().Matches(line.Split('|')[1]).Select(m => m.Groups[1].Value));
         }
 
-        // The llama-server extensions are listed in the paragraph after the table.
-        var from = section.IndexOf("Extensions from llama-server", StringComparison.Ordinal);
-        var extensions = section[from..section.IndexOf("\n\n", from, StringComparison.Ordinal)];
-        fields.UnionWith(Backticked().Matches(extensions).Select(m => m.Groups[1].Value).Where(f => f.Contains('_', StringComparison.Ordinal)));
         return fields;
     }
 

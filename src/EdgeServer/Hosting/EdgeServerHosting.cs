@@ -85,7 +85,9 @@ public static class EdgeServerHosting
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsFileValidator>());
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<Admission>();
+        services.TryAddSingleton<RequestDeadline>();
+        services.TryAddSingleton<GenerationRunner>();
+        services.TryAddScoped<GenerationOutcome>();
         services.TryAddSingleton(sp => CreateEngine(sp));
         services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
         services.AddHostedService<EngineStartup>();
@@ -187,7 +189,7 @@ public static class EdgeServerHosting
             NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
             Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
             UseMmap = options.Runtime.UseMmap,
-            MaxSchemaAlternatives = options.Limits.MaxSchemaAlternatives,
+            Limits = options.Limits.ToGenerationLimits(),
             ProbeCommand = ProbeChild.Command(),
             ProbeTimeout = TimeSpan.FromSeconds(options.Runtime.ProbeTimeoutSeconds),
             Scheduler = new SchedulerOptions
@@ -195,7 +197,6 @@ public static class EdgeServerHosting
                 Slots = options.Scheduler.Slots,
                 ContextPerSlot = options.Scheduler.ContextPerSlot,
                 BatchSize = options.Scheduler.BatchSize,
-                // Admission (Polly) keeps at most Slots requests in the engine; its own cap is a backstop.
                 QueueCapacity = options.Scheduler.QueueCapacity,
                 SamplingBudget = TimeSpan.FromSeconds(options.Scheduler.SamplingBudgetSeconds),
                 Threads = options.Runtime.Threads,
@@ -231,9 +232,9 @@ internal sealed partial class EngineStartup(InferenceEngine engine, IOptions<Edg
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    [LoggerMessage(EventId = 5000, Level = LogLevel.Warning, Message = "No models found. Put .gguf files in '{ModelsDirectory}' or start with --model path/to/model.gguf")]
+    [LoggerMessage(EventId = EventIds.NoModels, Level = LogLevel.Warning, Message = "No models found. Put .gguf files in '{ModelsDirectory}' or start with --model path/to/model.gguf")]
     private static partial void LogNoModels(ILogger logger, string modelsDirectory);
 
-    [LoggerMessage(EventId = 5001, Level = LogLevel.Error, Message = "Preloading model {Model} failed")]
+    [LoggerMessage(EventId = EventIds.PreloadFailed, Level = LogLevel.Error, Message = "Preloading model {Model} failed")]
     private static partial void LogPreloadFailed(ILogger logger, Exception exception, string model);
 }

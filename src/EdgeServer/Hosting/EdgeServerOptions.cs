@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using EdgeServer.Inference;
+using EdgeServer.Inference.Scheduling;
 using Microsoft.Extensions.Options;
 
 namespace EdgeServer.Hosting;
@@ -63,7 +65,7 @@ public sealed class SecurityOptions
     public bool ApiDocsWithoutKey { get; set; }
 }
 
-/// <summary>Per-request limits, sized for a 4 GB board. Each refusal names its setting.</summary>
+/// <summary>Per-request limits, sized for a 4 GB board; the defaults are the engine's (<see cref="GenerationLimits"/>). Each refusal names its setting.</summary>
 public sealed class LimitsOptions
 {
     /// <summary>Largest request body, in bytes or with a unit: "1mb", "512kb".</summary>
@@ -72,31 +74,45 @@ public sealed class LimitsOptions
     public string MaxRequestBody { get; set; } = "1mb";
 
     [Range(1, 100_000)]
-    public int MaxMessages { get; set; } = 256;
+    public int MaxMessages { get; set; } = Defaults.MaxMessages;
 
     /// <summary>Characters in one message's content.</summary>
     [Range(1, 100_000_000)]
-    public int MaxMessageChars { get; set; } = 65_536;
+    public int MaxMessageChars { get; set; } = Defaults.MaxMessageChars;
 
     /// <summary>Highest max_tokens / max_completion_tokens a request may ask for.</summary>
     [Range(1, 1_048_576)]
-    public int MaxTokens { get; set; } = 4096;
+    public int MaxTokens { get; set; } = Defaults.MaxTokens;
 
     /// <summary>Highest n (choices per request).</summary>
     [Range(1, 16)]
-    public int MaxN { get; set; } = 4;
+    public int MaxN { get; set; } = Defaults.MaxChoices;
 
     [Range(0, 64)]
-    public int MaxStopSequences { get; set; } = 4;
+    public int MaxStopSequences { get; set; } = Defaults.MaxStopSequences;
 
     [Range(1, 4096)]
-    public int MaxStopLength { get; set; } = 256;
+    public int MaxStopLength { get; set; } = Defaults.MaxStopLength;
 
     /// <summary>Options of a request's JSON schema that may match the same text at once, multiplied through nesting.</summary>
     [Range(1, 1_000_000)]
-    public int MaxSchemaAlternatives { get; set; } = EdgeServer.Inference.Sampling.JsonSchemaGrammar.DefaultMaxAlternatives;
+    public int MaxSchemaAlternatives { get; set; } = Defaults.MaxSchemaAlternatives;
 
     public long MaxRequestBodyBytes => ByteSize.Parse(MaxRequestBody);
+
+    private static GenerationLimits Defaults => GenerationLimits.Default;
+
+    /// <summary>The limits the engine's validator checks requests against.</summary>
+    public GenerationLimits ToGenerationLimits() => new()
+    {
+        MaxTokens = MaxTokens,
+        MaxMessages = MaxMessages,
+        MaxMessageChars = MaxMessageChars,
+        MaxStopSequences = MaxStopSequences,
+        MaxStopLength = MaxStopLength,
+        MaxChoices = MaxN,
+        MaxSchemaAlternatives = MaxSchemaAlternatives,
+    };
 }
 
 /// <summary>
@@ -141,41 +157,46 @@ public sealed class RuntimeOptions
     public int Threads { get; set; }
 
     /// <summary>Memory-map model files.</summary>
-    public bool UseMmap { get; set; } = true;
+    public bool UseMmap { get; set; } = Defaults.UseMmap;
 
     /// <summary>
     /// Each model file is first tried in a child process (EdgeServer --probe-model); one still running after this
     /// many seconds is stopped and its model is unavailable.
     /// </summary>
     [Range(1, 3600)]
-    public int ProbeTimeoutSeconds { get; set; } = 60;
+    public int ProbeTimeoutSeconds { get; set; } = (int)Defaults.ProbeTimeout.TotalSeconds;
+
+    private static EngineOptions Defaults { get; } = new();
 }
 
+/// <summary>How each model's decode loop is sized; the defaults are the engine's (<see cref="SchedulerOptions"/>).</summary>
 public sealed class SchedulerSettings
 {
     /// <summary>Requests decoded together per model.</summary>
     [Range(1, 64)]
-    public int Slots { get; set; } = 2;
+    public int Slots { get; set; } = Defaults.Slots;
 
     /// <summary>Context tokens per slot (capped at the model's training length).</summary>
     [Range(64, 1_048_576)]
-    public int ContextPerSlot { get; set; } = 4096;
+    public int ContextPerSlot { get; set; } = Defaults.ContextPerSlot;
 
     /// <summary>Most tokens in one decode step.</summary>
     [Range(16, 16_384)]
-    public int BatchSize { get; set; } = 512;
+    public int BatchSize { get; set; } = Defaults.BatchSize;
 
     /// <summary>Requests that may wait for a slot before new ones get 429.</summary>
     [Range(0, 10_000)]
-    public int QueueCapacity { get; set; } = 16;
+    public int QueueCapacity { get; set; } = Defaults.QueueCapacity;
 
     /// <summary>Longest time sampling one token may take (grammar steps); a request over it ends with an error.</summary>
     [Range(0.05, 600)]
-    public double SamplingBudgetSeconds { get; set; } = 5;
+    public double SamplingBudgetSeconds { get; set; } = Defaults.SamplingBudget.TotalSeconds;
 
     /// <summary>Deadline of one request, queue wait included; then it is cancelled (504, or an error event). 0: none.</summary>
     [Range(0, 86_400)]
     public int RequestTimeoutSeconds { get; set; } = 600;
+
+    private static SchedulerOptions Defaults { get; } = new();
 }
 
 [OptionsValidator]

@@ -54,13 +54,13 @@ internal sealed partial class GracefulShutdown(InferenceEngine engine, InFlightR
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    [LoggerMessage(EventId = 5100, Level = LogLevel.Information, Message = "Shutting down: no new generations ({Running} requests running); they have {GraceSeconds} s to finish")]
+    [LoggerMessage(EventId = EventIds.ShutdownDraining, Level = LogLevel.Information, Message = "Shutting down: no new generations ({Running} requests running); they have {GraceSeconds} s to finish")]
     private static partial void LogDraining(ILogger logger, double graceSeconds, int running);
 
-    [LoggerMessage(EventId = 5101, Level = LogLevel.Warning, Message = "Shutdown grace period over: ending the generations still running ({Running} requests)")]
+    [LoggerMessage(EventId = EventIds.ShutdownGraceOver, Level = LogLevel.Warning, Message = "Shutdown grace period over: ending the generations still running ({Running} requests)")]
     private static partial void LogGraceOver(ILogger logger, int running);
 
-    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Shutdown timeout: {Running} requests still running; their connections are closed")]
+    [LoggerMessage(EventId = EventIds.ShutdownAbandoned, Level = LogLevel.Warning, Message = "Shutdown timeout: {Running} requests still running; their connections are closed")]
     private static partial void LogAbandoned(ILogger logger, int running);
 }
 

@@ -70,7 +70,7 @@ internal sealed partial class SocketListenerFactory(IOptions<SocketTransportOpti
         }
     }
 
-    [LoggerMessage(EventId = 6103, Level = LogLevel.Error,
+    [LoggerMessage(EventId = EventIds.AcceptFailed, Level = LogLevel.Error,
         Message = "Cannot accept connections on {EndPoint}: {Error}. The process or the system is out of file descriptors (the process's open-file limit was {Limit} at start-up); waiting connections are accepted once some close, but the runtime itself may fail for want of them. Raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower EdgeServer:Connections:MaxConnections. Failures since the last such line: {Failures}")]
     private static partial void LogAcceptFailed(ILogger logger, string endPoint, string error, int failures, long? limit);
 

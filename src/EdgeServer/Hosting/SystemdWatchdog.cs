@@ -80,12 +80,12 @@ internal sealed partial class SystemdWatchdog(IInferenceEngine engine, ILogger<S
         }
     }
 
-    [LoggerMessage(EventId = 1300, Level = LogLevel.Information, Message = "systemd watchdog: a keep-alive every {Seconds:0.#} s / 2 while every model's decode loop runs")]
+    [LoggerMessage(EventId = EventIds.WatchdogEnabled, Level = LogLevel.Information, Message = "systemd watchdog: a keep-alive every {Seconds:0.#} s / 2 while every model's decode loop runs")]
     private static partial void LogEnabled(ILogger logger, double seconds);
 
-    [LoggerMessage(EventId = 1301, Level = LogLevel.Critical, Message = "systemd watchdog: keep-alives withheld, so systemd restarts the service unless this clears: {Problems}")]
+    [LoggerMessage(EventId = EventIds.WatchdogWithheld, Level = LogLevel.Critical, Message = "systemd watchdog: keep-alives withheld, so systemd restarts the service unless this clears: {Problems}")]
     private static partial void LogWithheld(ILogger logger, IReadOnlyList<string> problems);
 
-    [LoggerMessage(EventId = 1302, Level = LogLevel.Warning, Message = "systemd watchdog: could not write to {Socket}")]
+    [LoggerMessage(EventId = EventIds.WatchdogSendFailed, Level = LogLevel.Warning, Message = "systemd watchdog: could not write to {Socket}")]
     private static partial void LogSendFailed(ILogger logger, Exception exception, string socket);
 }

@@ -48,6 +48,6 @@ internal sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogge
         _ => null,
     };
 
-    [LoggerMessage(EventId = 4001, Level = LogLevel.Error, Message = "Request {Method} {Path} failed")]
+    [LoggerMessage(EventId = EventIds.RequestFailed, Level = LogLevel.Error, Message = "Request {Method} {Path} failed")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string path);
 }

@@ -122,15 +122,15 @@ public sealed partial class ConnectionLimits
         }
     }
 
-    [LoggerMessage(EventId = 6100, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = EventIds.PerAddressRefused, Level = LogLevel.Warning,
         Message = "Refused a connection from {Address}: it holds {Held} already (setting EdgeServer:Connections:MaxPerClientAddress). Refusals for this reason since the last such line: {Refused}")]
     private static partial void LogPerAddressRefused(ILogger logger, string address, int held, int refused);
 
-    [LoggerMessage(EventId = 6101, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = EventIds.TotalRefused, Level = LogLevel.Warning,
         Message = "Refused a connection from {Address}: {Max} connections are open (setting EdgeServer:Connections:MaxConnections). Refusals for this reason since the last such line: {Refused}")]
     private static partial void LogTotalRefused(ILogger logger, string address, int max, int refused);
 
-    [LoggerMessage(EventId = 6102, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = EventIds.ConnectionsLowered, Level = LogLevel.Warning,
         Message = "EdgeServer:Connections:MaxConnections is {Configured}, but the process may open only {Limit} files ({Open} open now); serving at most {Max} connections. To allow more, raise the open-file limit (LimitNOFILE= in the systemd unit, ulimit -n, docker --ulimit nofile=).")]
     private static partial void LogLowered(ILogger logger, int configured, long limit, int open, int max);
 }

@@ -40,9 +40,9 @@ internal sealed partial class NetworkExposureCheck(IServer server, IHostApplicat
         }
     }
 
-    [LoggerMessage(EventId = 6000, Level = LogLevel.Warning, Message = "SECURITY: EdgeServer listens on {Address} with NO API KEY. Every device on the network can use it. Set EdgeServer:Security:ApiKeys or ApiKeyFile, or listen on 127.0.0.1 only.")]
+    [LoggerMessage(EventId = EventIds.ExposedWithoutKey, Level = LogLevel.Warning, Message = "SECURITY: EdgeServer listens on {Address} with NO API KEY. Every device on the network can use it. Set EdgeServer:Security:ApiKeys or ApiKeyFile, or listen on 127.0.0.1 only.")]
     private static partial void LogExposed(ILogger logger, string address);
 
-    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "API keys required on every route but /health ({Count} configured)")]
+    [LoggerMessage(EventId = EventIds.KeysRequired, Level = LogLevel.Information, Message = "API keys required on every route but /health ({Count} configured)")]
     private static partial void LogKeysRequired(ILogger logger, int count);
 }

@@ -4,16 +4,22 @@ using EdgeServer.Inference.Diagnostics;
 
 namespace EdgeServer.Telemetry;
 
-/// <summary>What a generation endpoint learned about its request, for the request line and metrics.</summary>
+/// <summary>
+/// What an endpoint learned about its request (the model; for a generation its usage, timings and finish), for the
+/// request line and metrics. One per request (a scoped service): the endpoint fills it, the log middleware reads it.
+/// </summary>
 public sealed class GenerationOutcome
 {
     public string? Model { get; set; }
 
-    public GenerationUsage? Usage { get; set; }
+    public GenerationUsage? Usage { get; private set; }
 
-    public GenerationTimings? Timings { get; set; }
+    public GenerationTimings? Timings { get; private set; }
 
-    public FinishReason? FinishReason { get; set; }
+    public FinishReason? FinishReason { get; private set; }
+
+    public void Record(GenerationUsage usage, GenerationTimings? timings, FinishReason? finishReason) =>
+        (Usage, Timings, FinishReason) = (usage, timings, finishReason);
 }
 
 /// <summary>
@@ -22,10 +28,8 @@ public sealed class GenerationOutcome
 /// </summary>
 internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMetrics metrics, ILogger<RequestLogMiddleware> logger)
 {
-    public async Task InvokeAsync(HttpContext context)
+    public async Task InvokeAsync(HttpContext context, GenerationOutcome outcome)
     {
-        var outcome = new GenerationOutcome();
-        context.Features.Set(outcome);
         var started = Stopwatch.GetTimestamp();
         try
         {
@@ -52,11 +56,11 @@ internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMet
         }
     }
 
-    [LoggerMessage(EventId = 7000, Level = LogLevel.Information,
+    [LoggerMessage(EventId = EventIds.Generation, Level = LogLevel.Information,
         Message = "{Method} {Endpoint} {Status} model={Model} prompt_tokens={PromptTokens} cached_tokens={CachedTokens} completion_tokens={CompletionTokens} ttft_ms={TtftMs:0} tokens_per_s={TokensPerSecond:0.0} elapsed_ms={ElapsedMs:0} finish={FinishReason}")]
     private static partial void LogGeneration(ILogger logger, string method, string endpoint, int status, string model, int promptTokens, int cachedTokens,
         int completionTokens, double ttftMs, double tokensPerSecond, double elapsedMs, string finishReason);
 
-    [LoggerMessage(EventId = 7001, Level = LogLevel.Information, Message = "{Method} {Endpoint} {Status} model={Model} elapsed_ms={ElapsedMs:0}")]
+    [LoggerMessage(EventId = EventIds.Request, Level = LogLevel.Information, Message = "{Method} {Endpoint} {Status} model={Model} elapsed_ms={ElapsedMs:0}")]
     private static partial void LogRequest(ILogger logger, string method, string endpoint, int status, string model, double elapsedMs);
 }

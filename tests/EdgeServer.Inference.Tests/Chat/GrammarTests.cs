@@ -42,7 +42,7 @@ public sealed class GrammarTests : IDisposable
     public void SchemaGrammarsParseInLlamaCpp(string schema)
     {
         using var doc = JsonDocument.Parse(schema);
-        AssertParses(JsonSchemaGrammar.FromSchema(doc.RootElement, "response_format"));
+        AssertParses(JsonSchemaGrammar.FromSchema(doc.RootElement, GenerationField.ResponseFormat));
     }
 
     [Fact]
@@ -80,7 +80,7 @@ public sealed class GrammarTests : IDisposable
     public void UnenforceableKeywordsAreNamed(string schema, string keyword)
     {
         using var doc = JsonDocument.Parse(schema);
-        var e = Assert.Throws<UnsupportedSchemaException>(() => JsonSchemaGrammar.FromSchema(doc.RootElement, "response_format.json_schema.schema"));
+        var e = Assert.Throws<UnsupportedSchemaException>(() => JsonSchemaGrammar.FromSchema(doc.RootElement, GenerationField.ResponseFormatSchema));
         Assert.Equal(keyword, e.Keyword);
         Assert.Equal("response_format.json_schema.schema", e.Parameter);
         Assert.Contains($"'{keyword}'", e.Message, StringComparison.Ordinal);

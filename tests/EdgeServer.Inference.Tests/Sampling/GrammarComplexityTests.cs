@@ -25,13 +25,13 @@ public sealed class GrammarComplexityTests : IDisposable
     private static string Grammar(string schema, int max = JsonSchemaGrammar.DefaultMaxAlternatives)
     {
         using var doc = JsonDocument.Parse(schema);
-        return JsonSchemaGrammar.FromSchema(doc.RootElement, "response_format.json_schema.schema", max);
+        return JsonSchemaGrammar.FromSchema(doc.RootElement, GenerationField.ResponseFormatSchema, max);
     }
 
     private static UnsupportedSchemaException Refused(string schema, int max = JsonSchemaGrammar.DefaultMaxAlternatives)
     {
         using var doc = JsonDocument.Parse(schema);
-        return Assert.Throws<UnsupportedSchemaException>(() => JsonSchemaGrammar.FromSchema(doc.RootElement, "response_format.json_schema.schema", max));
+        return Assert.Throws<UnsupportedSchemaException>(() => JsonSchemaGrammar.FromSchema(doc.RootElement, GenerationField.ResponseFormatSchema, max));
     }
 
     [Fact]

@@ -51,7 +51,7 @@ public abstract class GenerationRequestDto
     /// <summary>Accepted and ignored: EdgeServer keeps no per-user state.</summary>
     public string? User { get; set; }
 
-    /// <summary>Fields EdgeServer does not know; any is a 400 naming it.</summary>
+    /// <summary>Fields not bound here: refused ones (see <see cref="RequestFields"/>) and unknown ones, each a 400 naming it.</summary>
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Unrecognized { get; set; }
 }
@@ -92,22 +92,8 @@ public sealed class ChatCompletionRequest : GenerationRequestDto
 
     public List<string>? Modalities { get; set; }
 
-    // Accepted by OpenAI, refused here when set: EdgeServer cannot honour them.
-    public JsonElement? Audio { get; set; }
-
-    public JsonElement? Prediction { get; set; }
-
-    public JsonElement? WebSearchOptions { get; set; }
-
-    public JsonElement? ReasoningEffort { get; set; }
-
-    public JsonElement? Verbosity { get; set; }
-
-    public JsonElement? Moderation { get; set; }
-
-    public JsonElement? Functions { get; set; }
-
-    public JsonElement? FunctionCall { get; set; }
+    // OpenAI's fields EdgeServer cannot honour (audio, prediction, functions, ...) are not bound: they land in
+    // Unrecognized, and RequestFields.Chat refuses them when set, saying why.
 }
 
 public sealed class ChatMessageDto
@@ -218,10 +204,6 @@ public sealed class CompletionRequest : GenerationRequestDto
 
     /// <summary>0 to 5: log probabilities of each token and this many alternatives.</summary>
     public int? Logprobs { get; set; }
-
-    public bool? Echo { get; set; }
-
-    public string? Suffix { get; set; }
 
     public int? BestOf { get; set; }
 }

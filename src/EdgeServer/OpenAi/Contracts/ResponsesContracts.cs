@@ -45,30 +45,11 @@ public sealed class CreateResponseRequest
 
     public JsonElement? StreamOptions { get; set; }
 
-    // Refused when set: tools, stored conversations and reasoning are not part of EdgeServer's Responses API.
-    public JsonElement? Tools { get; set; }
-
+    /// <summary>Only "none" or "auto": tools are served by /v1/chat/completions.</summary>
     public JsonElement? ToolChoice { get; set; }
 
-    public JsonElement? PreviousResponseId { get; set; }
-
-    public JsonElement? Conversation { get; set; }
-
-    public JsonElement? Background { get; set; }
-
-    public JsonElement? Reasoning { get; set; }
-
-    public JsonElement? Include { get; set; }
-
-    public JsonElement? Prompt { get; set; }
-
-    public JsonElement? MaxToolCalls { get; set; }
-
-    public JsonElement? TopLogprobs { get; set; }
-
-    public JsonElement? ContextManagement { get; set; }
-
-    public JsonElement? Moderation { get; set; }
+    // Tools, stored conversations and reasoning are not bound: they land in Unrecognized, and
+    // RequestFields.Responses refuses them when set, saying why.
 
     public JsonElement? PromptCacheOptions { get; set; }
 

@@ -2,15 +2,13 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using EdgeServer.Hosting;
 using EdgeServer.Inference;
-using Microsoft.Extensions.Options;
+using EdgeServer.Telemetry;
 
 namespace EdgeServer.OpenAi;
 
 /// <summary>/v1/embeddings, and llama-server's /tokenize and /detokenize.</summary>
 public static class EmbeddingEndpoints
 {
-    private const int MaxInputs = 2048;
-
     public static void MapEmbeddings(this RouteGroupBuilder v1) =>
         v1.MapPost("/embeddings", EmbeddingsAsync)
             .Accepts<EmbeddingRequest>("application/json")
@@ -26,12 +24,12 @@ public static class EmbeddingEndpoints
         return group;
     }
 
-    internal static async Task<IResult> EmbeddingsAsync(HttpContext context, IInferenceEngine engine, Admission admission, IOptions<EdgeServerOptions> options)
+    internal static async Task<IResult> EmbeddingsAsync(HttpContext context, IInferenceEngine engine, RequestDeadline deadline, GenerationOutcome outcome)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.EmbeddingRequest, context.RequestAborted);
-        RequestMapper.RejectUnrecognized(body.Unrecognized, string.Empty);
-        var model = string.IsNullOrEmpty(body.Model) ? throw OpenAiException.MissingParameter("model") : body.Model;
-        var inputs = ReadInputs(body.Input, options.Value.Limits);
+        WireReader.RejectUnrecognized(body.Unrecognized, string.Empty);
+        var model = WireReader.RequireModel(body.Model);
+        var inputs = ReadInputs(body.Input);
         var base64 = body.EncodingFormat switch
         {
             null or "float" => false,
@@ -43,13 +41,19 @@ public static class EmbeddingEndpoints
             throw new ModelNotFoundException(model);
         }
 
-        if (context.Features.Get<EdgeServer.Telemetry.GenerationOutcome>() is { } outcome)
+        outcome.Model = model;
+
+        // The engine admits it as a generation: a place among the model's slots and queue, 429 when full.
+        EmbeddingResult result;
+        try
         {
-            outcome.Model = model;
+            result = await deadline.RunAsync(ct => new ValueTask<EmbeddingResult>(engine.EmbedAsync(model, inputs, ct)), context.RequestAborted);
+        }
+        catch (InvalidGenerationParameterException e)
+        {
+            throw OpenAiException.From(e, new EmbeddingFieldNames(body.Input is { ValueKind: JsonValueKind.Array } list && list.GetArrayLength() > 0 && list[0].ValueKind != JsonValueKind.Number));
         }
 
-        // The same admission as generation: a place among the model's slots, the deadline, 429 when full.
-        var result = await admission.RunAsync(model, ct => new ValueTask<EmbeddingResult>(engine.EmbedAsync(model, inputs, ct)), context.RequestAborted);
         if (body.Dimensions is { } dimensions && dimensions != result.Dimensions)
         {
             throw OpenAiException.InvalidRequest($"'dimensions' is {dimensions}, but '{model}' makes {result.Dimensions}-dimensional vectors and EdgeServer does not shorten them.", "dimensions", "unsupported_value");
@@ -61,62 +65,43 @@ public static class EmbeddingEndpoints
         return OpenAiResults.Json(new EmbeddingList("list", data, model, new EmbeddingUsage(result.PromptTokens, result.PromptTokens)), OpenAiJsonContext.Web.EmbeddingList);
     }
 
-    private static List<EmbeddingInput> ReadInputs(JsonElement? input, LimitsOptions limits)
+    /// <summary>A string, an array of strings, token ids, or arrays of token ids; what they hold the engine checks.</summary>
+    private static List<EmbeddingInput> ReadInputs(JsonElement? input)
     {
         if (input is not { } value || value.ValueKind == JsonValueKind.Null)
         {
             throw OpenAiException.MissingParameter("input");
         }
 
-        var inputs = new List<EmbeddingInput>();
         if (value.ValueKind == JsonValueKind.String)
         {
-            inputs.Add(Text(value, "input", limits));
+            return [new EmbeddingInput(WireReader.Text(value, "input"))];
         }
-        else if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0 && value[0].ValueKind == JsonValueKind.Number)
+
+        if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0 && value[0].ValueKind == JsonValueKind.Number)
         {
-            inputs.Add(new EmbeddingInput(null, Tokens(value, "input")));
+            return [new EmbeddingInput(null, Tokens(value, "input"))];
         }
-        else if (value.ValueKind == JsonValueKind.Array)
-        {
-            var i = 0;
-            foreach (var item in value.EnumerateArray())
-            {
-                var param = $"input[{i++}]";
-                inputs.Add(item.ValueKind switch
-                {
-                    JsonValueKind.String => Text(item, param, limits),
-                    JsonValueKind.Array => new EmbeddingInput(null, Tokens(item, param)),
-                    _ => throw OpenAiException.InvalidType(param, "a string or an array of token ids"),
-                });
-            }
-        }
-        else
+
+        if (value.ValueKind != JsonValueKind.Array)
         {
             throw OpenAiException.InvalidType("input", "a string, an array of strings, or token ids");
         }
 
-        if (inputs.Count == 0)
+        var inputs = new List<EmbeddingInput>();
+        var i = 0;
+        foreach (var item in value.EnumerateArray())
         {
-            throw OpenAiException.InvalidRequest("'input' must not be empty.", "input", "invalid_value");
+            var param = $"input[{i++}]";
+            inputs.Add(item.ValueKind switch
+            {
+                JsonValueKind.String => new EmbeddingInput(WireReader.Text(item, param)),
+                JsonValueKind.Array => new EmbeddingInput(null, Tokens(item, param)),
+                _ => throw OpenAiException.InvalidType(param, "a string or an array of token ids"),
+            });
         }
 
-        return inputs.Count > MaxInputs
-            ? throw OpenAiException.InvalidRequest($"'input' has {inputs.Count} items; the limit is {MaxInputs}.", "input", "array_above_max_length")
-            : inputs;
-    }
-
-    private static EmbeddingInput Text(JsonElement value, string param, LimitsOptions limits)
-    {
-        var text = RequestMapper.Text(value, param);
-        if (text.Length == 0)
-        {
-            throw OpenAiException.InvalidRequest($"'{param}' must not be empty.", param, "invalid_value");
-        }
-
-        return text.Length > limits.MaxMessageChars
-            ? throw RequestMapper.Limit(param, $"'{param}' has {text.Length} characters", limits.MaxMessageChars, nameof(limits.MaxMessageChars))
-            : new EmbeddingInput(text);
+        return inputs;
     }
 
     private static int[] Tokens(JsonElement array, string param)
@@ -127,13 +112,13 @@ public static class EmbeddingEndpoints
             tokens.Add(t.ValueKind == JsonValueKind.Number && t.TryGetInt32(out var id) ? id : throw OpenAiException.InvalidType(param, "an array of integer token ids"));
         }
 
-        return tokens.Count == 0 ? throw OpenAiException.InvalidRequest($"'{param}' must not be empty.", param, "invalid_value") : tokens.ToArray();
+        return tokens.ToArray();
     }
 
     internal static async Task<IResult> TokenizeAsync(HttpContext context, IInferenceEngine engine)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.TokenizeRequest, context.RequestAborted);
-        RequestMapper.RejectUnrecognized(body.Unrecognized, string.Empty);
+        WireReader.RejectUnrecognized(body.Unrecognized, string.Empty);
         var model = ResolveModel(engine, body.Model);
         var content = body.Content ?? throw OpenAiException.MissingParameter("content");
         var pieces = await engine.TokenizeAsync(model, content, body.AddSpecial == true, body.ParseSpecial != false, context.RequestAborted);
@@ -145,7 +130,7 @@ public static class EmbeddingEndpoints
     internal static async Task<IResult> DetokenizeAsync(HttpContext context, IInferenceEngine engine)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.DetokenizeRequest, context.RequestAborted);
-        RequestMapper.RejectUnrecognized(body.Unrecognized, string.Empty);
+        WireReader.RejectUnrecognized(body.Unrecognized, string.Empty);
         var model = ResolveModel(engine, body.Model);
         var tokens = body.Tokens ?? throw OpenAiException.MissingParameter("tokens");
         return OpenAiResults.Json(new DetokenizeResponse(await engine.DetokenizeAsync(model, tokens, context.RequestAborted)), OpenAiJsonContext.Web.DetokenizeResponse);

@@ -2,20 +2,19 @@ using EdgeServer.Inference;
 
 namespace EdgeServer.OpenAi;
 
-/// <summary>One finished choice of a whole (non-streamed) response.</summary>
-internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<ToolCall>? ToolCalls);
-
-/// <summary>How one endpoint shapes generations into OpenAI objects, streamed or whole; one choice per index.</summary>
+/// <summary>How one endpoint shapes generations into its objects and stream events, whole or streamed.</summary>
 internal interface IResponseShape
 {
-    Task WriteFirstAsync(ServerSentEvents sse, int choices, CancellationToken cancellationToken);
+    Task WriteStartAsync(ServerSentEvents sse, int choices, CancellationToken cancellationToken);
 
-    /// <summary>Text, log probabilities and (on a final chunk) tool calls; the finish is written separately.</summary>
-    Task WriteChunkAsync(ServerSentEvents sse, int index, GenerationChunk chunk, CancellationToken cancellationToken);
+    /// <summary>Text, log probabilities and tool calls of a chunk; a final chunk also ends its choice.</summary>
+    Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken cancellationToken);
 
-    Task WriteFinishAsync(ServerSentEvents sse, int index, FinishReason reason, CancellationToken cancellationToken);
+    /// <summary>After every choice has ended: usage (when asked for) and the stream's end.</summary>
+    Task WriteEndAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken cancellationToken);
 
-    Task WriteUsageAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken cancellationToken);
+    /// <summary>An error after the stream began: headers are gone, so it is the last event.</summary>
+    Task WriteErrorAsync(ServerSentEvents sse, OpenAiException error, CancellationToken cancellationToken);
 
     IResult Complete(IReadOnlyList<ChoiceResult> choices, GenerationUsage usage);
 }
@@ -38,11 +37,35 @@ internal abstract class ResponseShapeBase(string idPrefix, string model, long cr
     protected static int[] Bytes(byte[] bytes) => Array.ConvertAll(bytes, b => (int)b);
 }
 
-/// <summary>/v1/chat/completions: chat.completion and chat.completion.chunk.</summary>
-internal sealed class ChatShape(string model, long created, string fingerprint, bool logprobs)
-    : ResponseShapeBase("chatcmpl-", model, created, fingerprint), IResponseShape
+/// <summary>The chat and completions streams: a usage chunk when asked for, then <c>data: [DONE]</c>; errors as <c>data: {"error":...}</c>.</summary>
+internal abstract class ChunkStreamShape(string idPrefix, string model, long created, string fingerprint, bool includeUsage)
+    : ResponseShapeBase(idPrefix, model, created, fingerprint)
 {
-    public async Task WriteFirstAsync(ServerSentEvents sse, int choices, CancellationToken ct)
+    public abstract Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken ct);
+
+    public async Task WriteEndAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct)
+    {
+        if (includeUsage)
+        {
+            await WriteUsageAsync(sse, usage, ct);
+        }
+
+        await sse.WriteDoneAsync(ct);
+    }
+
+#pragma warning disable CA1822 // implements IResponseShape in the derived shapes
+    public Task WriteErrorAsync(ServerSentEvents sse, OpenAiException error, CancellationToken ct) =>
+        sse.WriteAsync(error.ToResponse(), OpenAiJsonContext.Web.ErrorResponse, ct);
+#pragma warning restore CA1822
+
+    protected abstract Task WriteUsageAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct);
+}
+
+/// <summary>/v1/chat/completions: chat.completion and chat.completion.chunk.</summary>
+internal sealed class ChatShape(string model, long created, string fingerprint, bool logprobs, bool includeUsage)
+    : ChunkStreamShape("chatcmpl-", model, created, fingerprint, includeUsage), IResponseShape
+{
+    public async Task WriteStartAsync(ServerSentEvents sse, int choices, CancellationToken ct)
     {
         for (var i = 0; i < choices; i++)
         {
@@ -50,8 +73,9 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
         }
     }
 
-    public async Task WriteChunkAsync(ServerSentEvents sse, int index, GenerationChunk chunk, CancellationToken ct)
+    public override async Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken ct)
     {
+        var index = chunk.Choice;
         if (chunk.Text.Length > 0 || chunk.Logprobs is { Count: > 0 })
         {
             await Write(sse, index, new ChunkDelta(null, chunk.Text), ToLogprobs(chunk.Logprobs), null, ct);
@@ -66,12 +90,14 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
                 await Write(sse, index, new ChunkDelta(null, null, [new ToolCallDelta(i, null, null, new FunctionDelta(null, calls[i].Arguments))]), null, null, ct);
             }
         }
+
+        if (chunk.FinishReason is { } reason)
+        {
+            await Write(sse, index, new ChunkDelta(null, null), null, Reason(reason), ct);
+        }
     }
 
-    public Task WriteFinishAsync(ServerSentEvents sse, int index, FinishReason reason, CancellationToken ct) =>
-        Write(sse, index, new ChunkDelta(null, null), null, Reason(reason), ct);
-
-    public Task WriteUsageAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct) =>
+    protected override Task WriteUsageAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct) =>
         sse.WriteAsync(new ChatCompletionChunk(Id, "chat.completion.chunk", Created, Model, Fingerprint, [], ToUsage(usage)),
             OpenAiJsonContext.Web.ChatCompletionChunk, ct);
 
@@ -104,19 +130,28 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
 }
 
 /// <summary>/v1/completions: text_completion, the same object streamed and whole.</summary>
-internal sealed class CompletionShape(string model, long created, string fingerprint, bool logprobs)
-    : ResponseShapeBase("cmpl-", model, created, fingerprint), IResponseShape
+internal sealed class CompletionShape(string model, long created, string fingerprint, bool logprobs, bool includeUsage)
+    : ChunkStreamShape("cmpl-", model, created, fingerprint, includeUsage), IResponseShape
 {
     private readonly Dictionary<int, int> _offsets = [];
 
-    public Task WriteFirstAsync(ServerSentEvents sse, int choices, CancellationToken ct) => Task.CompletedTask;
+    public Task WriteStartAsync(ServerSentEvents sse, int choices, CancellationToken ct) => Task.CompletedTask;
 
-    public Task WriteChunkAsync(ServerSentEvents sse, int index, GenerationChunk chunk, CancellationToken ct) =>
-        chunk.Text.Length > 0 || chunk.Logprobs is { Count: > 0 } ? Write(sse, index, chunk.Text, ToLogprobs(index, chunk.Logprobs), null, ct) : Task.CompletedTask;
+    public override async Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken ct)
+    {
+        var index = chunk.Choice;
+        if (chunk.Text.Length > 0 || chunk.Logprobs is { Count: > 0 })
+        {
+            await Write(sse, index, chunk.Text, ToLogprobs(index, chunk.Logprobs), null, ct);
+        }
 
-    public Task WriteFinishAsync(ServerSentEvents sse, int index, FinishReason reason, CancellationToken ct) => Write(sse, index, string.Empty, null, Reason(reason), ct);
+        if (chunk.FinishReason is { } reason)
+        {
+            await Write(sse, index, string.Empty, null, Reason(reason), ct);
+        }
+    }
 
-    public Task WriteUsageAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct) =>
+    protected override Task WriteUsageAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct) =>
         sse.WriteAsync(new CompletionResponse(Id, "text_completion", Created, Model, Fingerprint, [], ToUsage(usage)),
             OpenAiJsonContext.Web.CompletionResponse, ct);
 

@@ -1,0 +1,36 @@
+namespace EdgeServer;
+
+/// <summary>
+/// Every log event id of the host, in one list so none is used twice. Operators filter on them; keep a value once
+/// it is released. The inference library has its own list (EdgeServer.Inference.Diagnostics.EventIds, 1000-3999).
+/// </summary>
+internal static class EventIds
+{
+    // systemd integration
+    public const int WatchdogEnabled = 1300;
+    public const int WatchdogWithheld = 1301;
+    public const int WatchdogSendFailed = 1302;
+
+    // The OpenAI API
+    public const int StreamFailed = 4000;
+    public const int RequestFailed = 4001;
+
+    // Hosting: start-up and shutdown
+    public const int NoModels = 5000;
+    public const int PreloadFailed = 5001;
+    public const int ShutdownDraining = 5100;
+    public const int ShutdownGraceOver = 5101;
+    public const int ShutdownAbandoned = 5102;
+
+    // Security and connections
+    public const int ExposedWithoutKey = 6000;
+    public const int KeysRequired = 6001;
+    public const int PerAddressRefused = 6100;
+    public const int TotalRefused = 6101;
+    public const int ConnectionsLowered = 6102;
+    public const int AcceptFailed = 6103;
+
+    // Request log
+    public const int Generation = 7000;
+    public const int Request = 7001;
+}

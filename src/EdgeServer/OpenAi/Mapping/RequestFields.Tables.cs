@@ -1,0 +1,120 @@
+using System.Text.Json;
+using EdgeServer.Inference;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>
+/// The request field tables of the APIs EdgeServer serves. A new field is a row here plus its use in the API's
+/// mapper; docs/api.md's chat table is checked against <see cref="Chat"/>.
+/// </summary>
+internal static class RequestFields
+{
+    private const FieldHandling Honoured = FieldHandling.Honoured;
+    private const FieldHandling Ignored = FieldHandling.Ignored;
+    private const FieldHandling Refused = FieldHandling.Refused;
+
+    /// <summary>Fields chat and legacy completions share: length, sampling, stop, streaming, n.</summary>
+    private static readonly RequestField[] Sampling =
+    [
+        new("temperature", "number", Honoured, "{range}; 0 is greedy. Default {default}.") { Engine = GenerationField.Temperature },
+        new("top_p", "number", Honoured, "{range}. Default {default}.") { Engine = GenerationField.TopP },
+        new("frequency_penalty", "number", Honoured, "{range}. Default {default} (off).") { Engine = GenerationField.FrequencyPenalty },
+        new("presence_penalty", "number", Honoured, "{range}. Default {default} (off).") { Engine = GenerationField.PresencePenalty },
+        new("seed", "integer", Honoured, "Same seed, same parameters, same prompt: same output. -1 or absent: random. With `n` > 1, choice *i* uses seed + *i*.") { Engine = GenerationField.Seed },
+        new("stop", "string or array", Honoured, "Up to {limit} strings of at most `EdgeServer:Limits:MaxStopLength` characters; matched across token boundaries and not included in the output.") { Engine = GenerationField.Stop, Limit = GenerationLimit.MaxStopSequences },
+        new("n", "integer", Honoured, "Choices generated side by side, each in its own slot, and admitted together (each takes a place among the model's slots and queue); {range}, up to {limit}. Usage counts the prompt once.") { Engine = GenerationField.Choices, Limit = GenerationLimit.MaxChoices },
+        new("stream", "boolean", Honoured, "Server-sent events, one chunk per token."),
+        new("stream_options", "object", Honoured, "`include_usage` sends a last chunk with usage. `include_obfuscation` is accepted; chunks are not padded. Only with `stream`."),
+        new("logit_bias", "object", Honoured, "Token id (see `/tokenize`) → bias from {range}, added to the logit before sampling. An id outside the vocabulary is a 400.") { Engine = GenerationField.LogitBias },
+        new("user", "string", Ignored, "Accepted; no effect (EdgeServer keeps no per-user state)."),
+    ];
+
+    private static readonly RequestField[] Extensions =
+    [
+        new("top_k", "integer", Honoured, "{range}; 0 = off. Default {default}.") { Engine = GenerationField.TopK, Extension = true },
+        new("min_p", "number", Honoured, "{range}. Default {default}.") { Engine = GenerationField.MinP, Extension = true },
+        new("repeat_penalty", "number", Honoured, "{range}; 1 = off. Default {default}.") { Engine = GenerationField.RepeatPenalty, Extension = true },
+        new("ignore_eos", "boolean", Honoured, "Keep generating past end-of-generation tokens (benchmarks use it to produce exactly `max_tokens`).") { Engine = GenerationField.IgnoreEos, Extension = true },
+    ];
+
+    public static FieldTable Chat { get; } = new("chat completions",
+    [
+        new("messages", "array", Honoured, "Up to {limit}. Roles `system`, `developer` (treated as `system`), `user`, `assistant`, `tool`. Content is a string or an array of `text` parts of at most `EdgeServer:Limits:MaxMessageChars` characters in all; other part types are a 400. Assistant `tool_calls` and `tool` results (with `tool_call_id`) are rendered by the model's chat template. Everything a client sends here and in `tools` stays text: a control token's text in it (`<|im_end|>`, `</s>`, `[INST]`) reaches the model as those characters, never as the token, so it cannot end a turn or open a new one; only the template's own text yields control tokens. User-defined tokens such as `<think>` are read as tokens, as in a plain prompt. A message's `name` has at most 64 characters (OpenAI's spec gives no limit; 64 is its limit for function names); a function name in `tool_calls` follows OpenAI's rule for function names, `^[a-zA-Z0-9_-]{1,64}$`.") { Engine = GenerationField.Messages, Limit = GenerationLimit.MaxMessages },
+        new("model", "string", Honoured, "A model id from `/v1/models`.") { Engine = GenerationField.Model },
+        new("max_completion_tokens", "integer", Honoured, "{range} and at most {limit}; `max_completion_tokens` wins over `max_tokens`. Default: until the end of the context.") { Aliases = ["max_tokens"], Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
+        .. Sampling,
+        new("logprobs", "boolean", Honoured, "Each generated token's log probability under the model (log-softmax of the raw logits, before temperature and cuts) with its UTF-8 bytes.") { Engine = GenerationField.Logprobs },
+        new("top_logprobs", "integer", Honoured, "{range} alternatives per token; needs `logprobs`.") { Engine = GenerationField.TopLogprobs },
+        new("tools", "array", Honoured, "Up to 128 `function` tools (other tool types are a 400), named by `^[a-zA-Z0-9_-]{1,64}$`. Parameter schemas are checked as for structured output: a keyword that cannot be enforced is a 400 naming it.") { Engine = GenerationField.Tools },
+        new("tool_choice", "string or object", Honoured, "`none` (tools are not shown to the model), `auto` (the model chooses; calls are parsed from its output), `required` and `{\"type\": \"function\", \"function\": {\"name\"}}` (enforced by a grammar, so even a small model returns a valid call).") { Engine = GenerationField.ToolChoice },
+        new("parallel_tool_calls", "boolean", Honoured, "`true` lets one turn hold up to 8 calls. Default **false**, as in llama-server: small models allowed several calls tend to repeat one.") { Engine = GenerationField.ParallelToolCalls },
+        new("response_format", "object", Honoured, "`text`, `json_object` (any JSON object) and `json_schema` (JSON valid against the schema), enforced while sampling by a GBNF grammar. `strict` is accepted; the schema is enforced either way. See below for supported keywords. A forced tool call together with a JSON format is a 400.") { Engine = GenerationField.ResponseFormat },
+        new("safety_identifier", "string", Ignored, "Accepted; no effect (EdgeServer keeps no per-user state)."),
+        new("store", "boolean", Ignored, "Accepted; no effect (nothing is stored)."),
+        new("metadata", "object", Ignored, "Accepted; no effect (nothing is stored)."),
+        new("service_tier", "string", Ignored, "Accepted; no effect (one tier)."),
+        new("prompt_cache_key", "string", Ignored, "Accepted; no effect. Prompt prefixes are reused automatically (`usage.prompt_tokens_details.cached_tokens`)."),
+        new("prompt_cache_retention", "string", Ignored, "Accepted; no effect."),
+        new("prompt_cache_options", "object", Ignored, "Accepted; no effect."),
+        new("modalities", "array", Honoured, "`[\"text\"]` only; `audio` is a 400."),
+        new("audio", "object", Refused, "EdgeServer serves text models; there is no audio output."),
+        new("prediction", "object", Refused, "predicted outputs are not implemented."),
+        new("web_search_options", "object", Refused, "EdgeServer runs offline and does not search the web."),
+        new("reasoning_effort", "string", Refused, "the models it serves have no adjustable reasoning effort."),
+        new("verbosity", "string", Refused, "the models it serves have no verbosity setting."),
+        new("moderation", "object", Refused, "EdgeServer has no moderation model."),
+        new("functions", "array", Refused, "the deprecated functions are not supported; send 'tools'."),
+        new("function_call", "string or object", Refused, "the deprecated function_call is not supported; send 'tool_choice'."),
+        .. Extensions,
+    ]);
+
+    public static FieldTable Completions { get; } = new("completions",
+    [
+        new("model", "string", Honoured, "A model id from `/v1/models`.") { Engine = GenerationField.Model },
+        new("prompt", "string or array", Honoured, "A string, or an array holding one string; at most `EdgeServer:Limits:MaxMessageChars` characters.") { Engine = GenerationField.Prompt },
+        new("max_tokens", "integer", Honoured, "{range} and at most {limit}. Default 16.") { Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
+        .. Sampling,
+        new("logprobs", "integer", Honoured, "{range}: each token's log probability and this many alternatives, in the legacy shape.") { Engine = GenerationField.TopLogprobs, Range = new FieldRange(0, 5) },
+        new("echo", "boolean", Refused, "the prompt is not echoed back; leave 'echo' out or false.") { AcceptedWhen = v => v.ValueKind == JsonValueKind.False },
+        new("suffix", "string", Refused, "insertion (fill-in-the-middle) is not implemented.") { AcceptedWhen = v => v.ValueKind == JsonValueKind.String && v.GetString()!.Length == 0 },
+        new("best_of", "integer", Honoured, "Only equal to `n`: choices are not generated server-side and ranked."),
+        .. Extensions,
+    ]);
+
+    public static FieldTable Responses { get; } = new("responses",
+    [
+        new("model", "string", Honoured, "A model id from `/v1/models`.") { Engine = GenerationField.Model },
+        new("input", "string or array", Honoured, "A string, or messages whose content is a string or `input_text` / `output_text` parts.") { Engine = GenerationField.Messages, Limit = GenerationLimit.MaxMessages },
+        new("instructions", "string", Honoured, "A system message before the input."),
+        new("max_output_tokens", "integer", Honoured, "{range} and at most {limit}. A reply cut by it has status `incomplete`.") { Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
+        new("temperature", "number", Honoured, "{range}; 0 is greedy. Default {default}.") { Engine = GenerationField.Temperature },
+        new("top_p", "number", Honoured, "{range}. Default {default}.") { Engine = GenerationField.TopP },
+        new("stream", "boolean", Honoured, "Typed server-sent events."),
+        new("text", "object", Honoured, "`format`: `text`, `json_object` or `json_schema`, as chat's `response_format`.") { Engine = GenerationField.ResponseFormat },
+        new("store", "boolean", Ignored, "Accepted; no effect (nothing is stored)."),
+        new("metadata", "object", Ignored, "Accepted and echoed; nothing is stored."),
+        new("user", "string", Ignored, "Accepted; no effect."),
+        new("safety_identifier", "string", Ignored, "Accepted; no effect."),
+        new("prompt_cache_key", "string", Ignored, "Accepted; no effect."),
+        new("prompt_cache_retention", "string", Ignored, "Accepted; no effect."),
+        new("prompt_cache_options", "object", Ignored, "Accepted; no effect."),
+        new("service_tier", "string", Ignored, "Accepted; no effect."),
+        new("parallel_tool_calls", "boolean", Ignored, "Accepted; no effect (no tools here)."),
+        new("stream_options", "object", Ignored, "Accepted; no effect."),
+        new("truncation", "string", Honoured, "Only `disabled`: EdgeServer does not drop input."),
+        new("tool_choice", "string or object", Honoured, "Only `none` or `auto`: tools are served by /v1/chat/completions."),
+        new("tools", "array", Refused, "tools are served by /v1/chat/completions; /v1/responses is text in, text out.") { AcceptedWhen = EmptyArray },
+        new("previous_response_id", "string", Refused, "EdgeServer stores no responses; send the whole conversation in 'input'."),
+        new("conversation", "string or object", Refused, "EdgeServer stores no conversations; send the whole conversation in 'input'."),
+        new("background", "boolean", Refused, "background runs are not supported.") { AcceptedWhen = v => v.ValueKind == JsonValueKind.False },
+        new("reasoning", "object", Refused, "the models it serves have no reasoning settings."),
+        new("include", "array", Refused, "no extra output items are available.") { AcceptedWhen = EmptyArray },
+        new("prompt", "object", Refused, "stored prompt templates are not supported."),
+        new("max_tool_calls", "integer", Refused, "tools are not supported here."),
+        new("top_logprobs", "integer", Refused, "log probabilities are served by /v1/chat/completions."),
+        new("context_management", "object", Refused, "context management is not supported."),
+        new("moderation", "object", Refused, "EdgeServer has no moderation model."),
+    ]);
+
+    private static bool EmptyArray(JsonElement value) => value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 0;
+}

@@ -1,0 +1,99 @@
+using System.Text.Json;
+using EdgeServer.Inference;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>
+/// A Responses API request becomes a <see cref="GenerationRequest"/> directly: <c>instructions</c> a system message,
+/// <c>input</c> the messages, <c>text.format</c> the response format. Fields are read against
+/// <see cref="RequestFields.Responses"/>; errors name them by <see cref="ResponsesFieldNames"/>.
+/// </summary>
+internal static class ResponsesMapper
+{
+    public static (GenerationRequest Request, IFieldNames Names) FromResponses(CreateResponseRequest body)
+    {
+        RequestFields.Responses.RejectUnbound(body.Unrecognized);
+        if (body.ToolChoice is { ValueKind: not JsonValueKind.Null } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
+        {
+            throw WireReader.Unsupported("tool_choice", "tools are served by /v1/chat/completions; /v1/responses is text in, text out.");
+        }
+
+        if (body.Truncation is not (null or "disabled"))
+        {
+            throw OpenAiException.InvalidRequest($"Invalid value for 'truncation': '{body.Truncation}'. EdgeServer does not drop input; only 'disabled' is supported.", "truncation", "unsupported_value");
+        }
+
+        var model = WireReader.RequireModel(body.Model);
+        var messages = new List<ChatMessage>();
+        var instructions = !string.IsNullOrEmpty(body.Instructions);
+        if (instructions)
+        {
+            messages.Add(new ChatMessage("system", body.Instructions));
+        }
+
+        var inputIsText = ReadInput(body.Input, messages);
+        if (body.Text is { } text)
+        {
+            WireReader.RejectUnrecognized(text.Unrecognized, "text.");
+        }
+
+        var format = body.Text?.Format is { } f ? new ResponseFormatDto { Type = f.Type, JsonSchema = f.Type == "json_schema" ? f : null, Unrecognized = f.Unrecognized } : null;
+        var defaults = SamplingParameters.Default;
+        var request = new GenerationRequest
+        {
+            Model = model,
+            Messages = messages,
+            MaxTokens = body.MaxOutputTokens,
+            Sampling = defaults with { Temperature = body.Temperature ?? defaults.Temperature, TopP = body.TopP ?? defaults.TopP },
+            ResponseFormat = ChatMapper.ReadResponseFormat(format, "text.format"),
+            ToolChoice = new ToolChoice(ToolChoiceMode.None),
+        };
+        return (request, new ResponsesFieldNames(instructions, inputIsText));
+    }
+
+    /// <summary>Adds the input's messages; true when the input is one string.</summary>
+    private static bool ReadInput(JsonElement? input, List<ChatMessage> messages)
+    {
+        if (input is not { } value || value.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAiException.MissingParameter("input");
+        }
+
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            messages.Add(new ChatMessage("user", WireReader.Text(value, "input")));
+            return true;
+        }
+
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAiException.InvalidType("input", "a string or an array of messages");
+        }
+
+        var index = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            var at = $"input[{index++}]";
+            if (item.ValueKind != JsonValueKind.Object)
+            {
+                throw OpenAiException.InvalidType(at, "a message object");
+            }
+
+            var type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : "message";
+            if (type != "message")
+            {
+                throw OpenAiException.InvalidRequest($"Invalid item type '{type}' in '{at}': EdgeServer's /v1/responses takes messages only.", at + ".type", "unsupported_value");
+            }
+
+            var role = ChatMapper.ReadRole(item.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null, at + ".role");
+            if (!item.TryGetProperty("content", out var content))
+            {
+                throw OpenAiException.MissingParameter(at + ".content");
+            }
+
+            messages.Add(new ChatMessage(role, WireReader.Content(content, at + ".content", "input_text", "output_text")));
+        }
+
+        return false;
+    }
+}

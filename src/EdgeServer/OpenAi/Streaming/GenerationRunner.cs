@@ -1,0 +1,115 @@
+using System.Text;
+using EdgeServer.Hosting;
+using EdgeServer.Inference;
+using EdgeServer.Telemetry;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>One finished choice of a whole (non-streamed) response.</summary>
+internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<ToolCall>? ToolCalls);
+
+/// <summary>
+/// Runs one generation for any API, the same way: the model check, the deadline, the engine (which validates and
+/// admits the request, all its choices or none), then the chunks collected into one response or streamed as the
+/// API's events, and the outcome recorded for the request log. Errors name fields as the API does.
+/// </summary>
+internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestDeadline deadline, ILogger<GenerationRunner> logger)
+{
+    public async Task<IResult> RunAsync(HttpContext context, GenerationOutcome outcome, GenerationRequest request, IFieldNames names, IResponseShape shape, bool stream)
+    {
+        // An unknown model is refused before anything else is done for it.
+        if (engine.FindModel(request.Model) is null)
+        {
+            throw new ModelNotFoundException(request.Model);
+        }
+
+        outcome.Model = request.Model;
+        var sse = stream ? new ServerSentEvents(context.Response) : null;
+        try
+        {
+            return await deadline.RunAsync(async ct =>
+            {
+                var session = await engine.StartAsync(request, ct);
+                return sse is null ? await CollectAsync(session, request.Choices, shape, outcome, ct) : await StreamAsync(sse, session, request.Choices, shape, outcome, ct);
+            }, context.RequestAborted);
+        }
+        catch (Exception e) when (sse is { Started: true } && e is not OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
+        {
+            // Headers are gone; the error travels as a last event, as llama-server does. A deadline is no failure.
+            if (e is not Polly.Timeout.TimeoutRejectedException)
+            {
+                LogStreamFailed(logger, e, request.Model);
+            }
+
+            await shape.WriteErrorAsync(sse, OpenAiException.From(e, names), CancellationToken.None);
+            return Results.Empty;
+        }
+        catch (Exception e) when (e is InvalidGenerationParameterException or ContextLengthExceededException)
+        {
+            throw OpenAiException.From(e, names);
+        }
+    }
+
+    private static async Task<IResult> CollectAsync(IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
+    {
+        var texts = Enumerable.Range(0, choices).Select(_ => new StringBuilder()).ToArray();
+        var logprobs = new List<TokenLogprob>?[choices];
+        var results = new ChoiceResult[choices];
+        var finals = new GenerationChunk[choices];
+        await foreach (var chunk in session.ReadAllAsync(ct))
+        {
+            var i = chunk.Choice;
+            texts[i].Append(chunk.Text);
+            if (chunk.Logprobs is { } lp)
+            {
+                (logprobs[i] ??= []).AddRange(lp);
+            }
+
+            if (chunk.IsFinal)
+            {
+                finals[i] = chunk;
+                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls);
+            }
+        }
+
+        var usage = Finish(finals, outcome);
+        return shape.Complete(results, usage);
+    }
+
+    private static async Task<IResult> StreamAsync(ServerSentEvents sse, IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
+    {
+        await sse.StartAsync(ct);
+        await shape.WriteStartAsync(sse, choices, ct);
+        var finals = new GenerationChunk[choices];
+        await foreach (var chunk in session.ReadAllAsync(ct))
+        {
+            await shape.WriteChunkAsync(sse, chunk, ct);
+            if (chunk.IsFinal)
+            {
+                finals[chunk.Choice] = chunk;
+            }
+        }
+
+        await shape.WriteEndAsync(sse, Finish(finals, outcome), ct);
+        return Results.Empty;
+    }
+
+    /// <summary>
+    /// Usage of the whole request (one prompt, several completions: the prompt counts once, generated tokens add up),
+    /// recorded with the first choice's timings and finish.
+    /// </summary>
+    private static GenerationUsage Finish(GenerationChunk[] finals, GenerationOutcome outcome)
+    {
+        if (finals.Any(f => f.Usage is null))
+        {
+            throw new OperationCanceledException("The generation ended without a result.");
+        }
+
+        var usage = new GenerationUsage(finals[0].Usage!.PromptTokens, finals.Sum(f => f.Usage!.CompletionTokens), finals[0].Usage!.CachedPromptTokens);
+        outcome.Record(usage, finals[0].Timings, finals[0].FinishReason);
+        return usage;
+    }
+
+    [LoggerMessage(EventId = EventIds.StreamFailed, Level = LogLevel.Error, Message = "Streaming generation for {Model} failed after the response started")]
+    private static partial void LogStreamFailed(ILogger logger, Exception exception, string model);
+}

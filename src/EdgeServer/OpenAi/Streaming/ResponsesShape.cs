@@ -1,0 +1,89 @@
+using System.Text;
+using System.Text.Json;
+using EdgeServer.Inference;
+
+namespace EdgeServer.OpenAi;
+
+/// <summary>
+/// /v1/responses: one response object, or its typed events (response.created ... response.completed), each with
+/// <c>event:</c> and <c>sequence_number</c>. One choice, one message of output text.
+/// </summary>
+internal sealed class ResponsesShape(CreateResponseRequest body, string model, TimeProvider clock) : IResponseShape
+{
+    private static readonly JsonElement EmptyObject = JsonDocument.Parse("{}").RootElement.Clone();
+    private readonly long _created = clock.GetUtcNow().ToUnixTimeSeconds();
+    private readonly StringBuilder _text = new();
+    private int _sequence;
+
+    private string Id { get; } = "resp_" + Guid.NewGuid().ToString("N");
+
+    private string MessageId { get; } = "msg_" + Guid.NewGuid().ToString("N");
+
+    public async Task WriteStartAsync(ServerSentEvents sse, int choices, CancellationToken ct)
+    {
+        var web = OpenAiJsonContext.Web;
+        await sse.WriteAsync("response.created", new ResponseLifecycleEvent("response.created", Next(), InProgress()), web.ResponseLifecycleEvent, ct);
+        await sse.WriteAsync("response.in_progress", new ResponseLifecycleEvent("response.in_progress", Next(), InProgress()), web.ResponseLifecycleEvent, ct);
+        var empty = Message(string.Empty, "in_progress");
+        await sse.WriteAsync("response.output_item.added", new ResponseOutputItemEvent("response.output_item.added", Next(), 0, empty with { Content = [] }), web.ResponseOutputItemEvent, ct);
+        await sse.WriteAsync("response.content_part.added", new ResponseContentPartEvent("response.content_part.added", Next(), MessageId, 0, 0, empty.Content[0]), web.ResponseContentPartEvent, ct);
+    }
+
+    public async Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken ct)
+    {
+        var web = OpenAiJsonContext.Web;
+        if (chunk.Text.Length > 0)
+        {
+            _text.Append(chunk.Text);
+            await sse.WriteAsync("response.output_text.delta", new ResponseTextDeltaEvent("response.output_text.delta", Next(), MessageId, 0, 0, chunk.Text, []), web.ResponseTextDeltaEvent, ct);
+        }
+
+        if (chunk.FinishReason is not { } reason)
+        {
+            return;
+        }
+
+        var text = _text.ToString();
+        var final = Finish(text, reason, chunk.Usage!);
+        var message = final.Output[0];
+        await sse.WriteAsync("response.output_text.done", new ResponseTextDoneEvent("response.output_text.done", Next(), MessageId, 0, 0, text, []), web.ResponseTextDoneEvent, ct);
+        await sse.WriteAsync("response.content_part.done", new ResponseContentPartEvent("response.content_part.done", Next(), MessageId, 0, 0, message.Content[0]), web.ResponseContentPartEvent, ct);
+        await sse.WriteAsync("response.output_item.done", new ResponseOutputItemEvent("response.output_item.done", Next(), 0, message), web.ResponseOutputItemEvent, ct);
+        var type = final.Status == "completed" ? "response.completed" : "response.incomplete";
+        await sse.WriteAsync(type, new ResponseLifecycleEvent(type, Next(), final), web.ResponseLifecycleEvent, ct);
+    }
+
+    /// <summary>The response object went out with the last chunk; this API has no end marker.</summary>
+    public Task WriteEndAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken ct) => Task.CompletedTask;
+
+    public Task WriteErrorAsync(ServerSentEvents sse, OpenAiException error, CancellationToken ct) =>
+        sse.WriteAsync("error", new ResponseErrorEvent("error", Next(), error.Code, error.Message, error.Param), OpenAiJsonContext.Web.ResponseErrorEvent, ct);
+
+    public IResult Complete(IReadOnlyList<ChoiceResult> choices, GenerationUsage usage) =>
+        OpenAiResults.Json(Finish(choices[0].Text, choices[0].Reason, usage), OpenAiJsonContext.Web.ResponseObject);
+
+    private int Next() => _sequence++;
+
+    private ResponseOutputMessage Message(string text, string status) =>
+        new("message", MessageId, status, "assistant", [new OutputTextPart("output_text", text, [], [])]);
+
+    private ResponseObject InProgress() => Build("in_progress", [], null, null, null);
+
+    private ResponseObject Finish(string text, FinishReason reason, GenerationUsage u)
+    {
+        var complete = reason != FinishReason.Length;
+        var usage = new ResponseUsageDto(u.PromptTokens, new InputTokensDetailsDto(u.CachedPromptTokens, u.PromptTokens - u.CachedPromptTokens), u.CompletionTokens, new OutputTokensDetailsDto(0), u.TotalTokens);
+        return Build(
+            complete ? "completed" : "incomplete",
+            [Message(text, complete ? "completed" : "incomplete")],
+            usage,
+            complete ? null : new IncompleteDetailsDto("max_output_tokens"),
+            complete ? clock.GetUtcNow().ToUnixTimeSeconds() : null);
+    }
+
+    private ResponseObject Build(string status, IReadOnlyList<ResponseOutputMessage> output, ResponseUsageDto? usage, IncompleteDetailsDto? incomplete, long? completedAt) => new(
+        Id, "response", _created, status, completedAt, null, incomplete, body.Instructions, body.MaxOutputTokens, model, output,
+        body.ParallelToolCalls ?? false, null, false, body.Temperature ?? SamplingParameters.Default.Temperature, body.TopP ?? SamplingParameters.Default.TopP,
+        new ResponseTextConfigDto(new ResponseTextFormatOut(body.Text?.Format?.Type ?? "text")), "auto", [], "disabled", usage,
+        body.Metadata is { ValueKind: JsonValueKind.Object } metadata ? metadata : EmptyObject);
+}
