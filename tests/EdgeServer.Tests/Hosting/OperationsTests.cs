@@ -8,7 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.Hosting;
 
 /// <summary>What an operator sees: metrics, the request log, API docs and health.</summary>
 [Collection(ServerGroup.Name)]
