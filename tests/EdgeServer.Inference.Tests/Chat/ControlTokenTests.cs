@@ -20,7 +20,7 @@ public sealed class ControlTokenModels : IDisposable
         "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.name %}{{ m.name }}{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
 
     private const string ControlTokenModelTemplate = Inference.Chat.ChatTemplate.ChatMl;
-    private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Templates", "Fixtures");
+    private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Text", "Templates", "Fixtures");
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), "control-tokens");
     private readonly Dictionary<string, Lazy<LlamaModel>> _models = [];
 

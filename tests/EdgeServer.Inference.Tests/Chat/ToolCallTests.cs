@@ -12,7 +12,7 @@ public sealed class ToolCallTests
         new("get_weather", null, """{"type":"object"}"""),
     ];
 
-    private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Templates", "Fixtures");
+    private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Text", "Templates", "Fixtures");
 
     [Theory]
     [InlineData("Qwen-Qwen2.5-7B-Instruct", ToolCallSyntax.Hermes)]

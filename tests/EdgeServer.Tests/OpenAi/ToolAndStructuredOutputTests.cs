@@ -5,7 +5,7 @@ using EdgeServer.TestSupport;
 using OpenAI;
 using OpenAI.Chat;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>
 /// Function calling, structured output, log probabilities and several choices, through the official OpenAI SDK.

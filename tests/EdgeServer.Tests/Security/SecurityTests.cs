@@ -12,7 +12,7 @@ using Microsoft.Extensions.Options;
 using OpenAI;
 using OpenAI.Chat;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.Security;
 
 /// <summary>The server with API keys (one in settings, one in a key file) and one allowed browser origin.</summary>
 public sealed class SecuredServerFixture : ServerFixture

@@ -4,7 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.Hosting;
 
 /// <summary>One slot, no wait queue, a 1-second deadline on a clock the tests move.</summary>
 public sealed class TightServerFixture : ServerFixture
@@ -22,7 +22,7 @@ public sealed class TightServerFixture : ServerFixture
     protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<TimeProvider>(Clock);
 }
 
-public class AdmissionTests(TightServerFixture server) : IClassFixture<TightServerFixture>
+public class AdmissionHttpTests(TightServerFixture server) : IClassFixture<TightServerFixture>
 {
     private const string Endless = """{"model":"successor","prompt":"1","ignore_eos":true,"max_tokens":4000,"temperature":0,"stream":true}""";
     private const string Short = """{"model":"successor","prompt":"a","max_tokens":3,"temperature":0}""";

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using EdgeServer.TestSupport;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.Hosting;
 
 /// <summary>The real executable as a child process, ended by SIGTERM as a container runtime or systemd ends it.</summary>
 public partial class ProcessShutdownTests

@@ -4,7 +4,7 @@ using OpenAI;
 using OpenAI.Chat;
 using OpenAI.Models;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>The official OpenAI .NET SDK, pointed at EdgeServer, gets what it would from OpenAI.</summary>
 [Collection(ServerGroup.Name)]

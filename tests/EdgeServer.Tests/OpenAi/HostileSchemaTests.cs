@@ -1,9 +1,10 @@
 using System.Net;
 using System.Text.Json;
+using EdgeServer.Hosting;
 using EdgeServer.Inference;
 using EdgeServer.TestSupport;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>A server of its own: these tests stop a model's decode loop on purpose.</summary>
 public sealed class IsolatedServerFixture : ServerFixture;
@@ -62,7 +63,7 @@ public class HostileSchemaTests(IsolatedServerFixture server) : IClassFixture<Is
         var socketPath = Path.Combine(Path.GetTempPath(), $"edgeserver-notify-{Guid.NewGuid():N}.sock");
         using var notify = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
         notify.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath));
-        var watchdog = new Hosting.SystemdWatchdog(engine, Microsoft.Extensions.Logging.Abstractions.NullLogger<Hosting.SystemdWatchdog>.Instance);
+        var watchdog = new SystemdWatchdog(engine, Microsoft.Extensions.Logging.Abstractions.NullLogger<SystemdWatchdog>.Instance);
         Assert.True(watchdog.Beat(socketPath));
         var buffer = new byte[64];
         Assert.Equal("WATCHDOG=1", System.Text.Encoding.ASCII.GetString(buffer, 0, notify.Receive(buffer)));

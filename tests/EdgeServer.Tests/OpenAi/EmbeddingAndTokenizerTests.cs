@@ -5,7 +5,7 @@ using EdgeServer.TestSupport;
 using OpenAI;
 using OpenAI.Embeddings;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>/v1/embeddings through the official SDK (mean pooling over the decoder model), and /tokenize, /detokenize.</summary>
 [Collection(ServerGroup.Name)]

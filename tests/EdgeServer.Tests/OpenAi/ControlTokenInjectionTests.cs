@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>Control-token text a client sends in a conversation reaches the model as text, not as the token.</summary>
 [Collection(ServerGroup.Name)]

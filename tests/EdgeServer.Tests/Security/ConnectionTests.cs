@@ -9,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.Security;
 
 /// <summary>
 /// Hostile connections on a LAN: many idle ones from one address, more than the server may hold, slow ones, and

@@ -5,7 +5,7 @@ using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Native;
 using EdgeServer.TestSupport;
 
-namespace EdgeServer.Inference.Tests.Chat;
+namespace EdgeServer.Inference.Tests.Sampling;
 
 /// <summary>Grammars from JSON Schemas and tool lists: llama.cpp accepts each one; unenforceable keywords are named.</summary>
 public sealed class GrammarTests : IDisposable

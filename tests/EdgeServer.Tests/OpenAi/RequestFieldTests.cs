@@ -2,7 +2,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using EdgeServer.TestSupport;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>
 /// docs/api.md lists every field of OpenAI's CreateChatCompletionRequest with what EdgeServer does with it, and

@@ -1,4 +1,4 @@
-namespace EdgeServer.Inference.Tests.Templates;
+namespace EdgeServer.Inference.Tests.Text.Templates;
 
 /// <summary>A clock stopped at one instant in UTC, for strftime_now in rendered templates.</summary>
 internal sealed class FixedClock(DateTimeOffset now) : TimeProvider

@@ -2,7 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>Bad input gets the right status and an OpenAI-shaped error; a good request right after still works.</summary>
 [Collection(ServerGroup.Name)]

@@ -1,7 +1,7 @@
 using EdgeServer.Inference.Chat;
 using EdgeServer.Inference.Text.Templates;
 
-namespace EdgeServer.Inference.Tests.Templates;
+namespace EdgeServer.Inference.Tests.Text.Templates;
 
 /// <summary>Jinja2 semantics chat templates rely on, each checked against what Python's jinja2 prints.</summary>
 public sealed class JinjaTests
@@ -66,7 +66,7 @@ public sealed class JinjaTests
     [Fact]
     public void ATemplateThatRefusesSystemGetsItInTheFirstUserTurn()
     {
-        var gemma = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Templates", "Fixtures", "google-gemma-2-2b-it.jinja"));
+        var gemma = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Text", "Templates", "Fixtures", "google-gemma-2-2b-it.jinja"));
         var template = ChatTemplate.Create(gemma, null, "<bos>", "<eos>", tokenizerAddsBos: true);
         Assert.False(template.SupportsSystemRole);
         var prompt = template.Render([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Hi")], [], ToolChoice.Auto, true);
@@ -86,7 +86,7 @@ public sealed class JinjaTests
     [Fact]
     public void ToolChoiceNoneHidesTheTools()
     {
-        var qwen = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Templates", "Fixtures", "Qwen-Qwen2.5-7B-Instruct.jinja"));
+        var qwen = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Text", "Templates", "Fixtures", "Qwen-Qwen2.5-7B-Instruct.jinja"));
         var template = ChatTemplate.Create(qwen, null, "<|endoftext|>", "<|im_end|>", tokenizerAddsBos: false);
         Assert.Equal(ToolCallSyntax.Hermes, template.Syntax);
         ToolDefinition[] tools = [new("set_light", null, """{"type":"object"}""")];

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text.Json;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.Hosting;
 
 /// <summary>
 /// Hostile model files in the models folder: each is listed unavailable with a reason that names the file but

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using EdgeServer.TestSupport;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>The wire format itself: SSE framing byte for byte, and every body checked against OpenAI's OpenAPI spec.</summary>
 [Collection(ServerGroup.Name)]

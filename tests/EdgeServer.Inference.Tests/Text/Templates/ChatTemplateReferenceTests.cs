@@ -1,16 +1,16 @@
 using System.Text.Json;
 using EdgeServer.Inference.Text.Templates;
 
-namespace EdgeServer.Inference.Tests.Templates;
+namespace EdgeServer.Inference.Tests.Text.Templates;
 
 /// <summary>
-/// Renders real models' chat templates (Templates/Fixtures/*.jinja) with each conversation in
+/// Renders real models' chat templates (Text/Templates/Fixtures/*.jinja) with each conversation in
 /// conversations.json and compares with the output of Python's jinja2 configured as Hugging Face's
 /// apply_chat_template (written by Fixtures/render-reference.py), character for character.
 /// </summary>
 public sealed class ChatTemplateReferenceTests
 {
-    private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Templates", "Fixtures");
+    private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Text", "Templates", "Fixtures");
 
     public static TheoryData<string, string> Cases()
     {

@@ -6,7 +6,7 @@ using EdgeServer.TestSupport;
 using OpenAI;
 using OpenAI.Responses;
 
-namespace EdgeServer.Tests;
+namespace EdgeServer.Tests.OpenAi;
 
 /// <summary>POST /v1/responses for text in and out, through the official SDK and against the spec.</summary>
 [Collection(ServerGroup.Name)]
