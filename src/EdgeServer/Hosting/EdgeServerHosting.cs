@@ -86,8 +86,8 @@ public static class EdgeServerHosting
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsFileValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<Admission>();
-        services.TryAddSingleton(sp => CreateEngine(sp));
-        services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
+        // Registered by its interface only; the container still disposes it, as it does every IDisposable it creates.
+        services.TryAddSingleton<IInferenceEngine>(CreateEngine);
         services.AddHostedService<EngineStartup>();
         services.TryAddSingleton<InFlightRequests>();
         services.AddHostedService<GracefulShutdown>();
@@ -170,7 +170,7 @@ public static class EdgeServerHosting
         app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
     }
 
-    private static InferenceEngine CreateEngine(IServiceProvider services)
+    private static IInferenceEngine CreateEngine(IServiceProvider services)
     {
         var options = services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
         static string Resolve(string path) => EdgeServerOptionsFileValidator.Resolve(path);
@@ -206,7 +206,7 @@ public static class EdgeServerHosting
 }
 
 /// <summary>Starts the engine with the host, so a missing native library or bad model folder fails start-up loudly.</summary>
-internal sealed partial class EngineStartup(InferenceEngine engine, IOptions<EdgeServerOptions> options, ILogger<EngineStartup> logger) : IHostedService
+internal sealed partial class EngineStartup(IInferenceEngine engine, IOptions<EdgeServerOptions> options, ILogger<EngineStartup> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -211,7 +211,7 @@ public static partial class OpenAiEndpoints
     private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
         new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate));
 
-    private static string Fingerprint(IInferenceEngine engine) => engine is InferenceEngine e ? $"fp_edgeserver_llama.cpp-{e.Runtime.Version}" : "fp_edgeserver";
+    private static string Fingerprint(IInferenceEngine engine) => $"fp_edgeserver_llama.cpp-{engine.RuntimeVersion}";
 
     [LoggerMessage(EventId = 4000, Level = LogLevel.Error, Message = "Streaming generation for {Model} failed after the response started")]
     private static partial void LogStreamFailed(ILogger logger, Exception exception, string model);
