@@ -36,13 +36,6 @@ public static class EdgeServerHosting
             : AppContext.BaseDirectory;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
         builder.Configuration.AddCommandLine(args, SwitchMappings.ToDictionary());
-        if (string.IsNullOrWhiteSpace(builder.Configuration["urls"]))
-        {
-            // Without API keys the server answers only this machine unless told otherwise.
-            var security = builder.Configuration.GetSection($"{EdgeServerOptions.Section}:Security").Get<SecurityOptions>() ?? new();
-            builder.WebHost.UseUrls(new ApiKeyStore(security).Enabled ? "http://0.0.0.0:8080" : "http://127.0.0.1:8080");
-        }
-
         builder.AddEdgeServer();
         return builder;
     }
@@ -107,6 +100,7 @@ public static class EdgeServerHosting
             }
         });
         services.AddCors();
+        // Also picks the default address (loopback without keys) when none is configured.
         services.AddHostedService<NetworkExposureCheck>();
         services.TryAddSingleton<ConnectionLimits>();
         // Registered after Kestrel's socket transport, so Kestrel binds TCP endpoints with this one.
