@@ -254,6 +254,18 @@ public interface IInferenceEngine
 
     /// <summary>Problems that keep the engine from serving (a stopped decode loop); none when healthy.</summary>
     EngineHealth CheckHealth();
+
+    /// <summary>The loaded llama.cpp library's version; responses name it in their system fingerprint.</summary>
+    string RuntimeVersion { get; }
+
+    /// <summary>Loads a model now (it would otherwise load on first use), so preloading fails or succeeds at start-up.</summary>
+    Task LoadAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>From now on new requests are refused with <see cref="ShuttingDownException"/>; running ones go on.</summary>
+    void BeginShutdown();
+
+    /// <summary>Ends every running and queued generation now, each with a shutting-down error its reader sees.</summary>
+    void EndGenerations();
 }
 
 /// <summary>The engine's own view of whether it can serve; <see cref="Problems"/> say what is wrong.</summary>

@@ -62,6 +62,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public LlamaRuntimeInfo Runtime { get; }
 
+    public string RuntimeVersion => Runtime.Version;
+
     public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(id => _descriptors[id]).ToArray();
 
     public ModelDescriptor? FindModel(string id) => _descriptors.GetValueOrDefault(id);

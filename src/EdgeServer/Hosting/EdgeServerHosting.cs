@@ -36,13 +36,6 @@ public static class EdgeServerHosting
             : AppContext.BaseDirectory;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
         builder.Configuration.AddCommandLine(args, SwitchMappings.ToDictionary());
-        if (string.IsNullOrWhiteSpace(builder.Configuration["urls"]))
-        {
-            // Without API keys the server answers only this machine unless told otherwise.
-            var security = builder.Configuration.GetSection($"{EdgeServerOptions.Section}:Security").Get<SecurityOptions>() ?? new();
-            builder.WebHost.UseUrls(new ApiKeyStore(security).Enabled ? "http://0.0.0.0:8080" : "http://127.0.0.1:8080");
-        }
-
         builder.AddEdgeServer();
         return builder;
     }
@@ -88,8 +81,8 @@ public static class EdgeServerHosting
         services.TryAddSingleton<RequestDeadline>();
         services.TryAddSingleton<GenerationRunner>();
         services.TryAddScoped<GenerationOutcome>();
-        services.TryAddSingleton(sp => CreateEngine(sp));
-        services.TryAddSingleton<IInferenceEngine>(sp => sp.GetRequiredService<InferenceEngine>());
+        // Registered by its interface only; the container still disposes it, as it does every IDisposable it creates.
+        services.TryAddSingleton<IInferenceEngine>(CreateEngine);
         services.AddHostedService<EngineStartup>();
         services.TryAddSingleton<InFlightRequests>();
         services.AddHostedService<GracefulShutdown>();
@@ -109,6 +102,7 @@ public static class EdgeServerHosting
             }
         });
         services.AddCors();
+        // Also picks the default address (loopback without keys) when none is configured.
         services.AddHostedService<NetworkExposureCheck>();
         services.TryAddSingleton<ConnectionLimits>();
         // Registered after Kestrel's socket transport, so Kestrel binds TCP endpoints with this one.
@@ -172,7 +166,7 @@ public static class EdgeServerHosting
         app.UseSwaggerUI(o => o.DocumentTitle = "EdgeServer API");
     }
 
-    private static InferenceEngine CreateEngine(IServiceProvider services)
+    private static IInferenceEngine CreateEngine(IServiceProvider services)
     {
         var options = services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
         static string Resolve(string path) => EdgeServerOptionsFileValidator.Resolve(path);
@@ -207,7 +201,7 @@ public static class EdgeServerHosting
 }
 
 /// <summary>Starts the engine with the host, so a missing native library or bad model folder fails start-up loudly.</summary>
-internal sealed partial class EngineStartup(InferenceEngine engine, IOptions<EdgeServerOptions> options, ILogger<EngineStartup> logger) : IHostedService
+internal sealed partial class EngineStartup(IInferenceEngine engine, IOptions<EdgeServerOptions> options, ILogger<EngineStartup> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -10,7 +10,7 @@ namespace EdgeServer.Hosting;
 /// <see cref="StoppingAsync"/>, before any hosted service stops, so Kestrel keeps accepting meanwhile and a
 /// new client is told why it is refused instead of finding the port closed.
 /// </summary>
-internal sealed partial class GracefulShutdown(InferenceEngine engine, InFlightRequests inFlight, IOptions<EdgeServerOptions> options,
+internal sealed partial class GracefulShutdown(IInferenceEngine engine, InFlightRequests inFlight, IOptions<EdgeServerOptions> options,
     TimeProvider clock, ILogger<GracefulShutdown> logger) : IHostedLifecycleService
 {
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;

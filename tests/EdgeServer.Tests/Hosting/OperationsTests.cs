@@ -102,7 +102,7 @@ public partial class OperationsTests(ServerFixture server)
         Assert.Contains("successor", text, StringComparison.Ordinal);
 
         // A success is remembered for 30 s: a second probe right after decodes nothing.
-        var engine = server.App.Services.GetRequiredService<EdgeServer.Inference.InferenceEngine>();
+        var engine = (EdgeServer.Inference.InferenceEngine)server.App.Services.GetRequiredService<EdgeServer.Inference.IInferenceEngine>();
         var evaluated = engine.PromptTokensEvaluated(ServerFixture.Model);
         using var again = await server.Http.GetAsync("/health/ready");
         Assert.Equal(HttpStatusCode.OK, again.StatusCode);
@@ -127,6 +127,18 @@ public partial class OperationsTests(ServerFixture server)
 
 public class LifecycleTests
 {
+    [Fact]
+    public async Task DisposingTheAppDisposesTheEngine()
+    {
+        var app = EdgeServerHosting.CreateBuilder(["--urls", "http://127.0.0.1:0", "--models-dir", "/nonexistent", "--Logging:LogLevel:Default=None"]).Build();
+        var engine = app.Services.GetRequiredService<EdgeServer.Inference.IInferenceEngine>();
+        await app.DisposeAsync();
+
+        // Never started nor stopped, so only disposal makes it refuse new work.
+        var request = new EdgeServer.Inference.GenerationRequest { Model = "any", Prompt = "x" };
+        await Assert.ThrowsAsync<EdgeServer.Inference.ShuttingDownException>(() => engine.StartAsync(request, CancellationToken.None));
+    }
+
     [Fact]
     public async Task NotReadyWithoutAServableModel()
     {

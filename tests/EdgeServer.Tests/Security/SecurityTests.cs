@@ -6,6 +6,8 @@ using System.Text.Json;
 using EdgeServer.Hosting;
 using EdgeServer.Security;
 using EdgeServer.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Options;
@@ -184,11 +186,23 @@ public class StartupTests
     public void SizesAreReadInHumanUnits(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
 
     [Fact]
-    public void WithoutKeysTheDefaultAddressIsLoopbackAndWithKeysItIsTheNetwork()
+    public async Task WithoutKeysTheDefaultAddressIsLoopbackAndWithKeysItIsTheNetwork()
     {
-        Assert.Equal("http://127.0.0.1:8080", DefaultUrls());
-        Assert.Equal("http://0.0.0.0:8080", DefaultUrls("--EdgeServer:Security:ApiKeys:0=k"));
-        Assert.Equal("http://10.0.0.2:9000", DefaultUrls("--urls", "http://10.0.0.2:9000"));
+        Assert.Equal(["http://127.0.0.1:8080"], await DefaultUrls());
+        Assert.Equal(["http://0.0.0.0:8080"], await DefaultUrls("--EdgeServer:Security:ApiKeys:0=k"));
+        var keyFile = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(keyFile, "# a comment\nk\n");
+            Assert.Equal(["http://0.0.0.0:8080"], await DefaultUrls("--EdgeServer:Security:ApiKeyFile=" + keyFile));
+        }
+        finally
+        {
+            File.Delete(keyFile);
+        }
+
+        // A configured address is left to the web host, which reads it after this.
+        Assert.Empty(await DefaultUrls("--urls", "http://10.0.0.2:9000", "--EdgeServer:Security:ApiKeys:0=k"));
     }
 
     [Fact]
@@ -260,9 +274,12 @@ public class StartupTests
         Assert.Contains("NO API KEY", warning.Message, StringComparison.Ordinal);
     }
 
-    private static string? DefaultUrls(params string[] args)
+    /// <summary>The server's addresses once the hosted services' StartingAsync ran (the web host reads urls after that).</summary>
+    private static async Task<string[]> DefaultUrls(params string[] args)
     {
-        var builder = EdgeServerHosting.CreateBuilder(args);
-        return builder.WebHost.GetSetting("urls");
+        await using var app = EdgeServerHosting.CreateBuilder([.. args, "--Logging:LogLevel:Default=None"]).Build();
+        var check = app.Services.GetServices<IHostedService>().OfType<NetworkExposureCheck>().Single();
+        await check.StartingAsync(CancellationToken.None);
+        return [.. app.Urls];
     }
 }

@@ -52,5 +52,5 @@ public static class OpenAiEndpoints
     private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
         new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate));
 
-    private static string Fingerprint(IInferenceEngine engine) => engine is InferenceEngine e ? $"fp_edgeserver_llama.cpp-{e.Runtime.Version}" : "fp_edgeserver";
+    private static string Fingerprint(IInferenceEngine engine) => $"fp_edgeserver_llama.cpp-{engine.RuntimeVersion}";
 }
