@@ -351,18 +351,18 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         _metrics.Dispose();
     }
 
-    [LoggerMessage(EventId = 3000, Level = LogLevel.Information, Message = "Model {Model} found at {Path} ({Architecture}, {Quantization})")]
+    [LoggerMessage(EventId = EventIds.ModelFound, Level = LogLevel.Information, Message = "Model {Model} found at {Path} ({Architecture}, {Quantization})")]
     private static partial void LogModelFound(ILogger logger, string model, string path, string architecture, string quantization);
 
-    [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Model {Model} ({Path}) is unavailable: {Reason}")]
+    [LoggerMessage(EventId = EventIds.ModelUnavailable, Level = LogLevel.Warning, Message = "Model {Model} ({Path}) is unavailable: {Reason}")]
     private static partial void LogModelUnavailable(ILogger logger, string model, string path, string reason);
 
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
+    [LoggerMessage(EventId = EventIds.ModelReloaded, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
     private static partial void LogModelReloaded(ILogger logger, string model);
 
-    [LoggerMessage(EventId = 3004, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model's memory is kept until the process ends (it may still be in use); a restart frees it")]
+    [LoggerMessage(EventId = EventIds.StoppedModelKept, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model's memory is kept until the process ends (it may still be in use); a restart frees it")]
     private static partial void LogModelKept(ILogger logger, string model);
 
-    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
+    [LoggerMessage(EventId = EventIds.ModelLoaded, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
     private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate);
 }

@@ -15,7 +15,11 @@ public static class InferenceDiagnostics
 /// <summary>What one finished generation took, measured by the decode loop.</summary>
 public sealed record GenerationTimings(TimeSpan Queued, TimeSpan PromptEvaluation, TimeSpan Generation)
 {
-    /// <summary>From admission to the first generated token.</summary>
+    /// <summary>
+    /// From the moment the request entered its model's queue (prompt already rendered and tokenized) to the moment
+    /// its first token was sampled: the wait for a slot (<see cref="Queued"/>) plus <see cref="PromptEvaluation"/>.
+    /// Model loading, tokenizing and the host's own admission come before it and are not counted.
+    /// </summary>
     public TimeSpan TimeToFirstToken => Queued + PromptEvaluation;
 
     public TimeSpan Total => Queued + PromptEvaluation + Generation;
@@ -43,7 +47,7 @@ internal sealed class InferenceMetrics : IDisposable
         _promptTokens = _meter.CreateCounter<long>("edgeserver.tokens.prompt", "{token}", "Prompt tokens of finished requests.");
         _cachedPromptTokens = _meter.CreateCounter<long>("edgeserver.tokens.prompt_cached", "{token}", "Prompt tokens served from the prefix cache.");
         _generatedTokens = _meter.CreateCounter<long>("edgeserver.tokens.generated", "{token}", "Generated tokens.");
-        _timeToFirstToken = _meter.CreateHistogram<double>("edgeserver.time_to_first_token", "s", "From admission to the first generated token.",
+        _timeToFirstToken = _meter.CreateHistogram<double>("edgeserver.time_to_first_token", "s", "From entering the model's queue to the first sampled token: the wait for a slot plus prompt evaluation.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
         _tokensPerSecond = _meter.CreateHistogram<double>("edgeserver.generation.tokens_per_second", "{token}/s", "Generation speed of each request after its first token.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000] });

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using EdgeServer.Inference.Diagnostics;
 using EdgeServer.Inference.Native;
 using Microsoft.Extensions.Logging;
 
@@ -194,21 +195,21 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
     [GeneratedRegex(@"\s{2,}")]
     private static partial Regex Spaces();
 
-    [LoggerMessage(EventId = 3100, Level = LogLevel.Debug, Message = "Model file {Path} probed in {ElapsedMs:0} ms: {Verdict}")]
+    [LoggerMessage(EventId = EventIds.ModelProbed, Level = LogLevel.Debug, Message = "Model file {Path} probed in {ElapsedMs:0} ms: {Verdict}")]
     private static partial void LogProbed(ILogger logger, string path, double elapsedMs, string verdict);
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "The probe child for model file {Path} exited with code {ExitCode}; its last lines: {Lines}")]
+    [LoggerMessage(EventId = EventIds.ProbeChildFailed, Level = LogLevel.Warning, Message = "The probe child for model file {Path} exited with code {ExitCode}; its last lines: {Lines}")]
     private static partial void LogChildFailed(ILogger logger, string path, int exitCode, string lines);
 
-    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "The probe child for model file {Path} ran longer than {TimeoutSeconds} s and was killed")]
+    [LoggerMessage(EventId = EventIds.ProbeChildTimedOut, Level = LogLevel.Warning, Message = "The probe child for model file {Path} ran longer than {TimeoutSeconds} s and was killed")]
     private static partial void LogChildTimedOut(ILogger logger, string path, double timeoutSeconds);
 
-    [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "The probe child ({Command}) could not be started, so model file {Path} is probed in this process")]
+    [LoggerMessage(EventId = EventIds.ProbeChildNotStarted, Level = LogLevel.Warning, Message = "The probe child ({Command}) could not be started, so model file {Path} is probed in this process")]
     private static partial void LogChildNotStarted(ILogger logger, Exception exception, string command, string path);
 
-    [LoggerMessage(EventId = 3105, Level = LogLevel.Debug, Message = "Probing model file {Path}: {Command} {Arguments}")]
+    [LoggerMessage(EventId = EventIds.ProbeChildStarting, Level = LogLevel.Debug, Message = "Probing model file {Path}: {Command} {Arguments}")]
     private static partial void LogChildStarting(ILogger logger, string path, string command, string arguments);
 
-    [LoggerMessage(EventId = 3104, Level = LogLevel.Warning, Message = "Model files are probed in this process (no probe command): a file that makes llama.cpp abort would end it")]
+    [LoggerMessage(EventId = EventIds.ProbingInProcess, Level = LogLevel.Warning, Message = "Model files are probed in this process (no probe command): a file that makes llama.cpp abort would end it")]
     private static partial void LogProbingInProcess(ILogger logger);
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using EdgeServer.Inference.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeServer.Inference.Native;
@@ -123,6 +124,6 @@ internal static unsafe partial class LlamaLog
         }
     }
 
-    [LoggerMessage(EventId = 1100, Message = "llama.cpp: {NativeMessage}")]
+    [LoggerMessage(EventId = EventIds.NativeLog, Message = "llama.cpp: {NativeMessage}")]
     private static partial void LogNative(ILogger logger, LogLevel level, string nativeMessage);
 }

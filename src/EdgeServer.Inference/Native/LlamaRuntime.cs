@@ -1,4 +1,5 @@
 using System.Globalization;
+using EdgeServer.Inference.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeServer.Inference.Native;
@@ -114,6 +115,6 @@ public static partial class LlamaRuntime
         return list;
     }
 
-    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "llama.cpp {Version} loaded from {Directory}; devices: {Devices}")]
+    [LoggerMessage(EventId = EventIds.NativeRuntimeLoaded, Level = LogLevel.Information, Message = "llama.cpp {Version} loaded from {Directory}; devices: {Devices}")]
     private static partial void LogLoaded(ILogger logger, string version, string directory, string devices);
 }

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
+using EdgeServer.Inference.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeServer.Inference.Native;
@@ -92,6 +93,6 @@ internal static partial class NativeLibraryLoader
         _ => IntPtr.Zero,
     };
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Debug, Message = "Native library probe {Path}: {Outcome}")]
+    [LoggerMessage(EventId = EventIds.NativeLibraryProbe, Level = LogLevel.Debug, Message = "Native library probe {Path}: {Outcome}")]
     private static partial void LogProbe(ILogger logger, string path, string outcome);
 }

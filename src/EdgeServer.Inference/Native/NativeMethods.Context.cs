@@ -11,16 +11,10 @@ internal static unsafe partial class NativeMethods
     internal static partial void llama_free(IntPtr context);
 
     [LibraryImport(Llama)]
-    internal static partial uint llama_n_ctx(SafeLlamaContextHandle context);
-
-    [LibraryImport(Llama)]
     internal static partial uint llama_n_ctx_seq(SafeLlamaContextHandle context);
 
     [LibraryImport(Llama)]
     internal static partial uint llama_n_batch(SafeLlamaContextHandle context);
-
-    [LibraryImport(Llama)]
-    internal static partial uint llama_n_seq_max(SafeLlamaContextHandle context);
 
     [LibraryImport(Llama)]
     internal static partial LlamaBatch llama_batch_init(int nTokens, int embd, int nSeqMax);
@@ -48,19 +42,7 @@ internal static unsafe partial class NativeMethods
     internal static partial bool llama_memory_seq_rm(IntPtr memory, int seqId, int p0, int p1);
 
     [LibraryImport(Llama)]
-    internal static partial int llama_memory_seq_pos_max(IntPtr memory, int seqId);
-
-    [LibraryImport(Llama)]
-    internal static partial LlamaPerfContextData llama_perf_context(SafeLlamaContextHandle context);
-
-    [LibraryImport(Llama)]
-    internal static partial void llama_perf_context_reset(SafeLlamaContextHandle context);
-
-    [LibraryImport(Llama)]
     internal static partial float* llama_get_embeddings_seq(SafeLlamaContextHandle context, int seqId);
-
-    [LibraryImport(Llama)]
-    internal static partial float* llama_get_embeddings_ith(SafeLlamaContextHandle context, int i);
 
     [LibraryImport(Llama)]
     internal static partial int llama_pooling_type(SafeLlamaContextHandle context);

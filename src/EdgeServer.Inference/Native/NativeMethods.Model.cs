@@ -20,9 +20,6 @@ internal static unsafe partial class NativeMethods
     internal static partial int llama_model_n_embd(SafeLlamaModelHandle model);
 
     [LibraryImport(Llama)]
-    internal static partial int llama_model_n_layer(SafeLlamaModelHandle model);
-
-    [LibraryImport(Llama)]
     internal static partial ulong llama_model_size(SafeLlamaModelHandle model);
 
     [LibraryImport(Llama)]

@@ -12,16 +12,10 @@ internal static unsafe partial class NativeMethods
     internal static partial void llama_sampler_chain_add(SafeLlamaSamplerHandle chain, IntPtr sampler);
 
     [LibraryImport(Llama)]
-    internal static partial int llama_sampler_chain_n(SafeLlamaSamplerHandle chain);
-
-    [LibraryImport(Llama)]
     internal static partial void llama_sampler_free(IntPtr sampler);
 
     [LibraryImport(Llama)]
     internal static partial int llama_sampler_sample(SafeLlamaSamplerHandle sampler, SafeLlamaContextHandle context, int idx);
-
-    [LibraryImport(Llama)]
-    internal static partial void llama_sampler_reset(SafeLlamaSamplerHandle sampler);
 
     [LibraryImport(Llama)]
     internal static partial IntPtr llama_sampler_init_greedy();

@@ -5,9 +5,6 @@ namespace EdgeServer.Inference.Native;
 internal static unsafe partial class NativeMethods
 {
     [LibraryImport(Llama)]
-    internal static partial int llama_vocab_type(IntPtr vocab);
-
-    [LibraryImport(Llama)]
     internal static partial int llama_vocab_n_tokens(IntPtr vocab);
 
     [LibraryImport(Llama)]

@@ -30,9 +30,6 @@ internal static unsafe partial class NativeMethods
     internal static partial LlamaSamplerChainParams llama_sampler_chain_default_params();
 
     [LibraryImport(Llama)]
-    internal static partial long llama_time_us();
-
-    [LibraryImport(Llama)]
     internal static partial void llama_log_set(delegate* unmanaged[Cdecl]<GgmlLogLevel, byte*, IntPtr, void> callback, IntPtr userData);
 
     [LibraryImport(Ggml, StringMarshalling = StringMarshalling.Utf8)]

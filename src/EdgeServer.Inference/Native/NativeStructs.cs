@@ -148,18 +148,6 @@ internal struct LlamaLogitBias
     public float Bias;
 }
 
-[StructLayout(LayoutKind.Sequential)]
-internal struct LlamaPerfContextData
-{
-    public double TStartMs;
-    public double TLoadMs;
-    public double TPEvalMs;
-    public double TEvalMs;
-    public int NPEval;
-    public int NEval;
-    public int NReused;
-}
-
 /// <summary>ggml_log_level.</summary>
 internal enum GgmlLogLevel
 {

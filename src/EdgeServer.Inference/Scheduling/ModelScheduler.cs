@@ -973,24 +973,24 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         public List<TokenLogprob> PendingLogprobs { get; } = [];
     }
 
-    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Model {Model}: {Slots} slots of {ContextPerSlot} tokens, batch {BatchSize}, {Threads} threads")]
+    [LoggerMessage(EventId = EventIds.SchedulerStarted, Level = LogLevel.Information, Message = "Model {Model}: {Slots} slots of {ContextPerSlot} tokens, batch {BatchSize}, {Threads} threads")]
     private static partial void LogStarted(ILogger logger, string model, int slots, int contextPerSlot, int batchSize, int threads);
 
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Error, Message = "Model {Model}: llama_decode returned {Status} for a batch of {Tokens} tokens")]
+    [LoggerMessage(EventId = EventIds.DecodeFailed, Level = LogLevel.Error, Message = "Model {Model}: llama_decode returned {Status} for a batch of {Tokens} tokens")]
     private static partial void LogDecodeFailed(ILogger logger, string model, int status, int tokens);
 
-    [LoggerMessage(EventId = 2002, Level = LogLevel.Critical, Message = "Model {Model}: the decode loop stopped")]
+    [LoggerMessage(EventId = EventIds.DecodeLoopStopped, Level = LogLevel.Critical, Message = "Model {Model}: the decode loop stopped")]
     private static partial void LogLoopFailed(ILogger logger, Exception exception, string model);
 
-    [LoggerMessage(EventId = 2003, Level = LogLevel.Error, Message = "Model {Model}: slot {Slot} failed; its request ends, the others go on")]
+    [LoggerMessage(EventId = EventIds.SlotFailed, Level = LogLevel.Error, Message = "Model {Model}: slot {Slot} failed; its request ends, the others go on")]
     private static partial void LogSlotFailed(ILogger logger, Exception exception, string model, int slot);
 
-    [LoggerMessage(EventId = 2004, Level = LogLevel.Error, Message = "Model {Model}: the decode loop failed (attempt {Attempt}); running requests end and the context is made anew")]
+    [LoggerMessage(EventId = EventIds.DecodeLoopFailed, Level = LogLevel.Error, Message = "Model {Model}: the decode loop failed (attempt {Attempt}); running requests end and the context is made anew")]
     private static partial void LogLoopError(ILogger logger, Exception exception, string model, int attempt);
 
-    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Model {Model}: a new llama_context replaces the old one")]
+    [LoggerMessage(EventId = EventIds.ContextRecreated, Level = LogLevel.Warning, Message = "Model {Model}: a new llama_context replaces the old one")]
     private static partial void LogContextRecreated(ILogger logger, string model);
 
-    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Model {Model}: sampling one token took longer than {BudgetSeconds} s; that request ends")]
+    [LoggerMessage(EventId = EventIds.SamplingOverBudget, Level = LogLevel.Warning, Message = "Model {Model}: sampling one token took longer than {BudgetSeconds} s; that request ends")]
     private static partial void LogSamplingOverBudget(ILogger logger, string model, double budgetSeconds);
 }

@@ -37,10 +37,9 @@ public class NativeAbiTests
     }
 
     [Fact]
-    public void BatchAndPerfLayoutsMatchHeader()
+    public void BatchMessageAndBiasLayoutsMatchHeader()
     {
         Assert.Equal(56, Marshal.SizeOf<LlamaBatch>());
-        Assert.Equal(48, Marshal.SizeOf<LlamaPerfContextData>());
         Assert.Equal(16, Marshal.SizeOf<LlamaChatMessage>());
         Assert.Equal(8, Marshal.SizeOf<LlamaLogitBias>());
     }

@@ -56,10 +56,6 @@ internal sealed class IfStmt(List<(Expr? Condition, List<Stmt> Body)> branches) 
     }
 }
 
-internal sealed class LoopBreak : Exception;
-
-internal sealed class LoopContinue : Exception;
-
 internal sealed class BreakStmt : Stmt
 {
     public override void Render(Scope scope, StringBuilder output) => throw new LoopBreak();
