@@ -75,6 +75,19 @@ public class AdmissionHttpTests(TightServerFixture server) : IClassFixture<Tight
         await AShortRequestIsServedSoon();
     }
 
+    [Fact]
+    public async Task ARequestForMoreChoicesThanThereArePlacesIsRefusedWholeAndLeavesNothingRunning()
+    {
+        // One slot, no queue: n = 2 cannot be admitted. It must not start one choice and leave it running.
+        using var refused = await Post("""{"model":"successor","prompt":"1","ignore_eos":true,"max_tokens":4000,"temperature":0,"n":2}""");
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", await refused.Content.ReadAsStringAsync());
+
+        // Nothing holds the slot, so the next request is served at once.
+        using var next = await Post(Short);
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+    }
+
     private async Task AShortRequestIsServedSoon()
     {
         // The slot is released as the ended request's handler returns, which the client may see after its own end.
