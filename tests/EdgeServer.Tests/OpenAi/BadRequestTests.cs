@@ -95,6 +95,15 @@ public class BadRequestTests(ServerFixture server)
         { "completion without prompt", "/v1/completions", """{"model":"successor"}""", 400, "prompt", "missing_required_parameter" },
         { "completion with token prompt", "/v1/completions", """{"model":"successor","prompt":[1,2,3]}""", 400, "prompt", "invalid_value" },
         { "unknown route", "/v1/engines", "{}", 404, null, "unknown_url" },
+        { "n beyond int range", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"n":2147483647}""", 400, "n", "limit_exceeded" },
+        { "negative top_logprobs", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":-1}""", 400, "top_logprobs", "invalid_value" },
+        { "refused field given twice", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"audio":null,"audio":{"voice":"alloy"}}""", 400, "audio", "unsupported_parameter" },
+        { "refused field of another type", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"prediction":7}""", 400, "prediction", "unsupported_parameter" },
+        { "legacy best_of above n", "/v1/completions", """{"model":"successor","prompt":"a","best_of":3}""", 400, "best_of", "unsupported_parameter" },
+        { "legacy max_tokens above the cap", "/v1/completions", """{"model":"successor","prompt":"a","max_tokens":5000}""", 400, "max_tokens", "limit_exceeded" },
+        { "embedding input empty text", "/v1/embeddings", """{"model":"successor","input":["a",""]}""", 400, "input[1]", "invalid_value" },
+        { "embedding input one empty text", "/v1/embeddings", """{"model":"successor","input":""}""", 400, "input", "invalid_value" },
+        { "embedding token outside the vocabulary", "/v1/embeddings", """{"model":"successor","input":[[1,2],[999999]]}""", 400, "input[1]", "invalid_value" },
     };
 
     [Theory]
@@ -112,6 +121,13 @@ public class BadRequestTests(ServerFixture server)
         Assert.Equal(code, error.GetProperty("code").GetString());
 
         await AGoodRequestStillSucceeds();
+    }
+
+    [Fact]
+    public async Task RefusedCompletionFieldsLeftEmptyAreAccepted()
+    {
+        using var response = await Send(HttpMethod.Post, "/v1/completions", """{"model":"successor","prompt":"a","max_tokens":2,"echo":false,"suffix":"","best_of":1}""");
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
 
     [Fact]

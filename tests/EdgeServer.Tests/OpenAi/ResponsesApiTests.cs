@@ -106,6 +106,12 @@ public class ResponsesApiTests(ServerFixture server)
     [InlineData("""{"model":"successor"}""", "input")]
     [InlineData("""{"model":"successor","input":"x","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"string","pattern":"^a"}}}}""", "text.format.schema")]
     [InlineData("""{"model":"successor","input":"x","text":{"format":{"type":"json_object","shape":"round"}}}""", "text.format.shape")]
+    [InlineData("""{"model":"successor","input":[]}""", "input")]
+    [InlineData("""{"model":"successor","input":"x","max_output_tokens":999999}""", "max_output_tokens")]
+    [InlineData("""{"model":"successor","instructions":"Be brief.","input":[{"role":"user","content":"hi"},{"role":"user","content":null}]}""", "input[1].content")]
+    [InlineData("""{"model":"successor","instructions":"Be brief.","input":[{"role":"wizard","content":"hi"}]}""", "input[0].role")]
+    [InlineData("""{"model":"successor","input":"x","background":true}""", "background")]
+    [InlineData("""{"model":"successor","input":"x","include":["reasoning.encrypted_content"]}""", "include")]
     public async Task WhatCannotBeHonouredIsRefused(string body, string param)
     {
         using var response = await server.PostAsync("/v1/responses", body);
@@ -113,5 +119,16 @@ public class ResponsesApiTests(ServerFixture server)
         Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadRequest, json);
         server.AssertMatchesSchema("ErrorResponse", json);
         Assert.Equal(param, JsonDocument.Parse(json).RootElement.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    /// <summary>Values of refused fields that mean "not used" (an empty list, false) are accepted, as OpenAI's SDKs send them.</summary>
+    [Fact]
+    public async Task RefusedFieldsLeftEmptyAreAccepted()
+    {
+        using var response = await server.PostAsync("/v1/responses",
+            """{"model":"successor","input":"x","max_output_tokens":2,"tools":[],"include":[],"background":false,"previous_response_id":null,"tool_choice":"auto"}""");
+        var json = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, json);
+        server.AssertMatchesSchema("Response", json);
     }
 }
