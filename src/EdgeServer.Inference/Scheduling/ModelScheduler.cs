@@ -929,50 +929,6 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _wake.Dispose();
     }
 
-    private sealed class Slot(int id)
-    {
-        public int Id { get; } = id;
-
-        public GenerationSession? Session { get; set; }
-
-        /// <summary>Tokens whose KV this slot's sequence holds, in order.</summary>
-        public List<int> Cached { get; } = [];
-
-        public int PromptPosition { get; set; }
-
-        public int CachedPromptTokens { get; set; }
-
-        public int Generated { get; set; }
-
-        /// <summary>The last sampled token, to be decoded in the next step; -1 when none.</summary>
-        public int PendingToken { get; set; } = -1;
-
-        public int BatchIndex { get; set; } = -1;
-
-        public TokenSampler? Sampler { get; set; }
-
-        /// <summary>Whether this slot has tokens in the batch being decoded.</summary>
-        public bool InBatch { get; set; }
-
-        /// <summary>A grammar step running off the decode thread; it yields the sampled token.</summary>
-        public Task<int>? Sampling { get; set; }
-
-        public long SamplingSince { get; set; }
-
-        /// <summary>The loop step that started the running grammar step.</summary>
-        public long SamplingStep { get; set; }
-
-        /// <summary>This slot's logits, copied for a grammar step (the context's are overwritten by the next decode).</summary>
-        public float[]? LogitsCopy { get; set; }
-
-        public Utf8StreamDecoder? Decoder { get; set; }
-
-        public StopSequenceMatcher? Stops { get; set; }
-
-        /// <summary>Log probabilities of tokens whose text has not been written yet.</summary>
-        public List<TokenLogprob> PendingLogprobs { get; } = [];
-    }
-
     [LoggerMessage(EventId = EventIds.SchedulerStarted, Level = LogLevel.Information, Message = "Model {Model}: {Slots} slots of {ContextPerSlot} tokens, batch {BatchSize}, {Threads} threads")]
     private static partial void LogStarted(ILogger logger, string model, int slots, int contextPerSlot, int batchSize, int threads);
 

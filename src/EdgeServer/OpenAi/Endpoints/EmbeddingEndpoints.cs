@@ -24,7 +24,7 @@ public static class EmbeddingEndpoints
         return group;
     }
 
-    internal static async Task<IResult> EmbeddingsAsync(HttpContext context, IInferenceEngine engine, RequestDeadline deadline, GenerationOutcome outcome)
+    internal static async Task<IResult> EmbeddingsAsync(HttpContext context, IInferenceEngine engine, GenerationRunner runner, RequestDeadline deadline, GenerationOutcome outcome)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.EmbeddingRequest, context.RequestAborted);
         WireReader.RejectUnrecognized(body.Unrecognized, string.Empty);
@@ -36,12 +36,7 @@ public static class EmbeddingEndpoints
             "base64" => true,
             _ => throw OpenAiException.InvalidRequest($"Invalid value for 'encoding_format': '{body.EncodingFormat}'. Supported values are: 'float' and 'base64'.", "encoding_format", "invalid_value"),
         };
-        if (engine.FindModel(model) is null)
-        {
-            throw new ModelNotFoundException(model);
-        }
-
-        outcome.Model = model;
+        runner.SelectModel(model, outcome);
 
         // The engine admits it as a generation: a place among the model's slots and queue, 429 when full.
         EmbeddingResult result;

@@ -17,13 +17,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
 {
     public async Task<IResult> RunAsync(HttpContext context, GenerationOutcome outcome, GenerationRequest request, IFieldNames names, IResponseShape shape, bool stream)
     {
-        // An unknown model is refused before anything else is done for it.
-        if (engine.FindModel(request.Model) is null)
-        {
-            throw new ModelNotFoundException(request.Model);
-        }
-
-        outcome.Model = request.Model;
+        SelectModel(request.Model, outcome);
         var sse = stream ? new ServerSentEvents(context.Response) : null;
         try
         {
@@ -48,6 +42,20 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         {
             throw OpenAiException.From(e, names);
         }
+    }
+
+    /// <summary>
+    /// The request's model, for every endpoint that runs one: an unknown model is a 404 before anything else is done
+    /// for it (no deadline, no place in a queue), and a known one is recorded for the request log.
+    /// </summary>
+    public void SelectModel(string model, GenerationOutcome outcome)
+    {
+        if (engine.FindModel(model) is null)
+        {
+            throw new ModelNotFoundException(model);
+        }
+
+        outcome.Model = model;
     }
 
     private static async Task<IResult> CollectAsync(IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
