@@ -129,6 +129,12 @@ public sealed record GenerationRequest
     /// becomes s, s+1, ... The engine admits all of them or none.
     /// </summary>
     public int Choices { get; init; } = 1;
+
+    /// <summary>
+    /// How long the model stays loaded once idle after this request (Ollama's keep_alive): zero unloads it at once,
+    /// a negative value keeps it until it must make room; null keeps the model's current setting.
+    /// </summary>
+    public TimeSpan? KeepAlive { get; init; }
 }
 
 public enum FinishReason
@@ -194,8 +200,11 @@ public interface IGenerationSession
 
 public enum ModelStatus
 {
-    /// <summary>Found and valid; loads on first use.</summary>
+    /// <summary>Found and valid; loads on first use (<see cref="ModelDescriptor.Error"/> holds the last load's failure, if any).</summary>
     Available,
+
+    /// <summary>Being loaded (or being freed, on its way back to <see cref="Available"/>).</summary>
+    Loading,
     Loaded,
     /// <summary>Broken or unloadable; <see cref="ModelDescriptor.Error"/> says why.</summary>
     Unavailable,
@@ -213,7 +222,20 @@ public sealed record ModelDescriptor(
     ulong ParameterCount,
     long FileSize,
     int ContextLength,
-    string ChatTemplate);
+    string ChatTemplate)
+{
+    /// <summary>Bytes the model takes (estimated before loading) against the memory budget.</summary>
+    public long MemoryBytes { get; init; }
+
+    /// <summary>The estimate's parts ("weights 1.6 GiB, KV 0.4, compute 0.1").</summary>
+    public string? MemoryParts { get; init; }
+
+    /// <summary>When an idle loaded model unloads, unless used again first; null when it is not idle or never does.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+}
+
+/// <summary>The memory budget of the loaded models and what they use of it; a null budget is no limit.</summary>
+public sealed record MemoryStatus(long? BudgetBytes, long UsedBytes, string? BudgetDerivation);
 
 /// <summary>Text to embed, or tokens already tokenized.</summary>
 public sealed record EmbeddingInput(string? Text, IReadOnlyList<int>? Tokens = null);
@@ -238,7 +260,17 @@ public interface IInferenceEngine
     /// <summary>Throws <see cref="InvalidGenerationParameterException"/> for a token outside the vocabulary.</summary>
     Task<string> DetokenizeAsync(string model, IReadOnlyList<int> tokens, CancellationToken cancellationToken);
 
+    /// <summary>Every model with its state in the pool (available, loading, loaded, unavailable) and memory.</summary>
     IReadOnlyList<ModelDescriptor> ListModels();
+
+    /// <summary>The memory budget and its use.</summary>
+    MemoryStatus Memory { get; }
+
+    /// <summary>
+    /// Frees a loaded model's memory. False when it is not loaded. A model with requests queued or running is
+    /// unloaded when they finish if <paramref name="wait"/>, otherwise <see cref="ModelBusyException"/>.
+    /// </summary>
+    Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken);
 
     ModelDescriptor? FindModel(string id);
 

@@ -24,6 +24,15 @@ public sealed record EngineOptions
     /// <summary>Memory-map model files (llama.cpp's default); off reads them into memory.</summary>
     public bool UseMmap { get; init; } = true;
 
+    /// <summary>
+    /// Bytes the loaded models may take together (<see cref="Pool.MemoryBudget.Detect"/> finds what the box has);
+    /// null: no limit.
+    /// </summary>
+    public Pool.MemoryBudget? MemoryBudget { get; init; }
+
+    /// <summary>How long an idle model stays loaded; zero unloads it after each request, a negative value never.</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Request-size limits, checked by <see cref="GenerationRequestValidator"/>.</summary>
     public GenerationLimits Limits { get; init; } = GenerationLimits.Default;
 

@@ -66,6 +66,20 @@ public sealed class ModelUnavailableException(string model, string reason)
     public string Model { get; } = model;
 }
 
+/// <summary>A model can never be loaded within the memory budget; the message gives the numbers.</summary>
+public sealed class ModelTooLargeException(string model, string why)
+    : InferenceException($"The model '{model}' cannot be loaded: {why}")
+{
+    public string Model { get; } = model;
+}
+
+/// <summary>A model asked to unload has requests queued or running.</summary>
+public sealed class ModelBusyException(string model)
+    : InferenceException($"The model '{model}' has requests queued or running; it unloads once they finish (ask again with wait=true to wait for them).")
+{
+    public string Model { get; } = model;
+}
+
 /// <summary>Prompt plus requested completion does not fit the context of a slot.</summary>
 public sealed class ContextLengthExceededException(int promptTokens, int maxTokens, int contextLength, GenerationField field = GenerationField.Messages)
     : InferenceException(

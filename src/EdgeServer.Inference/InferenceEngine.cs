@@ -22,15 +22,15 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly ConcurrentDictionary<string, ModelDescriptor> _descriptors = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelSource> _sources;
     private readonly ModelProber _prober;
-    private readonly ConcurrentDictionary<string, Lazy<Task<ModelScheduler>>> _loaded = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Lazy<Embedder>> _embedders = new(StringComparer.Ordinal);
+    private readonly Pool.ModelPool _pool;
+    private readonly ConcurrentDictionary<ModelScheduler, Lazy<Embedder>> _embedders = new();
     private readonly IReadOnlyList<string> _order;
     private readonly InferenceMetrics _metrics;
     private readonly ConcurrentDictionary<string, string> _faults = new(StringComparer.Ordinal);
     private int _disposed;
     private volatile bool _shuttingDown;
 
-    public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory, IMeterFactory? meterFactory = null)
+    public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory, IMeterFactory? meterFactory = null, TimeProvider? clock = null)
     {
         _options = options;
         _metrics = new InferenceMetrics(meterFactory, LoadedSnapshots);
@@ -58,34 +58,75 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
 
         _order = options.Models.Select(m => m.Id).ToArray();
+        _pool = new Pool.ModelPool(_order, options.MemoryBudget?.Bytes, options.KeepAlive, Footprint, Load, Unload, clock ?? TimeProvider.System, loggerFactory.CreateLogger<Pool.ModelPool>());
+        _metrics.Watch(_pool);
+        if (options.MemoryBudget is { } budget)
+        {
+            LogBudget(_logger, budget.Derivation);
+        }
     }
 
     public LlamaRuntimeInfo Runtime { get; }
 
     public string RuntimeVersion => Runtime.Version;
 
-    public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(id => _descriptors[id]).ToArray();
+    public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(Describe).ToArray();
 
-    public ModelDescriptor? FindModel(string id) => _descriptors.GetValueOrDefault(id);
+    public ModelDescriptor? FindModel(string id) => _descriptors.ContainsKey(id) ? Describe(id) : null;
 
-    /// <summary>Loads a model now (it would otherwise load on first use).</summary>
-    public async Task LoadAsync(string id, CancellationToken cancellationToken = default) => await GetSchedulerAsync(id, cancellationToken);
+    public MemoryStatus Memory => new(_pool.Budget, _pool.Used, _options.MemoryBudget?.Derivation);
+
+    /// <summary>The catalog's view of a model with its state in the pool.</summary>
+    private ModelDescriptor Describe(string id)
+    {
+        var descriptor = _descriptors[id];
+        if (descriptor.Status == ModelStatus.Unavailable)
+        {
+            return descriptor;
+        }
+
+        var state = _pool.State(id);
+        var footprint = Footprint(id);
+        return descriptor with
+        {
+            Status = state.State switch
+            {
+                Pool.PoolModelState.Loaded => ModelStatus.Loaded,
+                Pool.PoolModelState.Loading or Pool.PoolModelState.Unloading => ModelStatus.Loading,
+                _ => ModelStatus.Available,
+            },
+            Error = state.State == Pool.PoolModelState.Unloaded && state.LastError is { } error ? $"The last load failed: {error}" : descriptor.Error,
+            MemoryBytes = state.Bytes > 0 ? state.Bytes : footprint.Bytes,
+            MemoryParts = footprint.Parts,
+            ExpiresAt = state.ExpiresAt,
+        };
+    }
+
+    /// <summary>Loads a model now (it would otherwise load on first use); its keep-alive starts when this returns.</summary>
+    public async Task LoadAsync(string id, CancellationToken cancellationToken = default)
+    {
+        using var lease = await AcquireAsync(id, keepAlive: null, cancellationToken);
+    }
+
+    public Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken) =>
+        _descriptors.ContainsKey(id) ? _pool.UnloadAsync(id, wait, cancellationToken) : throw new ModelNotFoundException(id);
 
     /// <summary>The running scheduler of a loaded model, or null; for counters and diagnostics.</summary>
-    internal ModelScheduler? GetLoadedScheduler(string id) =>
-        _loaded.TryGetValue(id, out var lazy) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully ? lazy.Value.Result : null;
+    internal ModelScheduler? GetLoadedScheduler(string id) => _pool.LoadedSchedulers().FirstOrDefault(s => s.Id == id);
 
     /// <summary>Prompt tokens a model has run through llama_decode so far (prefix-cache hits excluded).</summary>
     public long PromptTokensEvaluated(string id) => GetLoadedScheduler(id)?.PromptTokensEvaluated ?? 0;
 
-    private List<SchedulerSnapshot> LoadedSnapshots() =>
-        _order.Select(GetLoadedScheduler).OfType<ModelScheduler>().Select(s => s.Snapshot()).ToList();
+    private List<SchedulerSnapshot> LoadedSnapshots() => _pool.LoadedSchedulers().Select(s => s.Snapshot()).ToList();
 
     public async Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken)
     {
         ThrowIfShuttingDown();
         GenerationRequestValidator.Validate(request, _options.Limits);
-        var scheduler = await GetSchedulerAsync(request.Model, cancellationToken);
+
+        // The lease keeps the model loaded until the choices are queued; from then on the queue does.
+        using var lease = await AcquireAsync(request.Model, request.KeepAlive, cancellationToken);
+        var scheduler = lease.Scheduler;
         GenerationRequestValidator.ForModel(request, scheduler.Model.VocabularySize);
 
         // Places first: a request the model has no room for costs no template rendering or grammar building.
@@ -154,11 +195,12 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     {
         ThrowIfShuttingDown();
         GenerationRequestValidator.ValidateEmbedding(inputs, _options.Limits);
-        var scheduler = await GetSchedulerAsync(model, cancellationToken);
+        using var lease = await AcquireAsync(model, keepAlive: null, cancellationToken);
+        var scheduler = lease.Scheduler;
 
         // An embedding takes a place among the model's slots and queue like a generation: one admission for both.
         using var reservation = scheduler.Reserve(1);
-        var embedder = _embedders.GetOrAdd(model, _ => new Lazy<Embedder>(() =>
+        var embedder = _embedders.GetOrAdd(scheduler, _ => new Lazy<Embedder>(() =>
             new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
         var tokens = new List<int[]>(inputs.Count);
         for (var i = 0; i < inputs.Count; i++)
@@ -181,7 +223,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public async Task<IReadOnlyList<TokenPiece>> TokenizeAsync(string model, string text, bool addSpecial, bool parseSpecial, CancellationToken cancellationToken)
     {
-        var m = (await GetSchedulerAsync(model, cancellationToken)).Model;
+        using var lease = await AcquireAsync(model, keepAlive: null, cancellationToken);
+        var m = lease.Scheduler.Model;
         var buffer = new byte[256];
         return m.Tokenize(text, addSpecial, parseSpecial)
             .Select(t => new TokenPiece(t, System.Text.Encoding.UTF8.GetString(buffer, 0, m.TokenToPiece(t, buffer, special: true))))
@@ -190,7 +233,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public async Task<string> DetokenizeAsync(string model, IReadOnlyList<int> tokens, CancellationToken cancellationToken)
     {
-        var m = (await GetSchedulerAsync(model, cancellationToken)).Model;
+        using var lease = await AcquireAsync(model, keepAlive: null, cancellationToken);
+        var m = lease.Scheduler.Model;
         GenerationRequestValidator.Tokens(tokens, GenerationField.Tokens, m.VocabularySize);
         return m.Detokenize(tokens.ToArray());
     }
@@ -203,7 +247,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
     }
 
-    private async Task<ModelScheduler> GetSchedulerAsync(string id, CancellationToken cancellationToken)
+    /// <summary>The model, loaded if needed within the memory budget, held in memory until the lease is disposed.</summary>
+    private Task<Pool.ModelPool.Lease> AcquireAsync(string id, TimeSpan? keepAlive, CancellationToken cancellationToken)
     {
         if (!_descriptors.TryGetValue(id, out var descriptor))
         {
@@ -215,8 +260,26 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             throw new ModelUnavailableException(id, descriptor.Error ?? "it could not be loaded");
         }
 
-        var lazy = _loaded.GetOrAdd(id, key => new Lazy<Task<ModelScheduler>>(() => Task.Run(() => Load(key))));
-        return await lazy.Value.WaitAsync(cancellationToken);
+        return _pool.AcquireAsync(id, keepAlive, cancellationToken);
+    }
+
+    /// <summary>What a model will take in memory, from its file and this engine's settings (before it is loaded).</summary>
+    private Pool.ModelFootprint Footprint(string id)
+    {
+        var size = _descriptors[id].FileSize;
+        return new Pool.ModelFootprint(size, $"file {Pool.Sizes.Describe(size)}");
+    }
+
+    /// <summary>Frees an idle model: its embedder, decode loop and weights.</summary>
+    private void Unload(string id, ModelScheduler scheduler)
+    {
+        if (_embedders.TryRemove(scheduler, out var embedder) && embedder.IsValueCreated)
+        {
+            embedder.Value.Dispose();
+        }
+
+        scheduler.Dispose();
+        scheduler.Model.Dispose();
     }
 
     private ModelScheduler Load(string id)
@@ -234,11 +297,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         LlamaModel? model = null;
         try
         {
+            BeforeLoad?.Invoke(id);
             model = LlamaModel.Load(descriptor.Path, _options.UseMmap);
             var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
             _descriptors[id] = descriptor with
             {
-                Status = ModelStatus.Loaded,
                 ContextLength = scheduler.ContextPerSlot,
                 ParameterCount = model.ParameterCount,
                 ChatTemplate = model.ChatTemplateName,
@@ -249,8 +312,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
         catch (InferenceException e)
         {
+            // Not sticky (the file passed its checks; memory or the system may be what failed): every request
+            // waiting for this load hears why, and the next one tries again.
             model?.Dispose();
-            _descriptors[id] = descriptor with { Status = ModelStatus.Unavailable, Error = e.Message };
             LogModelUnavailable(_logger, id, descriptor.Path, e.Message);
             throw new ModelUnavailableException(id, e.Message);
         }
@@ -271,18 +335,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         _metrics.LoopRestarted(id);
         _ = Task.Run(async () =>
         {
-            foreach (var entry in _loaded)
-            {
-                if (entry.Key == id && entry.Value.IsValueCreated && entry.Value.Value.IsCompletedSuccessfully && entry.Value.Value.Result == scheduler)
-                {
-                    _loaded.TryRemove(entry);
-                }
-            }
-
-            // The model itself is not freed: request threads may still be tokenizing with it, a grammar step or an
-            // embedder may read its vocabulary. A stopped loop is rare; its memory goes with the process.
+            // Its memory is freed once no request thread holds the model (they may still be tokenizing with it) and
+            // no grammar step reads its vocabulary; the reload below waits for that.
             scheduler.Dispose();
-            LogModelKept(_logger, id);
+            _pool.Forget(id, scheduler);
 
             if (BeforeReload is { } gate)
             {
@@ -296,7 +352,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
             try
             {
-                await GetSchedulerAsync(id, CancellationToken.None);
+                await LoadAsync(id, CancellationToken.None);
                 _faults.TryRemove(id, out _);
                 LogModelReloaded(_logger, id);
             }
@@ -306,6 +362,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             }
         });
     }
+
+    /// <summary>For tests: runs on the loading thread before llama.cpp loads a model; may throw or block.</summary>
+    internal Action<string>? BeforeLoad { get; set; }
 
     /// <summary>For tests: awaited before a model whose decode loop stopped is loaded again.</summary>
     internal Func<Task>? BeforeReload { get; set; }
@@ -330,21 +389,19 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             return;
         }
 
+        var loaded = _pool.LoadedSchedulers();
+        _pool.Dispose();
         foreach (var embedder in _embedders.Values.Where(e => e.IsValueCreated))
         {
             embedder.Value.Dispose();
         }
 
-        foreach (var lazy in _loaded.Values)
+        foreach (var scheduler in loaded)
         {
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
+            scheduler.Dispose();
+            if (!scheduler.HasRunningSteps)
             {
-                var scheduler = lazy.Value.Result;
-                scheduler.Dispose();
-                if (!scheduler.HasRunningSteps)
-                {
-                    scheduler.Model.Dispose();
-                }
+                scheduler.Model.Dispose();
             }
         }
 
@@ -360,8 +417,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     [LoggerMessage(EventId = EventIds.ModelReloaded, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
     private static partial void LogModelReloaded(ILogger logger, string model);
 
-    [LoggerMessage(EventId = EventIds.StoppedModelKept, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model's memory is kept until the process ends (it may still be in use); a restart frees it")]
-    private static partial void LogModelKept(ILogger logger, string model);
+    [LoggerMessage(EventId = EventIds.MemoryBudget, Level = LogLevel.Information, Message = "Memory budget for models: {Derivation}")]
+    private static partial void LogBudget(ILogger logger, string derivation);
 
     [LoggerMessage(EventId = EventIds.ModelLoaded, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
     private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate);

@@ -21,12 +21,18 @@ internal static class EventIds
     public const int ContextRecreated = 2005;
     public const int SamplingOverBudget = 2006;
 
-    // Models in the engine: found, unavailable, loaded, reloaded after a stopped loop (3000-3099).
+    // Models in the engine: found, unavailable, loaded, reloaded after a stopped loop, and the pool (3000-3099).
     public const int ModelFound = 3000;
     public const int ModelUnavailable = 3001;
     public const int ModelLoaded = 3002;
     public const int ModelReloaded = 3003;
-    public const int StoppedModelKept = 3004;
+    // 3004 was StoppedModelKept: a stopped model's memory is freed now (StoppedModelFreed).
+
+    // The model pool: the memory budget, unloading, waiting for room (3005-3099, after the models' own).
+    public const int ModelUnloaded = 3005;
+    public const int WaitingForRoom = 3006;
+    public const int MemoryBudget = 3007;
+    public const int StoppedModelFreed = 3008;
 
     // Probe of a model file before it is loaded, in a child process or in this one (3100-3199).
     public const int ModelProbed = 3100;

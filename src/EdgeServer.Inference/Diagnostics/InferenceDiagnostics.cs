@@ -77,6 +77,30 @@ internal sealed class InferenceMetrics : IDisposable
         }
     }
 
+    /// <summary>The pool's instruments: budget and use, loads and their time, unloads by reason, refusals for memory.</summary>
+    public void Watch(Pool.ModelPool pool)
+    {
+        if (pool.Budget is { } budget)
+        {
+            _meter.CreateObservableGauge("edgeserver.memory.budget", () => budget, "By", "Bytes the loaded models may take together.");
+        }
+
+        _meter.CreateObservableGauge("edgeserver.memory.used", () => pool.Used, "By", "Bytes the models loading, loaded or being freed count against the budget.");
+        var loads = _meter.CreateCounter<long>("edgeserver.model.loads", "{load}", "Models loaded.");
+        var loadTime = _meter.CreateHistogram<double>("edgeserver.model.load_time", "s", "Time to load a model and start its decode loop.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
+        var unloads = _meter.CreateCounter<long>("edgeserver.model.unloads", "{unload}", "Models unloaded, by reason (idle, evicted, requested).");
+        var refused = _meter.CreateCounter<long>("edgeserver.model.refused_for_memory", "{request}", "Requests refused because their model can never fit the memory budget.");
+        pool.Loaded += (model, took) =>
+        {
+            var tag = new KeyValuePair<string, object?>("model", model);
+            loads.Add(1, tag);
+            loadTime.Record(took.TotalSeconds, tag);
+        };
+        pool.Unloaded += (model, reason) => unloads.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("reason", reason.ToString().ToLowerInvariant()));
+        pool.RefusedForMemory += model => refused.Add(1, new KeyValuePair<string, object?>("model", model));
+    }
+
     public void LoopRestarted(string model) => _loopRestarts.Add(1, new KeyValuePair<string, object?>("model", model));
 
     public void SamplingOverBudget(string model) => _samplingOverBudget.Add(1, new KeyValuePair<string, object?>("model", model));

@@ -146,6 +146,20 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
     }
 
+    /// <summary>Places taken (reserved, queued, running, or a grammar step still running): zero when the model is idle.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Called (on whichever thread returned the last place) each time the model becomes idle.</summary>
+    public Action<ModelScheduler>? Idle { get; set; }
+
+    private void ReturnPlaces(int count)
+    {
+        if (Interlocked.Add(ref _inFlight, -count) == 0)
+        {
+            Idle?.Invoke(this);
+        }
+    }
+
     /// <summary>Places taken by <see cref="Reserve"/>; each <see cref="Enqueue"/> uses one.</summary>
     internal sealed class Reservation(ModelScheduler scheduler, int count) : IDisposable
     {
@@ -159,7 +173,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             var unused = Interlocked.Exchange(ref _left, 0);
             if (unused > 0)
             {
-                Interlocked.Add(ref scheduler._inFlight, -unused);
+                scheduler.ReturnPlaces(unused);
             }
         }
     }
@@ -179,7 +193,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var session = new GenerationSession(Id, request, prompt, maxTokens, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Sampler = sampler, RenderSpecialTokens = renderSpecialTokens };
         if (!_queue.Writer.TryWrite(session))
         {
-            Interlocked.Decrement(ref _inFlight);
+            ReturnPlaces(1);
             throw new ObjectDisposedException(nameof(ModelScheduler), $"The model '{Id}' is shutting down.");
         }
 
@@ -782,11 +796,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             // repeats a costly request meets 429 instead of piling up steps that burn the cores.
             if (slot.Sampling is null)
             {
-                Interlocked.Decrement(ref _inFlight);
+                ReturnPlaces(1);
             }
             else
             {
-                slot.Sampling.ContinueWith(_ => Interlocked.Decrement(ref _inFlight), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                slot.Sampling.ContinueWith(_ => ReturnPlaces(1), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
 
@@ -838,7 +852,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     {
         waiting.TakeSampler()?.Dispose();
         waiting.Writer.TryComplete(error);
-        Interlocked.Decrement(ref _inFlight);
+        ReturnPlaces(1);
     }
 
     private void EndRunning(Exception error, bool queuedToo)

@@ -24,7 +24,7 @@ public static partial class ByteSize
             'g' => 30,
             _ => 0,
         };
-        return checked(number << shift);
+        return checked(number * (1L << shift));
     }
 
     [GeneratedRegex(@"^\s*(\d+)\s*([kKmMgG][bB]?|[bB])?\s*$")]

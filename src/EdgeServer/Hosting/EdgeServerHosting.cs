@@ -184,6 +184,8 @@ public static class EdgeServerHosting
             Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
             UseMmap = options.Runtime.UseMmap,
             Limits = options.Limits.ToGenerationLimits(),
+            MemoryBudget = options.Memory.ToBudget(),
+            KeepAlive = options.Memory.KeepAliveTime,
             ProbeCommand = ProbeChild.Command(),
             ProbeTimeout = TimeSpan.FromSeconds(options.Runtime.ProbeTimeoutSeconds),
             Scheduler = new SchedulerOptions
@@ -196,7 +198,7 @@ public static class EdgeServerHosting
                 Threads = options.Runtime.Threads,
             },
         };
-        return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>(), services.GetService<System.Diagnostics.Metrics.IMeterFactory>());
+        return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>(), services.GetService<System.Diagnostics.Metrics.IMeterFactory>(), services.GetRequiredService<TimeProvider>());
     }
 }
 

@@ -37,6 +37,9 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public ConnectionSettings Connections { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public MemorySettings Memory { get; set; } = new();
+
     /// <summary>
     /// On shutdown (SIGTERM, Ctrl+C), running generations may finish within this many seconds; new ones get 503.
     /// Those still running then end with a shutting-down error event.
@@ -136,6 +139,43 @@ public sealed class ConnectionSettings
     /// <summary>Time to send a request's headers once it has begun (Kestrel's default: 30 s).</summary>
     [Range(1, 600)]
     public int RequestHeadersTimeoutSeconds { get; set; } = 10;
+}
+
+/// <summary>The memory budget of the loaded models, and how long an idle model stays loaded.</summary>
+public sealed class MemorySettings
+{
+    /// <summary>"auto" (what the box has available at start-up, less <see cref="Reserve"/>), or a size: "3g", "2500mb".</summary>
+    [Required]
+    [RegularExpression(@"^\s*(auto|\d+\s*([kKmMgG][bB]?|[bB])?)\s*$", ErrorMessage = "EdgeServer:Memory:Budget must be \"auto\" or a size such as \"3g\" or \"2500mb\".")]
+    public string Budget { get; set; } = "auto";
+
+    /// <summary>With an "auto" budget, what is kept back for the system and other services: a share ("10%", at least 256 MiB) or a size ("512mb").</summary>
+    [Required]
+    [RegularExpression(@"^\s*(\d{1,2}(\.\d+)?%|\d+\s*([kKmMgG][bB]?|[bB])?)\s*$", ErrorMessage = "EdgeServer:Memory:Reserve must be a share such as \"10%\" or a size such as \"512mb\".")]
+    public string Reserve { get; set; } = "10%";
+
+    /// <summary>How long an idle model stays loaded: "5m", "30s", "1h"; "0" unloads it after each request, "-1" keeps it until it must make room.</summary>
+    [Required]
+    [RegularExpression(KeepAliveDuration.Pattern, ErrorMessage = "EdgeServer:Memory:KeepAlive must be a duration such as \"5m\", \"30s\", \"0\" or \"-1\".")]
+    public string KeepAlive { get; set; } = KeepAliveDuration.Format(new EngineOptions().KeepAlive);
+
+    /// <summary>The budget: the size given, or what the box has less the reserve.</summary>
+    public EdgeServer.Inference.Pool.MemoryBudget ToBudget()
+    {
+        if (!Budget.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
+        {
+            var bytes = ByteSize.Parse(Budget);
+            return new EdgeServer.Inference.Pool.MemoryBudget(bytes, $"{EdgeServer.Inference.Pool.Sizes.Describe(bytes)} (EdgeServer:Memory:Budget)");
+        }
+
+        var reserve = Reserve.Trim();
+        var kept = reserve.EndsWith('%')
+            ? EdgeServer.Inference.Pool.MemoryReserve.Default with { Fraction = double.Parse(reserve[..^1], System.Globalization.CultureInfo.InvariantCulture) / 100 }
+            : new EdgeServer.Inference.Pool.MemoryReserve(0, ByteSize.Parse(reserve));
+        return EdgeServer.Inference.Pool.MemoryBudget.Detect(kept);
+    }
+
+    public TimeSpan KeepAliveTime => KeepAliveDuration.TryParse(KeepAlive, out var value) ? value : throw new FormatException($"EdgeServer:Memory:KeepAlive: '{KeepAlive}' is not a duration.");
 }
 
 public sealed class ModelEntry

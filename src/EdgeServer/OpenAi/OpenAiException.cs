@@ -35,6 +35,8 @@ public sealed class OpenAiException(int status, string message, string type, str
         OpenAiException e => e,
         ModelNotFoundException e => new(StatusCodes.Status404NotFound, e.Message, "invalid_request_error", "model", "model_not_found"),
         ModelUnavailableException e => new(StatusCodes.Status503ServiceUnavailable, e.Message, "server_error", "model", "model_unavailable"),
+        ModelTooLargeException e => new(StatusCodes.Status507InsufficientStorage, e.Message, "server_error", "model", "model_too_large"),
+        ModelBusyException e => new(StatusCodes.Status409Conflict, e.Message, "invalid_request_error", "model", "model_busy"),
         ContextLengthExceededException e => new(StatusCodes.Status400BadRequest, e.Message, "invalid_request_error", (names ?? ApiFieldNames.Chat).Name(e.Field), "context_length_exceeded"),
         InvalidGenerationParameterException e => InvalidRequest(e.Describe(names ?? ApiFieldNames.Chat), (names ?? ApiFieldNames.Chat).Name(e.Field), CodeOf(e.Failure)),
         Polly.Timeout.TimeoutRejectedException e => new(StatusCodes.Status504GatewayTimeout,

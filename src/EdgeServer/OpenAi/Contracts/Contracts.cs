@@ -48,6 +48,9 @@ public abstract class GenerationRequestDto
     /// <summary>Extension (llama-server): keep generating past end-of-generation tokens.</summary>
     public bool? IgnoreEos { get; set; }
 
+    /// <summary>Extension (Ollama): how long the model stays loaded once idle after this request ("5m", 300, 0, -1).</summary>
+    public JsonElement? KeepAlive { get; set; }
+
     /// <summary>Accepted and ignored: EdgeServer keeps no per-user state.</summary>
     public string? User { get; set; }
 
@@ -349,11 +352,19 @@ public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalToke
 
 public sealed record PromptTokensDetails(int CachedTokens);
 
-public sealed record ModelList(string Object, IReadOnlyList<ModelDto> Data);
+/// <summary>OpenAI's model list; <see cref="Memory"/> is EdgeServer's addition (the budget and its use).</summary>
+public sealed record ModelList(string Object, IReadOnlyList<ModelDto> Data, MemoryDto Memory);
+
+/// <summary>The memory budget of the loaded models (null: no limit) and the bytes they take.</summary>
+public sealed record MemoryDto(long? BudgetBytes, long UsedBytes);
 
 public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy, ModelDetails Details);
 
-/// <summary>EdgeServer's own description of a model (an extension of OpenAI's Model object).</summary>
+/// <summary>
+/// EdgeServer's own description of a model (an extension of OpenAI's Model object): <see cref="Status"/> is its state
+/// (available, loading, loaded, unavailable with <see cref="Error"/>), <see cref="MemoryBytes"/> what it takes against
+/// the budget (estimated until loaded), <see cref="ExpiresAt"/> when an idle loaded model unloads (Unix seconds).
+/// </summary>
 public sealed record ModelDetails(
     string Status,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
@@ -362,7 +373,10 @@ public sealed record ModelDetails(
     ulong Parameters,
     long FileSize,
     int ContextLength,
-    string ChatTemplate);
+    string ChatTemplate,
+    long MemoryBytes,
+    string? MemoryEstimate,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? ExpiresAt);
 
 public sealed record ErrorResponse(ErrorBody Error);
 

@@ -22,6 +22,9 @@ public sealed class CreateResponseRequest
 
     public bool? Stream { get; set; }
 
+    /// <summary>Extension (Ollama): how long the model stays loaded once idle after this request.</summary>
+    public JsonElement? KeepAlive { get; set; }
+
     public ResponseTextParamDto? Text { get; set; }
 
     // Accepted with no effect: EdgeServer keeps no responses and has no tiers.

@@ -23,6 +23,9 @@ public static class OpenAiEndpoints
         v1.MapResponses();
         v1.MapGet("/models", ListModels).Produces<ModelList>();
         v1.MapGet("/models/{**id}", GetModel).Produces<ModelDto>().Produces<ErrorResponse>(StatusCodes.Status404NotFound);
+        v1.MapPost("/models/{**action}", ModelActionAsync)
+            .WithSummary("POST /v1/models/{id}/load loads a model now; POST /v1/models/{id}/unload frees it (?wait=false: 409 while it has requests).")
+            .Produces<ModelDto>().Produces<ErrorResponse>(StatusCodes.Status404NotFound).Produces<ErrorResponse>(StatusCodes.Status409Conflict).Produces<ErrorResponse>(StatusCodes.Status507InsufficientStorage);
         return v1;
     }
 
@@ -42,15 +45,57 @@ public static class OpenAiEndpoints
         return await runner.RunAsync(context, outcome, request, names, shape, ChatMapper.IsStreaming(body));
     }
 
-    internal static IResult ListModels(IInferenceEngine engine) =>
-        OpenAiResults.Json(new ModelList("list", engine.ListModels().Select(ToDto).ToList()), OpenAiJsonContext.Web.ModelList);
+    internal static IResult ListModels(IInferenceEngine engine)
+    {
+        var memory = engine.Memory;
+        return OpenAiResults.Json(new ModelList("list", engine.ListModels().Select(ToDto).ToList(), new MemoryDto(memory.BudgetBytes, memory.UsedBytes)), OpenAiJsonContext.Web.ModelList);
+    }
 
     internal static IResult GetModel(string id, IInferenceEngine engine) => engine.FindModel(id) is { } model
         ? OpenAiResults.Json(ToDto(model), OpenAiJsonContext.Web.ModelDto)
         : throw OpenAiException.From(new ModelNotFoundException(id));
 
+    /// <summary>{id}/load or {id}/unload (ids may hold slashes, so the action is the last segment).</summary>
+    internal static async Task<IResult> ModelActionAsync(string action, HttpContext context, IInferenceEngine engine, RequestDeadline deadline, GenerationOutcome outcome)
+    {
+        var cut = action.LastIndexOf('/');
+        var (id, verb) = cut > 0 ? (action[..cut], action[(cut + 1)..]) : (action, string.Empty);
+        if (verb is not ("load" or "unload"))
+        {
+            throw new OpenAiException(StatusCodes.Status404NotFound, $"Unknown request URL: POST /v1/models/{action}. Use /v1/models/{{id}}/load or /v1/models/{{id}}/unload.", "invalid_request_error", null, "unknown_url");
+        }
+
+        if (engine.FindModel(id) is null)
+        {
+            throw new ModelNotFoundException(id);
+        }
+
+        outcome.Model = id;
+        var wait = context.Request.Query["wait"].ToString() switch
+        {
+            "" or "true" => true,
+            "false" => false,
+            var other => throw OpenAiException.InvalidRequest($"Invalid value for 'wait': '{other}'. Use true or false.", "wait", "invalid_value"),
+        };
+        await deadline.RunAsync(async ct =>
+        {
+            if (verb == "load")
+            {
+                await engine.LoadAsync(id, ct);
+            }
+            else
+            {
+                await engine.UnloadAsync(id, wait, ct);
+            }
+
+            return true;
+        }, context.RequestAborted);
+        return OpenAiResults.Json(ToDto(engine.FindModel(id)!), OpenAiJsonContext.Web.ModelDto);
+    }
+
     private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
-        new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate));
+        new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate,
+            m.MemoryBytes, m.MemoryParts, m.ExpiresAt?.ToUnixTimeSeconds()));
 
     private static string Fingerprint(IInferenceEngine engine) => $"fp_edgeserver_llama.cpp-{engine.RuntimeVersion}";
 }

@@ -283,6 +283,7 @@ internal static class ChatMapper
             IgnoreEos = body.IgnoreEos == true,
             LogitBias = WireReader.LogitBias(body.LogitBias),
             Choices = body.N ?? 1,
+            KeepAlive = Hosting.KeepAliveDuration.Read(body.KeepAlive, "keep_alive"),
         };
     }
 }

@@ -29,12 +29,17 @@ internal static class RequestFields
         new("user", "string", Ignored, "Accepted; no effect (EdgeServer keeps no per-user state)."),
     ];
 
+    /// <summary>Ollama's keep_alive, on every generating API.</summary>
+    private static readonly RequestField KeepAlive = new("keep_alive", "number or string", Honoured,
+        "Ollama's: how long the model stays loaded once idle after this request, in seconds or as `\"5m\"`, `\"1h\"`; 0 unloads it right after, a negative value keeps it until it must make room. Default `EdgeServer:Memory:KeepAlive`.");
+
     private static readonly RequestField[] Extensions =
     [
         new("top_k", "integer", Honoured, "{range}; 0 = off. Default {default}.") { Engine = GenerationField.TopK, Extension = true },
         new("min_p", "number", Honoured, "{range}. Default {default}.") { Engine = GenerationField.MinP, Extension = true },
         new("repeat_penalty", "number", Honoured, "{range}; 1 = off. Default {default}.") { Engine = GenerationField.RepeatPenalty, Extension = true },
         new("ignore_eos", "boolean", Honoured, "Keep generating past end-of-generation tokens (benchmarks use it to produce exactly `max_tokens`).") { Engine = GenerationField.IgnoreEos, Extension = true },
+        KeepAlive with { Extension = true },
     ];
 
     public static FieldTable Chat { get; } = new("chat completions",
@@ -91,6 +96,7 @@ internal static class RequestFields
         new("top_p", "number", Honoured, "{range}. Default {default}.") { Engine = GenerationField.TopP },
         new("stream", "boolean", Honoured, "Typed server-sent events."),
         new("text", "object", Honoured, "`format`: `text`, `json_object` or `json_schema`, as chat's `response_format`.") { Engine = GenerationField.ResponseFormat },
+        KeepAlive,
         new("store", "boolean", Ignored, "Accepted; no effect (nothing is stored)."),
         new("metadata", "object", Ignored, "Accepted and echoed; nothing is stored."),
         new("user", "string", Ignored, "Accepted; no effect."),

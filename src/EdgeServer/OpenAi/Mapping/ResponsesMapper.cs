@@ -47,6 +47,7 @@ internal static class ResponsesMapper
             Sampling = defaults with { Temperature = body.Temperature ?? defaults.Temperature, TopP = body.TopP ?? defaults.TopP },
             ResponseFormat = ChatMapper.ReadResponseFormat(format, "text.format"),
             ToolChoice = new ToolChoice(ToolChoiceMode.None),
+            KeepAlive = Hosting.KeepAliveDuration.Read(body.KeepAlive, "keep_alive"),
         };
         return (request, new ResponsesFieldNames(instructions, inputIsText));
     }
