@@ -14,6 +14,8 @@ public sealed class JinjaTests
     [InlineData("{{ {'a': 1, 'b': 'x\"y'} | tojson }}", "{\"a\": 1, \"b\": \"x\\\"y\"}")]
     [InlineData("{{ {'a': [1, 2]} | tojson(indent=2) }}", "{\n  \"a\": [\n    1,\n    2\n  ]\n}")]
     [InlineData("{{ 'é' | tojson }} {{ 1.0 | tojson }} {{ 0.1 + 0.2 }}", "\"é\" 1.0 0.30000000000000004")]
+    [InlineData("{{ ['a\\x01\\x08\\x0c\\x1f\\x7f\\t\\n\\r\"\\'\\\\z'] }}|{{ [\"it's\"] }}|{{ 'a\\x01\\x08\\x0c\\x1f\\x7f\\t\\n\\r\"\\'\\\\z' | tojson }}",
+        "['a\\x01\\x08\\x0c\\x1f\\x7f\\t\\n\\r\"\\'\\\\z']|[\"it's\"]|\"a\\u0001\\b\\f\\u001f\u007f\\t\\n\\r\\\"'\\\\z\"")]
     [InlineData("{% set ns = namespace(n=0) %}{% for i in range(4) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}", "6")]
     [InlineData("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}", "1")]
     [InlineData("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }}{% if not loop.last %},{% endif %}{% endfor %}", "a=1,b=2")]
