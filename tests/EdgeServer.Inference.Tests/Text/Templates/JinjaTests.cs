@@ -19,6 +19,7 @@ public sealed class JinjaTests
     [InlineData("{% set ns = namespace(n=0) %}{% for i in range(4) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}", "6")]
     [InlineData("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}", "1")]
     [InlineData("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }}{% if not loop.last %},{% endif %}{% endfor %}", "a=1,b=2")]
+    [InlineData("{% set a, b = [1, 2] %}{{ b }}{{ a }}", "21")]
     [InlineData("{% for x in [1, 2, 3, 4] if x is even %}{{ loop.index }}:{{ x }} {% endfor %}", "1:2 2:4 ")]
     [InlineData("{% for x in [] %}a{% else %}empty{% endfor %}", "empty")]
     [InlineData("{% for x in [1, 2, 3] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 3 %}{% break %}{% endif %}{{ x }}{% endfor %}", "1")]
@@ -46,6 +47,8 @@ public sealed class JinjaTests
     [InlineData("{{ 1 + 'a' }}")]
     [InlineData("{{ 'a' | no_such_filter }}")]
     [InlineData("{{ none.attr }}")]
+    [InlineData("{% set a, b = [1] %}")]
+    [InlineData("{% for a, b in [[1]] %}{% endfor %}")]
     public void ErrorsAreTemplateRenderExceptions(string template) =>
         Assert.ThrowsAny<TemplateRenderException>(() => JinjaTemplate.Parse(template).Render(new Dictionary<string, object?>()));
 
