@@ -9,6 +9,7 @@ public sealed class JinjaTests
     [Theory]
     [InlineData("{{ 'a' ~ 1 ~ none }}", "a1None")]
     [InlineData("{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 3 }}", "3 -4 1 2 3.5 8")]
+    [InlineData("{{ 10 - 2 - 3 }} {{ 2 ** 3 ** 2 }} {{ 12 // 2 / 3 }} {{ 'a' ~ 1 + 2 ~ 'b' }} {{ false and true or true }} {{ 0 or none and 1 }}", "5 64 2.0 a12b True None")]
     [InlineData("{{ [1, 2, 3][::-1] }} {{ 'hello'[1:3] }} {{ [1, 2, 3][-1] }}", "[3, 2, 1] el 3")]
     [InlineData("{{ {'a': 1, 'b': [true, none]} }}", "{'a': 1, 'b': [True, None]}")]
     [InlineData("{{ {'a': 1, 'b': 'x\"y'} | tojson }}", "{\"a\": 1, \"b\": \"x\\\"y\"}")]
