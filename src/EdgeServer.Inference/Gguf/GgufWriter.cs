@@ -216,80 +216,81 @@ public static class GgmlEncoding
             }
 
             case GgmlType.Q8_0:
-            {
-                // block_q8_0: fp16 scale d, then 32 int8 quants; x = d * q.
-                const int qk = 32;
-                if (values.Length % qk != 0)
-                {
-                    throw new ArgumentException("Q8_0 needs a multiple of 32 values.", nameof(values));
-                }
-
-                var buffer = new byte[values.Length / qk * 34];
-                for (var b = 0; b < values.Length / qk; b++)
-                {
-                    var block = values.Slice(b * qk, qk);
-                    var amax = 0f;
-                    foreach (var v in block)
-                    {
-                        amax = Math.Max(amax, Math.Abs(v));
-                    }
-
-                    var d = amax / 127f;
-                    var id = d != 0 ? 1f / d : 0f;
-                    var o = b * 34;
-                    BinaryPrimitives.WriteHalfLittleEndian(buffer.AsSpan(o), (Half)d);
-                    for (var j = 0; j < qk; j++)
-                    {
-                        buffer[o + 2 + j] = unchecked((byte)(sbyte)Math.Round(block[j] * id));
-                    }
-                }
-
-                stream.Write(buffer);
+                WriteBlocks(stream, values, type, 34, QuantizeQ8_0);
                 break;
-            }
 
             case GgmlType.Q4_0:
-            {
-                // block_q4_0 (ggml's quantize_row_q4_0_ref): fp16 scale d = max / -8 of the value with the largest
-                // magnitude; 16 bytes of 4-bit quants, element j in the low nibble and j + 16 in the high one.
-                const int qk = 32;
-                if (values.Length % qk != 0)
-                {
-                    throw new ArgumentException("Q4_0 needs a multiple of 32 values.", nameof(values));
-                }
-
-                var buffer = new byte[values.Length / qk * 18];
-                for (var b = 0; b < values.Length / qk; b++)
-                {
-                    var block = values.Slice(b * qk, qk);
-                    float amax = 0, max = 0;
-                    foreach (var v in block)
-                    {
-                        if (Math.Abs(v) > amax)
-                        {
-                            amax = Math.Abs(v);
-                            max = v;
-                        }
-                    }
-
-                    var d = max / -8f;
-                    var id = d != 0 ? 1f / d : 0f;
-                    var o = b * 18;
-                    BinaryPrimitives.WriteHalfLittleEndian(buffer.AsSpan(o), (Half)d);
-                    for (var j = 0; j < qk / 2; j++)
-                    {
-                        var q0 = Math.Min(15, (int)(sbyte)(block[j] * id + 8.5f));
-                        var q1 = Math.Min(15, (int)(sbyte)(block[j + 16] * id + 8.5f));
-                        buffer[o + 2 + j] = (byte)(q0 | (q1 << 4));
-                    }
-                }
-
-                stream.Write(buffer);
+                WriteBlocks(stream, values, type, 18, QuantizeQ4_0);
                 break;
-            }
 
             default:
                 throw new NotSupportedException($"Encoding {type} is not implemented; use F32, F16, Q8_0 or Q4_0 (or quantize with llama.cpp).");
+        }
+    }
+
+    /// <summary>Writes one quantized block: its fp16 scale, then its quants.</summary>
+    private delegate void BlockQuantizer(ReadOnlySpan<float> block, Span<byte> output);
+
+    /// <summary>Quantizes <paramref name="values"/> in ggml's blocks of 32, each <paramref name="blockBytes"/> long.</summary>
+    private static void WriteBlocks(Stream stream, ReadOnlySpan<float> values, GgmlType type, int blockBytes, BlockQuantizer quantize)
+    {
+        const int qk = 32;
+        if (values.Length % qk != 0)
+        {
+            throw new ArgumentException($"{type} needs a multiple of 32 values.", nameof(values));
+        }
+
+        var buffer = new byte[values.Length / qk * blockBytes];
+        for (var b = 0; b < values.Length / qk; b++)
+        {
+            quantize(values.Slice(b * qk, qk), buffer.AsSpan(b * blockBytes, blockBytes));
+        }
+
+        stream.Write(buffer);
+    }
+
+    /// <summary>block_q8_0: fp16 scale d, then 32 int8 quants; x = d * q.</summary>
+    private static void QuantizeQ8_0(ReadOnlySpan<float> block, Span<byte> output)
+    {
+        var amax = 0f;
+        foreach (var v in block)
+        {
+            amax = Math.Max(amax, Math.Abs(v));
+        }
+
+        var d = amax / 127f;
+        var id = d != 0 ? 1f / d : 0f;
+        BinaryPrimitives.WriteHalfLittleEndian(output, (Half)d);
+        for (var j = 0; j < block.Length; j++)
+        {
+            output[2 + j] = unchecked((byte)(sbyte)Math.Round(block[j] * id));
+        }
+    }
+
+    /// <summary>
+    /// block_q4_0 (ggml's quantize_row_q4_0_ref): fp16 scale d = max / -8 of the value with the largest magnitude;
+    /// 16 bytes of 4-bit quants, element j in the low nibble and j + 16 in the high one.
+    /// </summary>
+    private static void QuantizeQ4_0(ReadOnlySpan<float> block, Span<byte> output)
+    {
+        float amax = 0, max = 0;
+        foreach (var v in block)
+        {
+            if (Math.Abs(v) > amax)
+            {
+                amax = Math.Abs(v);
+                max = v;
+            }
+        }
+
+        var d = max / -8f;
+        var id = d != 0 ? 1f / d : 0f;
+        BinaryPrimitives.WriteHalfLittleEndian(output, (Half)d);
+        for (var j = 0; j < block.Length / 2; j++)
+        {
+            var q0 = Math.Min(15, (int)(sbyte)(block[j] * id + 8.5f));
+            var q1 = Math.Min(15, (int)(sbyte)(block[j + 16] * id + 8.5f));
+            output[2 + j] = (byte)(q0 | (q1 << 4));
         }
     }
 }

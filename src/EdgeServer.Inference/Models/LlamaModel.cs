@@ -194,29 +194,10 @@ public sealed class LlamaModel : IDisposable
     public unsafe int[] Tokenize(string text, bool addSpecial, bool parseSpecial)
     {
         var bytes = Encoding.UTF8.GetBytes(text);
-        var capacity = bytes.Length + 8;
-        while (true)
-        {
-            var tokens = new int[capacity];
-            int n;
-            fixed (byte* p = bytes)
-            fixed (int* t = tokens)
-            {
-                n = NativeMethods.llama_tokenize(_vocab, p, bytes.Length, t, capacity, addSpecial, parseSpecial);
-            }
-
-            if (n >= 0)
-            {
-                return n == capacity ? tokens : tokens[..n];
-            }
-
-            if (n == int.MinValue)
-            {
-                throw new InferenceException("The text is too long to tokenize.");
-            }
-
-            capacity = -n;
-        }
+        var (tokens, n) = CallWithGrowingBuffer<byte, int>(bytes, bytes.Length + 8,
+            (p, length, t, capacity) => NativeMethods.llama_tokenize(_vocab, p, length, t, capacity, addSpecial, parseSpecial),
+            "The text is too long to tokenize.");
+        return n == tokens.Length ? tokens : tokens[..n];
     }
 
     /// <summary>
@@ -263,27 +244,49 @@ public sealed class LlamaModel : IDisposable
 
     public unsafe string Detokenize(ReadOnlySpan<int> tokens)
     {
-        var capacity = Math.Max(16, tokens.Length * 8);
-        while (true)
-        {
-            var buffer = new byte[capacity];
-            int n;
-            fixed (int* t = tokens)
-            fixed (byte* b = buffer)
-            {
-                n = NativeMethods.llama_detokenize(_vocab, t, tokens.Length, b, capacity, false, false);
-            }
-
-            if (n >= 0)
-            {
-                return Encoding.UTF8.GetString(buffer, 0, n);
-            }
-
-            capacity = -n;
-        }
+        var (buffer, n) = CallWithGrowingBuffer<int, byte>(tokens, Math.Max(16, tokens.Length * 8),
+            (t, count, b, capacity) => NativeMethods.llama_detokenize(_vocab, t, count, b, capacity, false, false),
+            "The tokens are too long to detokenize.");
+        return Encoding.UTF8.GetString(buffer, 0, n);
     }
 
     public void Dispose() => _handle.Dispose();
+
+    /// <summary>
+    /// llama.cpp's contract for llama_tokenize and llama_detokenize: the call returns how many elements it wrote, or
+    /// minus how many it needs (int.MinValue when that is more than an int counts). Calls again with a buffer of
+    /// the size asked for until one is large enough.
+    /// </summary>
+    private static unsafe (TOut[] Buffer, int Length) CallWithGrowingBuffer<TIn, TOut>(ReadOnlySpan<TIn> input, int capacity,
+        SizedCall<TIn, TOut> call, string tooLong)
+        where TIn : unmanaged
+        where TOut : unmanaged
+    {
+        fixed (TIn* i = input)
+        {
+            while (true)
+            {
+                var buffer = new TOut[capacity];
+                int n;
+                fixed (TOut* o = buffer)
+                {
+                    n = call(i, input.Length, o, capacity);
+                }
+
+                if (n >= 0)
+                {
+                    return (buffer, n);
+                }
+
+                if (n == int.MinValue)
+                {
+                    throw new InferenceException(tooLong);
+                }
+
+                capacity = -n;
+            }
+        }
+    }
 
     private static unsafe string? TryApplyTemplate(byte[] templateUtf8, IReadOnlyList<ChatMessage> messages, bool addAssistant)
     {
@@ -375,6 +378,10 @@ public sealed class LlamaModel : IDisposable
         var n = NativeMethods.llama_model_desc(handle, buffer, 256);
         return n > 0 ? Encoding.UTF8.GetString(buffer, Math.Min(n, 255)) : "unknown";
     }
+
+    private unsafe delegate int SizedCall<TIn, TOut>(TIn* input, int inputLength, TOut* output, int capacity)
+        where TIn : unmanaged
+        where TOut : unmanaged;
 
     private static byte[] Utf8Z(string s)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using EdgeServer.Inference.Text;
 
 namespace EdgeServer.Inference.Sampling;
 
@@ -931,25 +932,7 @@ public sealed class JsonSchemaGrammar
     }
 
     /// <summary>A GBNF string literal matching <paramref name="text"/> exactly.</summary>
-    internal static string GbnfLiteral(string text)
-    {
-        var b = new StringBuilder("\"");
-        foreach (var c in text)
-        {
-            switch (c)
-            {
-                case '"': b.Append("\\\""); break;
-                case '\\': b.Append("\\\\"); break;
-                case '\n': b.Append("\\n"); break;
-                case '\r': b.Append("\\r"); break;
-                case '\t': b.Append("\\t"); break;
-                case < ' ': b.Append("\\x").Append(((int)c).ToString("X2", CultureInfo.InvariantCulture)); break;
-                default: b.Append(c); break;
-            }
-        }
-
-        return b.Append('"').ToString();
-    }
+    internal static string GbnfLiteral(string text) => StringLiteral.Quote(text, StringLiteralSyntax.Gbnf);
 }
 
 /// <summary>A schema keyword the grammar cannot enforce.</summary>

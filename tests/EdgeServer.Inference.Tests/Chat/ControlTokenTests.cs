@@ -114,6 +114,17 @@ public sealed class ControlTokenTests(ControlTokenModels models) : IClassFixture
     }
 
     [Fact]
+    public void LongTokenPiecesAreDetokenizedWhole()
+    {
+        // Two user-defined tokens of 31 bytes: more than Detokenize's first buffer (8 bytes a token, at least 16),
+        // so llama.cpp asks for a larger one.
+        var model = models["chatml"];
+        var tokens = model.Tokenize("<tool_response></tool_response>", addSpecial: false, parseSpecial: true);
+        Assert.Equal(2, tokens.Length);
+        Assert.Equal("<tool_response></tool_response>", model.Detokenize(tokens));
+    }
+
+    [Fact]
     public void ControlTextSplitAcrossTwoFieldsStaysText()
     {
         var model = models["name-before-content"];

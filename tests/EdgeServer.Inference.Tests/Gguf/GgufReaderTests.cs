@@ -200,6 +200,39 @@ public class EncodingTests
         }
     }
 
+    [Theory]
+    [InlineData(GgmlType.Q8_0, 34)]
+    [InlineData(GgmlType.Q4_0, 18)]
+    public void EachBlockOfAQuantizedRowDequantizesToItsOwnValues(GgmlType type, int blockBytes)
+    {
+        // Two blocks of 32 with different ranges, so each block must carry its own scale at its own offset.
+        var values = Enumerable.Range(0, 64).Select(i => i < 32 ? i - 16f : (i - 48) * 10f).ToArray();
+        using var stream = new MemoryStream();
+        GgmlEncoding.Write(stream, values, type);
+        var bytes = stream.ToArray();
+        Assert.Equal(2 * blockBytes, bytes.Length);
+        for (var b = 0; b < 2; b++)
+        {
+            var block = bytes.AsSpan(b * blockBytes, blockBytes);
+            var d = (float)System.Buffers.Binary.BinaryPrimitives.ReadHalfLittleEndian(block);
+            for (var j = 0; j < 32; j++)
+            {
+                // ggml's dequantize_row_q8_0 / dequantize_row_q4_0.
+                var q = type == GgmlType.Q8_0 ? (sbyte)block[2 + j] : j < 16 ? (block[2 + j] & 0x0F) - 8 : (block[2 + j - 16] >> 4) - 8;
+                Assert.Equal(values[b * 32 + j], q * d, 0.5f * Math.Abs(d) + 0.01f);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    public void QuantizedRowsMustFillWholeBlocks(GgmlType type)
+    {
+        var e = Assert.Throws<ArgumentException>(() => GgmlEncoding.Write(new MemoryStream(), new float[33], type));
+        Assert.StartsWith($"{type} needs a multiple of 32 values.", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void RandomWeightsAreTheSameInEveryProcess()
     {

@@ -86,6 +86,14 @@ public sealed class GrammarTests : IDisposable
         Assert.Contains($"'{keyword}'", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void LiteralsEscapeWhatGbnfReadsAsSyntax()
+    {
+        var literal = JsonSchemaGrammar.GbnfLiteral("a\x01\b\x1f\u007f\t\n\r\"\\z");
+        Assert.Equal("\"a\\x01\\x08\\x1F\u007f\\t\\n\\r\\\"\\\\z\"", literal);
+        AssertParses("root ::= " + literal);
+    }
+
     private void AssertParses(string grammar)
     {
         var sampler = NativeMethods.llama_sampler_init_grammar(_model.Vocab, grammar, "root");

@@ -367,7 +367,7 @@ internal static class Json
                 b.Append(double.IsNaN(d) ? "NaN" : double.IsInfinity(d) ? (d > 0 ? "Infinity" : "-Infinity") : Py.FloatRepr(d));
                 break;
             case string s:
-                WriteString(b, s);
+                StringLiteral.Append(b, s, StringLiteralSyntax.Json);
                 break;
             case List<object?> list:
                 WriteContainer(b, '[', ']', list.Count, indent, level, i => Write(b, list[i], indent, level + 1));
@@ -376,7 +376,7 @@ internal static class Json
                 var pairs = dict.ToList();
                 WriteContainer(b, '{', '}', pairs.Count, indent, level, i =>
                 {
-                    WriteString(b, pairs[i].Key);
+                    StringLiteral.Append(b, pairs[i].Key, StringLiteralSyntax.Json);
                     b.Append(": ");
                     Write(b, pairs[i].Value, indent, level + 1);
                 });
@@ -418,27 +418,5 @@ internal static class Json
         }
 
         b.Append(close);
-    }
-
-    private static void WriteString(StringBuilder b, string s)
-    {
-        b.Append('"');
-        foreach (var c in s)
-        {
-            switch (c)
-            {
-                case '"': b.Append("\\\""); break;
-                case '\\': b.Append("\\\\"); break;
-                case '\n': b.Append("\\n"); break;
-                case '\r': b.Append("\\r"); break;
-                case '\t': b.Append("\\t"); break;
-                case '\b': b.Append("\\b"); break;
-                case '\f': b.Append("\\f"); break;
-                case < ' ': b.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
-                default: b.Append(c); break;
-            }
-        }
-
-        b.Append('"');
     }
 }

@@ -19,6 +19,30 @@ internal abstract class Stmt
             stmt.Render(scope, output);
         }
     }
+
+    /// <summary>
+    /// Sets the one target to <paramref name="value"/>, or unpacks it into several as Python does
+    /// (<c>for k, v in ...</c>, <c>set a, b = ...</c>); <paramref name="targetsAre"/> names them in the error.
+    /// </summary>
+    protected static void Assign(Scope scope, List<string> targets, object? value, string targetsAre)
+    {
+        if (targets.Count == 1)
+        {
+            scope.Set(targets[0], value);
+            return;
+        }
+
+        var parts = Py.Iterate(value).ToList();
+        if (parts.Count != targets.Count)
+        {
+            throw new TemplateRenderException($"cannot unpack {parts.Count} values into {targets.Count} {targetsAre}");
+        }
+
+        for (var i = 0; i < targets.Count; i++)
+        {
+            scope.Set(targets[i], parts[i]);
+        }
+    }
 }
 
 internal sealed class TextStmt(string text) : Stmt
@@ -111,25 +135,7 @@ internal sealed class ForStmt(List<string> targets, Expr iterable, Expr? filter,
         }
     }
 
-    private void Bind(Scope scope, object? item)
-    {
-        if (targets.Count == 1)
-        {
-            scope.Set(targets[0], item);
-            return;
-        }
-
-        var parts = Py.Iterate(item).ToList();
-        if (parts.Count != targets.Count)
-        {
-            throw new TemplateRenderException($"cannot unpack {parts.Count} values into {targets.Count} loop variables");
-        }
-
-        for (var i = 0; i < targets.Count; i++)
-        {
-            scope.Set(targets[i], parts[i]);
-        }
-    }
+    private void Bind(Scope scope, object? item) => Assign(scope, targets, item, "loop variables");
 
     private static Dictionary<string, object?> Loop(List<object?> items, int i) => new(StringComparer.Ordinal)
     {
@@ -162,22 +168,7 @@ internal sealed class SetStmt(List<string> targets, string? attribute, Expr valu
             return;
         }
 
-        if (targets.Count == 1)
-        {
-            scope.Set(targets[0], result);
-            return;
-        }
-
-        var parts = Py.Iterate(result).ToList();
-        if (parts.Count != targets.Count)
-        {
-            throw new TemplateRenderException($"cannot unpack {parts.Count} values into {targets.Count} names");
-        }
-
-        for (var i = 0; i < targets.Count; i++)
-        {
-            scope.Set(targets[i], parts[i]);
-        }
+        Assign(scope, targets, result, "names");
     }
 }
 

@@ -256,29 +256,9 @@ internal sealed class JinjaParser(List<Token> tokens)
         return expr;
     }
 
-    private Expr ParseOr()
-    {
-        var left = ParseAnd();
-        while (Current.IsName("or"))
-        {
-            _pos++;
-            left = new OrExpr(left, ParseAnd());
-        }
+    private Expr ParseOr() => ParseLeftAssociative(ParseAnd, t => t.IsName("or"), (_, left, right) => new OrExpr(left, right));
 
-        return left;
-    }
-
-    private Expr ParseAnd()
-    {
-        var left = ParseNot();
-        while (Current.IsName("and"))
-        {
-            _pos++;
-            left = new AndExpr(left, ParseNot());
-        }
-
-        return left;
-    }
+    private Expr ParseAnd() => ParseLeftAssociative(ParseNot, t => t.IsName("and"), (_, left, right) => new AndExpr(left, right));
 
     private Expr ParseNot()
     {
@@ -319,51 +299,25 @@ internal sealed class JinjaParser(List<Token> tokens)
         }
     }
 
-    private Expr ParseMath1()
+    private Expr ParseMath1() => ParseLeftAssociative(ParseConcat, t => t.Kind == TokenKind.Operator && t.Value is "+" or "-", Binary);
+
+    private Expr ParseConcat() => ParseLeftAssociative(ParseMath2, t => t.IsOperator("~"), Binary);
+
+    private Expr ParseMath2() => ParseLeftAssociative(ParsePow, t => t.Kind == TokenKind.Operator && t.Value is "*" or "/" or "//" or "%", Binary);
+
+    private Expr ParsePow() => ParseLeftAssociative(() => ParseUnary(withFilter: true), t => t.IsOperator("**"), Binary);
+
+    private static Expr Binary(string op, Expr left, Expr right) => new BinaryExpr(op, left, right);
+
+    /// <summary>One level of binary operators that group left to right: <c>a op b op c</c> is <c>(a op b) op c</c>.</summary>
+    private Expr ParseLeftAssociative(Func<Expr> operand, Func<Token, bool> isOperator, Func<string, Expr, Expr, Expr> combine)
     {
-        var left = ParseConcat();
-        while (Current.Kind == TokenKind.Operator && Current.Value is "+" or "-")
+        var left = operand();
+        while (isOperator(Current))
         {
             var op = Current.Value;
             _pos++;
-            left = new BinaryExpr(op, left, ParseConcat());
-        }
-
-        return left;
-    }
-
-    private Expr ParseConcat()
-    {
-        var left = ParseMath2();
-        while (Current.IsOperator("~"))
-        {
-            _pos++;
-            left = new BinaryExpr("~", left, ParseMath2());
-        }
-
-        return left;
-    }
-
-    private Expr ParseMath2()
-    {
-        var left = ParsePow();
-        while (Current.Kind == TokenKind.Operator && Current.Value is "*" or "/" or "//" or "%")
-        {
-            var op = Current.Value;
-            _pos++;
-            left = new BinaryExpr(op, left, ParsePow());
-        }
-
-        return left;
-    }
-
-    private Expr ParsePow()
-    {
-        var left = ParseUnary(withFilter: true);
-        while (Current.IsOperator("**"))
-        {
-            _pos++;
-            left = new BinaryExpr("**", left, ParseUnary(withFilter: true));
+            left = combine(op, left, operand());
         }
 
         return left;

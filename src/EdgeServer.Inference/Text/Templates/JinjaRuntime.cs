@@ -116,10 +116,10 @@ internal static class Py
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => FloatRepr(d),
-        string s => StringRepr(s),
+        string s => StringLiteral.Quote(s, StringLiteralSyntax.PythonRepr),
         List<object?> l => "[" + string.Join(", ", l.Select(Repr)) + "]",
         Namespace n => "<Namespace " + string.Join(", ", n.Select(kv => kv.Key + "=" + Repr(kv.Value))) + ">",
-        IDictionary<string, object?> d => "{" + string.Join(", ", d.Select(kv => StringRepr(kv.Key) + ": " + Repr(kv.Value))) + "}",
+        IDictionary<string, object?> d => "{" + string.Join(", ", d.Select(kv => StringLiteral.Quote(kv.Key, StringLiteralSyntax.PythonRepr) + ": " + Repr(kv.Value))) + "}",
         Undefined => string.Empty,
         JinjaFunction f => $"<function {f.Name}>",
         _ => v.ToString() ?? string.Empty,
@@ -153,27 +153,6 @@ internal static class Py
         }
 
         return r.Contains('.', StringComparison.Ordinal) ? r : r + ".0";
-    }
-
-    private static string StringRepr(string s)
-    {
-        var quote = s.Contains('\'', StringComparison.Ordinal) && !s.Contains('"', StringComparison.Ordinal) ? '"' : '\'';
-        var b = new StringBuilder().Append(quote);
-        foreach (var c in s)
-        {
-            switch (c)
-            {
-                case '\\': b.Append("\\\\"); break;
-                case '\n': b.Append("\\n"); break;
-                case '\r': b.Append("\\r"); break;
-                case '\t': b.Append("\\t"); break;
-                case var q when q == quote: b.Append('\\').Append(q); break;
-                case < ' ' or '\x7f': b.Append("\\x").Append(((int)c).ToString("x2", CultureInfo.InvariantCulture)); break;
-                default: b.Append(c); break;
-            }
-        }
-
-        return b.Append(quote).ToString();
     }
 
     public static bool Equal(object? a, object? b) => (Unwrap(a), Unwrap(b)) switch

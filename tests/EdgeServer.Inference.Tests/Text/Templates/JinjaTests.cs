@@ -9,14 +9,18 @@ public sealed class JinjaTests
     [Theory]
     [InlineData("{{ 'a' ~ 1 ~ none }}", "a1None")]
     [InlineData("{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 3 }}", "3 -4 1 2 3.5 8")]
+    [InlineData("{{ 10 - 2 - 3 }} {{ 2 ** 3 ** 2 }} {{ 12 // 2 / 3 }} {{ 'a' ~ 1 + 2 ~ 'b' }} {{ false and true or true }} {{ 0 or none and 1 }}", "5 64 2.0 a12b True None")]
     [InlineData("{{ [1, 2, 3][::-1] }} {{ 'hello'[1:3] }} {{ [1, 2, 3][-1] }}", "[3, 2, 1] el 3")]
     [InlineData("{{ {'a': 1, 'b': [true, none]} }}", "{'a': 1, 'b': [True, None]}")]
     [InlineData("{{ {'a': 1, 'b': 'x\"y'} | tojson }}", "{\"a\": 1, \"b\": \"x\\\"y\"}")]
     [InlineData("{{ {'a': [1, 2]} | tojson(indent=2) }}", "{\n  \"a\": [\n    1,\n    2\n  ]\n}")]
     [InlineData("{{ 'é' | tojson }} {{ 1.0 | tojson }} {{ 0.1 + 0.2 }}", "\"é\" 1.0 0.30000000000000004")]
+    [InlineData("{{ ['a\\x01\\x08\\x0c\\x1f\\x7f\\t\\n\\r\"\\'\\\\z'] }}|{{ [\"it's\"] }}|{{ 'a\\x01\\x08\\x0c\\x1f\\x7f\\t\\n\\r\"\\'\\\\z' | tojson }}",
+        "['a\\x01\\x08\\x0c\\x1f\\x7f\\t\\n\\r\"\\'\\\\z']|[\"it's\"]|\"a\\u0001\\b\\f\\u001f\u007f\\t\\n\\r\\\"'\\\\z\"")]
     [InlineData("{% set ns = namespace(n=0) %}{% for i in range(4) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}", "6")]
     [InlineData("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}", "1")]
     [InlineData("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }}{% if not loop.last %},{% endif %}{% endfor %}", "a=1,b=2")]
+    [InlineData("{% set a, b = [1, 2] %}{{ b }}{{ a }}", "21")]
     [InlineData("{% for x in [1, 2, 3, 4] if x is even %}{{ loop.index }}:{{ x }} {% endfor %}", "1:2 2:4 ")]
     [InlineData("{% for x in [] %}a{% else %}empty{% endfor %}", "empty")]
     [InlineData("{% for x in [1, 2, 3] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 3 %}{% break %}{% endif %}{{ x }}{% endfor %}", "1")]
@@ -44,6 +48,8 @@ public sealed class JinjaTests
     [InlineData("{{ 1 + 'a' }}")]
     [InlineData("{{ 'a' | no_such_filter }}")]
     [InlineData("{{ none.attr }}")]
+    [InlineData("{% set a, b = [1] %}")]
+    [InlineData("{% for a, b in [[1]] %}{% endfor %}")]
     public void ErrorsAreTemplateRenderExceptions(string template) =>
         Assert.ThrowsAny<TemplateRenderException>(() => JinjaTemplate.Parse(template).Render(new Dictionary<string, object?>()));
 
