@@ -194,6 +194,12 @@ public interface IGenerationSession
 
     int PromptTokens { get; }
 
+    /// <summary>
+    /// Completes when the generation has a slot (its first choice, with n &gt; 1), or when it ended without one: what a
+    /// streaming host waits for before it sends headers, so a request that times out waiting is still a plain error.
+    /// </summary>
+    Task Started { get; }
+
     /// <summary>Streams text as it is produced; ends after the final chunk of every choice. Cancelling frees the slots.</summary>
     IAsyncEnumerable<GenerationChunk> ReadAllAsync(CancellationToken cancellationToken = default);
 }

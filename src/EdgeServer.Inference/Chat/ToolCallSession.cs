@@ -14,6 +14,8 @@ internal sealed class ToolCallSession(IGenerationSession inner, ToolCallSyntax s
 
     public int PromptTokens => inner.PromptTokens;
 
+    public Task Started => inner.Started;
+
     public async IAsyncEnumerable<GenerationChunk> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var marker = ToolCallFormat.Marker(syntax);

@@ -14,6 +14,9 @@ internal sealed class ChoicesSession(IReadOnlyList<IGenerationSession> choices) 
 
     public int PromptTokens => choices[0].PromptTokens;
 
+    /// <summary>The first choice was queued first, so it gets a slot first.</summary>
+    public Task Started => choices[0].Started;
+
     public async IAsyncEnumerable<GenerationChunk> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -13,21 +13,62 @@ internal sealed class GenerationSession : IGenerationSession
     private readonly Channel<GenerationChunk> _output = Channel.CreateUnbounded<GenerationChunk>(
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = false });
     private readonly CancellationTokenRegistration _startRegistration;
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action<GenerationSession>? _abandoned;
     private volatile bool _cancelled;
     private int _readers;
+    private int _state; // Queued, then Admitted (a slot runs it) or Dropped (it never will)
 
-    public GenerationSession(string model, GenerationRequest request, int[] promptTokens, int maxTokens, CancellationToken cancellationToken)
+    private const int Queued = 0;
+    private const int Admitted = 1;
+    private const int Dropped = 2;
+
+    /// <param name="abandoned">Called once if the session is cancelled while still queued: it gives its place back at once.</param>
+    public GenerationSession(string model, GenerationRequest request, int[] promptTokens, int maxTokens, CancellationToken cancellationToken, Action<GenerationSession>? abandoned = null)
     {
         Model = model;
         Request = request;
         Prompt = promptTokens;
         MaxTokens = maxTokens;
         Parent = Activity.Current?.Context ?? default;
+        _abandoned = abandoned;
         _startRegistration = cancellationToken.Register(static s => ((GenerationSession)s!).Cancel(), this);
     }
 
     /// <summary>A marker put in the queue only to wake an idle decode loop.</summary>
     internal static GenerationSession Wakeup { get; } = new(string.Empty, new GenerationRequest { Model = string.Empty }, [], 0, CancellationToken.None);
+
+    /// <summary>Completes when a slot takes the session, or when it ends without one.</summary>
+    public Task Started => _started.Task;
+
+    /// <summary>The decode loop takes the session into a slot; false when it was dropped meanwhile.</summary>
+    internal bool TryAdmit()
+    {
+        if (Interlocked.CompareExchange(ref _state, Admitted, Queued) != Queued)
+        {
+            return false;
+        }
+
+        _started.TrySetResult();
+        return true;
+    }
+
+    /// <summary>
+    /// Ends a session that never got a slot, once: its sampler is freed and its reader sees <paramref name="error"/>
+    /// (or a cancellation). False when it was admitted or dropped already.
+    /// </summary>
+    internal bool TryDrop(Exception? error)
+    {
+        if (Interlocked.CompareExchange(ref _state, Dropped, Queued) != Queued)
+        {
+            return false;
+        }
+
+        TakeSampler()?.Dispose();
+        Writer.TryComplete(error);
+        _started.TrySetResult();
+        return true;
+    }
 
     public string Model { get; }
 
@@ -63,7 +104,15 @@ internal sealed class GenerationSession : IGenerationSession
 
     internal ChannelWriter<GenerationChunk> Writer => _output.Writer;
 
-    public void Cancel() => _cancelled = true;
+    /// <summary>Marks the session cancelled; one still queued gives its place back at once, instead of when a slot frees.</summary>
+    public void Cancel()
+    {
+        _cancelled = true;
+        if (TryDrop(null))
+        {
+            _abandoned?.Invoke(this);
+        }
+    }
 
     public async IAsyncEnumerable<GenerationChunk> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {

@@ -131,6 +131,13 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new ModelUnavailableException(Id, $"its decode loop stopped ({fault}); it is being reloaded");
         }
 
+        if (count > _admissionLimit)
+        {
+            // It would never be admitted: a 429 would have the client retry for ever.
+            throw new InvalidGenerationParameterException(GenerationField.Choices,
+                n => $"'{n.Name(GenerationField.Choices)}' is {count}, but the model '{Id}' takes at most {_admissionLimit} generations at once (its slots plus its wait queue).");
+        }
+
         while (true)
         {
             var current = Volatile.Read(ref _inFlight);
@@ -190,7 +197,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             throw new InvalidOperationException("The reservation has no place left.");
         }
 
-        var session = new GenerationSession(Id, request, prompt, maxTokens, cancellationToken) { QueuedAt = _clock.GetUtcNow(), Sampler = sampler, RenderSpecialTokens = renderSpecialTokens };
+        var session = new GenerationSession(Id, request, prompt, maxTokens, cancellationToken, abandoned: _ => ReturnPlaces(1)) { QueuedAt = _clock.GetUtcNow(), Sampler = sampler, RenderSpecialTokens = renderSpecialTokens };
         if (!_queue.Writer.TryWrite(session))
         {
             ReturnPlaces(1);
@@ -310,6 +317,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             {
                 Drop(session, error: null);
                 continue;
+            }
+
+            if (!session.TryAdmit())
+            {
+                continue; // dropped (cancelled) meanwhile; its place is back already
             }
 
             Slot? best = null;
@@ -850,9 +862,10 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
     private void Drop(GenerationSession waiting, Exception? error)
     {
-        waiting.TakeSampler()?.Dispose();
-        waiting.Writer.TryComplete(error);
-        ReturnPlaces(1);
+        if (waiting.TryDrop(error))
+        {
+            ReturnPlaces(1);
+        }
     }
 
     private void EndRunning(Exception error, bool queuedToo)

@@ -102,6 +102,8 @@ public sealed class ToolCallTests
 
     private sealed class ScriptedSession(string[] pieces) : IGenerationSession
     {
+        public Task Started => Task.CompletedTask;
+
         public string Model => "m";
 
         public int PromptTokens => 1;

@@ -78,10 +78,13 @@ public class AdmissionHttpTests(TightServerFixture server) : IClassFixture<Tight
     [Fact]
     public async Task ARequestForMoreChoicesThanThereArePlacesIsRefusedWholeAndLeavesNothingRunning()
     {
-        // One slot, no queue: n = 2 cannot be admitted. It must not start one choice and leave it running.
+        // One slot, no queue: n = 2 can never be admitted (a 400, not a 429 a client would retry for ever). It must not
+        // start one choice and leave it running.
         using var refused = await Post("""{"model":"successor","prompt":"1","ignore_eos":true,"max_tokens":4000,"temperature":0,"n":2}""");
-        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
-        server.AssertMatchesSchema("ErrorResponse", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var error = await refused.Content.ReadAsStringAsync();
+        server.AssertMatchesSchema("ErrorResponse", error);
+        Assert.Equal("n", JsonDocument.Parse(error).RootElement.GetProperty("error").GetProperty("param").GetString());
 
         // Nothing holds the slot, so the next request is served at once.
         using var next = await Post(Short);

@@ -103,6 +103,10 @@ public class BadRequestTests(ServerFixture server)
         { "legacy max_tokens above the cap", "/v1/completions", """{"model":"successor","prompt":"a","max_tokens":5000}""", 400, "max_tokens", "limit_exceeded" },
         { "embedding input empty text", "/v1/embeddings", """{"model":"successor","input":["a",""]}""", 400, "input[1]", "invalid_value" },
         { "embedding input one empty text", "/v1/embeddings", """{"model":"successor","input":""}""", 400, "input", "invalid_value" },
+        { "unknown model with empty messages", "/v1/chat/completions", """{"model":"nope","messages":[]}""", 400, "messages", "invalid_value" },
+        { "unknown field beside a refused one", "/v1/chat/completions", """{"model":"successor","messages":[{"role":"user","content":"hi"}],"audio":{},"frob":1}""", 400, "frob", "unknown_parameter" },
+        { "legacy echo of another type", "/v1/completions", """{"model":"successor","prompt":"a","echo":"no"}""", 400, "echo", "invalid_type" },
+        { "legacy suffix of another type", "/v1/completions", """{"model":"successor","prompt":"a","suffix":7}""", 400, "suffix", "invalid_type" },
         { "embedding token outside the vocabulary", "/v1/embeddings", """{"model":"successor","input":[[1,2],[999999]]}""", 400, "input[1]", "invalid_value" },
     };
 
@@ -128,6 +132,29 @@ public class BadRequestTests(ServerFixture server)
     {
         using var response = await Send(HttpMethod.Post, "/v1/completions", """{"model":"successor","prompt":"a","max_tokens":2,"echo":false,"suffix":"","best_of":1}""");
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    [Theory]
+    [InlineData("/v1/completions", "{\"model\":\"successor\",\"prompt\":\"a\",\"max_tokens\":2,\"suffix\":\"bad ", "suffix")]
+    [InlineData("/v1/responses", "{\"model\":\"successor\",\"input\":\"a\",\"max_output_tokens\":2,\"tool_choice\":\"bad ", "tool_choice")]
+    [InlineData("/v1/responses", "{\"model\":\"successor\",\"input\":[{\"role\":\"user\",\"content\":\"hi\",\"type\":\"bad ", "input[0].type")]
+    [InlineData("/v1/responses", "{\"model\":\"successor\",\"input\":[{\"content\":\"hi\",\"role\":\"bad ", "input[0].role")]
+    [InlineData("/v1/chat/completions", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"x\",\"type\":\"bad ", "messages[0].content[0].type")]
+    public async Task InvalidUtf8InAnyReadStringIsA400NamingIt(string path, string head, string param)
+    {
+        var tail = param switch
+        {
+            "input[0].type" or "input[0].role" => "\"}]}",
+            "messages[0].content[0].type" => "\"}]}]}",
+            _ => "\"}",
+        };
+        byte[] body = [.. Encoding.UTF8.GetBytes(head), 0xC3, 0x28, 0xFF, .. Encoding.UTF8.GetBytes(tail)];
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await server.Http.PostAsync(path, content);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(400 == (int)response.StatusCode, text);
+        Assert.Equal(param, JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("param").GetString());
     }
 
     [Fact]

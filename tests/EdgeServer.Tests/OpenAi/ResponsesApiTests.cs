@@ -121,6 +121,15 @@ public class ResponsesApiTests(ServerFixture server)
         Assert.Equal(param, JsonDocument.Parse(json).RootElement.GetProperty("error").GetProperty("param").GetString());
     }
 
+    [Fact]
+    public async Task AnAssistantItemWithoutContentIsAcceptedAsInChat()
+    {
+        using var response = await server.PostAsync("/v1/responses",
+            """{"model":"successor","max_output_tokens":2,"input":[{"role":"user","content":"hi"},{"role":"assistant","content":null},{"role":"user","content":"again"}]}""");
+        var json = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, json);
+    }
+
     /// <summary>Values of refused fields that mean "not used" (an empty list, false) are accepted, as OpenAI's SDKs send them.</summary>
     [Fact]
     public async Task RefusedFieldsLeftEmptyAreAccepted()

@@ -80,8 +80,8 @@ internal static class RequestFields
         new("max_tokens", "integer", Honoured, "{range} and at most {limit}. Default 16.") { Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
         .. Sampling,
         new("logprobs", "integer", Honoured, "{range}: each token's log probability and this many alternatives, in the legacy shape.") { Engine = GenerationField.TopLogprobs, Range = new FieldRange(0, 5) },
-        new("echo", "boolean", Refused, "the prompt is not echoed back; leave 'echo' out or false.") { AcceptedWhen = v => v.ValueKind == JsonValueKind.False },
-        new("suffix", "string", Refused, "insertion (fill-in-the-middle) is not implemented.") { AcceptedWhen = v => v.ValueKind == JsonValueKind.String && v.GetString()!.Length == 0 },
+        new("echo", "boolean", Refused, "the prompt is not echoed back; leave 'echo' out or false.") { Kinds = [JsonValueKind.True, JsonValueKind.False], AcceptedWhen = v => v.ValueKind == JsonValueKind.False },
+        new("suffix", "string", Refused, "insertion (fill-in-the-middle) is not implemented.") { Kinds = [JsonValueKind.String], AcceptedWhen = v => v.ValueEquals(ReadOnlySpan<byte>.Empty) },
         new("best_of", "integer", Honoured, "Only equal to `n`: choices are not generated server-side and ranked."),
         .. Extensions,
     ]);

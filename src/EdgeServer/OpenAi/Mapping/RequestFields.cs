@@ -35,6 +35,9 @@ internal sealed record RequestField(string Name, string Type, FieldHandling Hand
     /// <summary>The wire range, when this API's differs from the engine field's (the legacy completions' logprobs).</summary>
     public FieldRange? Range { get; init; }
 
+    /// <summary>For a refused field: the JSON kinds it may have; another kind is a 400 invalid_type (null: any).</summary>
+    public IReadOnlyList<JsonValueKind>? Kinds { get; init; }
+
     /// <summary>For a refused field: values that mean "not used" and are accepted (false, an empty list).</summary>
     public Func<JsonElement, bool>? AcceptedWhen { get; init; }
 
@@ -92,14 +95,26 @@ internal sealed class FieldTable(string api, IReadOnlyList<RequestField> rows)
             return;
         }
 
+        // Unknown fields first, as OpenAI answers: a typo is the likelier mistake.
+        foreach (var name in unbound.Keys.Where(n => !_byName.TryGetValue(n, out var row) || row.Handling != FieldHandling.Refused))
+        {
+            throw WireReader.Unknown(prefix + name);
+        }
+
         foreach (var (name, value) in unbound)
         {
-            if (!_byName.TryGetValue(name, out var row) || row.Handling != FieldHandling.Refused)
+            var row = _byName[name];
+            if (value.ValueKind == JsonValueKind.Null)
             {
-                throw WireReader.Unknown(prefix + name);
+                continue;
             }
 
-            if (value.ValueKind != JsonValueKind.Null && row.AcceptedWhen?.Invoke(value) != true)
+            if (row.Kinds is { } kinds && !kinds.Contains(value.ValueKind))
+            {
+                throw OpenAiException.InvalidType(prefix + name, $"a {row.Type}");
+            }
+
+            if (row.AcceptedWhen?.Invoke(value) != true)
             {
                 throw WireReader.Unsupported(prefix + name, row.Behaviour);
             }

@@ -13,7 +13,7 @@ internal static class ResponsesMapper
     public static (GenerationRequest Request, IFieldNames Names) FromResponses(CreateResponseRequest body)
     {
         RequestFields.Responses.RejectUnbound(body.Unrecognized);
-        if (body.ToolChoice is { ValueKind: not JsonValueKind.Null } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
+        if (body.ToolChoice is { ValueKind: not JsonValueKind.Null } choice && !(choice.ValueKind == JsonValueKind.String && WireReader.Text(choice, "tool_choice") is "none" or "auto"))
         {
             throw WireReader.Unsupported("tool_choice", "tools are served by /v1/chat/completions; /v1/responses is text in, text out.");
         }
@@ -80,19 +80,21 @@ internal static class ResponsesMapper
                 throw OpenAiException.InvalidType(at, "a message object");
             }
 
-            var type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : "message";
+            var type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? WireReader.Text(t, at + ".type") : "message";
             if (type != "message")
             {
                 throw OpenAiException.InvalidRequest($"Invalid item type '{type}' in '{at}': EdgeServer's /v1/responses takes messages only.", at + ".type", "unsupported_value");
             }
 
-            var role = ChatMapper.ReadRole(item.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null, at + ".role");
+            var role = ChatMapper.ReadRole(item.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? WireReader.Text(r, at + ".role") : null, at + ".role");
             if (!item.TryGetProperty("content", out var content))
             {
                 throw OpenAiException.MissingParameter(at + ".content");
             }
 
-            messages.Add(new ChatMessage(role, WireReader.Content(content, at + ".content", "input_text", "output_text")));
+            // An assistant turn may be given without text (as in chat), e.g. when a conversation is replayed.
+            var text = WireReader.Content(content, at + ".content", "input_text", "output_text");
+            messages.Add(new ChatMessage(role, text ?? (role == "assistant" ? string.Empty : null)));
         }
 
         return false;

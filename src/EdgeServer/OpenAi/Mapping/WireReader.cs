@@ -73,9 +73,10 @@ internal static class WireReader
                 throw OpenAiException.InvalidType(partParam, "a content part object with a 'type'");
             }
 
-            if (!partTypes.Contains(type.GetString()))
+            var partType = Text(type, partParam + ".type");
+            if (!partTypes.Contains(partType))
             {
-                throw OpenAiException.InvalidRequest($"Invalid content part type '{type.GetString()}' in '{partParam}': EdgeServer serves text models, so only {string.Join(" and ", partTypes.Select(t => $"'{t}'"))} parts are accepted.", partParam + ".type", "invalid_value");
+                throw OpenAiException.InvalidRequest($"Invalid content part type '{partType}' in '{partParam}': EdgeServer serves text models, so only {string.Join(" and ", partTypes.Select(t => $"'{t}'"))} parts are accepted.", partParam + ".type", "invalid_value");
             }
 
             if (!part.TryGetProperty("text", out var partText) || partText.ValueKind != JsonValueKind.String)

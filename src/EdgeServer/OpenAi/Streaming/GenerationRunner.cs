@@ -45,17 +45,15 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
     }
 
     /// <summary>
-    /// The request's model, for every endpoint that runs one: an unknown model is a 404 before anything else is done
-    /// for it (no deadline, no place in a queue), and a known one is recorded for the request log.
+    /// Records the request's model for the request log when it exists. An unknown one is the engine's 404, after the
+    /// request's fields are checked and before it takes a place in any queue.
     /// </summary>
     public void SelectModel(string model, GenerationOutcome outcome)
     {
-        if (engine.FindModel(model) is null)
+        if (engine.FindModel(model) is not null)
         {
-            throw new ModelNotFoundException(model);
+            outcome.Model = model;
         }
-
-        outcome.Model = model;
     }
 
     private static async Task<IResult> CollectAsync(IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
@@ -86,6 +84,8 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
 
     private static async Task<IResult> StreamAsync(ServerSentEvents sse, IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
     {
+        // Headers wait for a slot: a request that times out or is refused while queued still gets a plain error.
+        await session.Started.WaitAsync(ct);
         await sse.StartAsync(ct);
         await shape.WriteStartAsync(sse, choices, ct);
         var finals = new GenerationChunk[choices];
