@@ -27,6 +27,9 @@ internal static unsafe partial class LlamaLog
     [ThreadStatic]
     private static List<string>? t_errors;
 
+    [ThreadStatic]
+    private static List<string>? t_captured;
+
     /// <summary>
     /// The error lines (at most the last four) llama.cpp logged on this thread since the previous call, joined with
     /// "; ", or null. The cause usually comes a line before llama.cpp's summary ("failed to load model").
@@ -49,6 +52,41 @@ internal static unsafe partial class LlamaLog
         if (t_pending is { Length: > 0 } pending && s_logger is { } logger)
         {
             Flush(logger, pending);
+        }
+    }
+
+    /// <summary>
+    /// Collects every line llama.cpp logs on this thread, at any level, until the returned scope is disposed. Some
+    /// figures exist only as log lines (the KV, compute and model buffer sizes it reports while loading a model and
+    /// creating a context). Needs <see cref="Install"/> first; scopes do not nest.
+    /// </summary>
+    public static LogCapture Capture()
+    {
+        FlushPending();
+        var lines = new List<string>();
+        t_captured = lines;
+        return new LogCapture(lines);
+    }
+
+    /// <summary>The lines of one <see cref="Capture"/> scope.</summary>
+    public sealed class LogCapture(List<string> lines) : IDisposable
+    {
+        public IReadOnlyList<string> Lines
+        {
+            get
+            {
+                FlushPending();
+                return lines;
+            }
+        }
+
+        public void Dispose()
+        {
+            FlushPending();
+            if (ReferenceEquals(t_captured, lines))
+            {
+                t_captured = null;
+            }
         }
     }
 
@@ -116,6 +154,11 @@ internal static unsafe partial class LlamaLog
             }
 
             errors.Add(line.Trim());
+        }
+
+        if (line.Length > 0)
+        {
+            t_captured?.Add(line);
         }
 
         if (line.Length > 0 && logger.IsEnabled(level))
