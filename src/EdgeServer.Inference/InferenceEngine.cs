@@ -23,6 +23,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly Dictionary<string, ModelSource> _sources;
     private readonly ModelProber _prober;
     private readonly Pool.ModelPool _pool;
+    private readonly SemaphoreSlim _embeddingRoom = new(1, 1);
     private readonly ConcurrentDictionary<ModelScheduler, Lazy<Embedder>> _embedders = new();
     private readonly IReadOnlyList<string> _order;
     private readonly InferenceMetrics _metrics;
@@ -200,6 +201,26 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
         // An embedding takes a place among the model's slots and queue like a generation: one admission for both.
         using var reservation = scheduler.Reserve(1);
+        if (!_embedders.ContainsKey(scheduler))
+        {
+            // The embedding context is made on first use; its memory counts against the budget from then on.
+            await _embeddingRoom.WaitAsync(cancellationToken);
+            try
+            {
+                if (!_embedders.ContainsKey(scheduler))
+                {
+                    var extra = MemoryEstimator.EstimateEmbedding(Gguf.GgufReader.Read(_descriptors[model].Path), _options.Scheduler);
+                    await _pool.GrowAsync(model, extra.Total, "its embedding context", cancellationToken);
+                    _embedders.TryAdd(scheduler, new Lazy<Embedder>(() =>
+                        new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount)));
+                }
+            }
+            finally
+            {
+                _embeddingRoom.Release();
+            }
+        }
+
         var embedder = _embedders.GetOrAdd(scheduler, _ => new Lazy<Embedder>(() =>
             new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
         var tokens = new List<int[]>(inputs.Count);
@@ -266,9 +287,24 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     /// <summary>What a model will take in memory, from its file and this engine's settings (before it is loaded).</summary>
     private Pool.ModelFootprint Footprint(string id)
     {
-        var size = _descriptors[id].FileSize;
-        return new Pool.ModelFootprint(size, $"file {Pool.Sizes.Describe(size)}");
+        var descriptor = _descriptors[id];
+        var estimate = _estimates.GetOrAdd((descriptor.Path, descriptor.FileSize, descriptor.Created), key => new Lazy<MemoryEstimate?>(() =>
+        {
+            try
+            {
+                return MemoryEstimator.Estimate(Gguf.GgufReader.Read(key.Path), _options.Scheduler, _options.UseMmap, CpuRepackFeatures.Current);
+            }
+            catch (InferenceException)
+            {
+                return null; // unreadable now: the load will say why
+            }
+        })).Value;
+        return estimate is null
+            ? new Pool.ModelFootprint(descriptor.FileSize, $"file {Pool.Sizes.Describe(descriptor.FileSize)}")
+            : new Pool.ModelFootprint(estimate.Total, estimate.ToString());
     }
+
+    private readonly ConcurrentDictionary<(string Path, long Length, DateTimeOffset Created), Lazy<MemoryEstimate?>> _estimates = new();
 
     /// <summary>Frees an idle model: its embedder, decode loop and weights.</summary>
     private void Unload(string id, ModelScheduler scheduler)

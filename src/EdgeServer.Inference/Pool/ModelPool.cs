@@ -148,6 +148,51 @@ internal sealed partial class ModelPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Counts <paramref name="bytes"/> more for a model the caller holds a lease on (its embedding context, made on
+    /// first use), unloading idle models if it must, or waiting within the caller's deadline for busy ones. Throws
+    /// <see cref="ModelTooLargeException"/> when the model with the extra bytes could never fit.
+    /// </summary>
+    public async Task GrowAsync(string id, long bytes, string what, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_lock)
+            {
+                var entry = _entries[id];
+                if (Budget is not { } budget || UsedLocked() + bytes <= budget)
+                {
+                    entry.Bytes += bytes;
+                    return;
+                }
+
+                if (entry.Bytes + bytes > budget)
+                {
+                    RefusedForMemory?.Invoke(id);
+                    throw new ModelTooLargeException(id, $"{what} needs {Sizes.Describe(bytes)} besides the model's {Sizes.Describe(entry.Bytes)}, more than the whole memory budget of {Sizes.Describe(budget)}. {Describe()}");
+                }
+
+                var over = UsedLocked() + bytes - budget;
+                var victims = new List<Entry>();
+                foreach (var idle in _entries.Values.Where(e => e != entry && e.Unloading is null && e.Scheduler is not null && e.IsIdle).OrderBy(e => e.LastUsed))
+                {
+                    if (over <= 0)
+                    {
+                        break;
+                    }
+
+                    victims.Add(idle);
+                    over -= idle.Bytes;
+                }
+
+                wait = over > 0 ? _changed.Task : Task.WhenAll(victims.Select(v => StartUnload(v, UnloadReason.Evicted)));
+            }
+
+            await wait.WaitAsync(cancellationToken);
+        }
+    }
+
     /// <summary>Unloads an idle model now. False when it is not loaded; <see cref="ModelBusyException"/> when it has work and <paramref name="wait"/> is false.</summary>
     public async Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken)
     {

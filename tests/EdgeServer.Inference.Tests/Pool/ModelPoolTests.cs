@@ -198,6 +198,21 @@ public sealed class ModelPoolTests : IDisposable
     }
 
     [Fact]
+    public async Task AnEmbeddingContextThatCannotFitBesideItsModelIsRefusedAndTheModelStillGenerates()
+    {
+        var embedding = EdgeServer.Inference.Models.MemoryEstimator.EstimateEmbedding(EdgeServer.Inference.Gguf.GgufReader.Read(SuccessorModel.SharedPath), new() { Slots = 1, ContextPerSlot = 256, BatchSize = 64, Threads = 2, QueueCapacity = 2 });
+        var engine = _engine = Engine(Footprint() + embedding.Total / 2, clock: _clock);
+        var e = await Assert.ThrowsAsync<ModelTooLargeException>(() => engine.EmbedAsync("a", [new EmbeddingInput("hello")], default));
+        Assert.Contains("embedding context", e.Message, StringComparison.Ordinal);
+        Assert.Equal("klmnopqrstuvwxyzé€", await Collect(await engine.StartAsync(Ask("a"), default)));
+
+        // With room for it, the embedding context counts against the budget.
+        using var roomy = Engine(Footprint() + embedding.Total * 2, clock: _clock);
+        await roomy.EmbedAsync("a", [new EmbeddingInput("hello")], default);
+        Assert.Equal(Footprint() + embedding.Total, roomy.Memory.UsedBytes);
+    }
+
+    [Fact]
     public async Task UnloadWaitsForABusyModelOrRefusesWhenAskedNotToWait()
     {
         var engine = Start(models: 3);
