@@ -173,20 +173,7 @@ internal sealed partial class ModelPool : IDisposable
                     throw new ModelTooLargeException(id, $"{what} needs {Sizes.Describe(bytes)} besides the model's {Sizes.Describe(entry.Bytes)}, more than the whole memory budget of {Sizes.Describe(budget)}. {Describe()}");
                 }
 
-                var over = UsedLocked() + bytes - budget;
-                var victims = new List<Entry>();
-                foreach (var idle in _entries.Values.Where(e => e != entry && e.Unloading is null && e.Scheduler is not null && e.IsIdle).OrderBy(e => e.LastUsed))
-                {
-                    if (over <= 0)
-                    {
-                        break;
-                    }
-
-                    victims.Add(idle);
-                    over -= idle.Bytes;
-                }
-
-                wait = over > 0 ? _changed.Task : Task.WhenAll(victims.Select(v => StartUnload(v, UnloadReason.Evicted)));
+                wait = Evict(UsedLocked() + bytes - budget, keep: entry);
             }
 
             await wait.WaitAsync(cancellationToken);
@@ -321,20 +308,7 @@ internal sealed partial class ModelPool : IDisposable
             var over = UsedLocked() + footprint.Bytes - budget;
             if (over > 0)
             {
-                var victims = new List<Entry>();
-                foreach (var idle in _entries.Values.Where(e => e != entry && e.Unloading is null && e.Scheduler is not null && e.IsIdle).OrderBy(e => e.LastUsed))
-                {
-                    if (over <= 0)
-                    {
-                        break;
-                    }
-
-                    victims.Add(idle);
-                    over -= idle.Bytes;
-                }
-
-                // Not enough even with every idle model gone: wait for busy ones to finish (or for frees under way).
-                return over > 0 ? _changed.Task : Task.WhenAll(victims.Select(v => StartUnload(v, UnloadReason.Evicted)));
+                return Evict(over, keep: entry);
             }
         }
 
@@ -350,6 +324,28 @@ internal sealed partial class ModelPool : IDisposable
         entry.Loading = load;
         load.ContinueWith(t => Settled(entry, t, _clock.GetElapsedTime(started)), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Under the lock: unloads idle models other than <paramref name="keep"/>, least recently used first, until
+    /// <paramref name="over"/> bytes are freed, and returns the unloads to wait for; when even every idle model is not
+    /// enough, unloads none and returns the next change (a busy model finishing, a free under way) to try again after.
+    /// </summary>
+    private Task Evict(long over, Entry keep)
+    {
+        var victims = new List<Entry>();
+        foreach (var idle in _entries.Values.Where(e => e != keep && e.Unloading is null && e.Scheduler is not null && e.IsIdle).OrderBy(e => e.LastUsed))
+        {
+            if (over <= 0)
+            {
+                break;
+            }
+
+            victims.Add(idle);
+            over -= idle.Bytes;
+        }
+
+        return over > 0 ? _changed.Task : Task.WhenAll(victims.Select(v => StartUnload(v, UnloadReason.Evicted)));
     }
 
     private void Settled(Entry entry, Task<ModelScheduler> load, TimeSpan took)

@@ -6,8 +6,8 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace EdgeServer.Tests.Hosting;
 
-/// <summary>One slot, no wait queue, a 1-second deadline on a clock the tests move.</summary>
-public sealed class TightServerFixture : ServerFixture
+/// <summary>One slot, <paramref name="queue"/> places in the wait queue, a 1-second deadline on a clock the tests move.</summary>
+public abstract class OneSlotServerFixture(int queue) : ServerFixture
 {
     public FakeTimeProvider Clock { get; } = new(DateTimeOffset.UtcNow);
 
@@ -15,12 +15,15 @@ public sealed class TightServerFixture : ServerFixture
     [
         "--slots", "1",
         "--ctx-size", "4096",
-        "--EdgeServer:Scheduler:QueueCapacity=0",
+        $"--EdgeServer:Scheduler:QueueCapacity={queue}",
         "--EdgeServer:Scheduler:RequestTimeoutSeconds=1",
     ];
 
     protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<TimeProvider>(Clock);
 }
+
+/// <summary>One slot, no wait queue.</summary>
+public sealed class TightServerFixture() : OneSlotServerFixture(queue: 0);
 
 public class AdmissionHttpTests(TightServerFixture server) : IClassFixture<TightServerFixture>
 {

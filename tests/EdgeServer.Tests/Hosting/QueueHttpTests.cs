@@ -3,25 +3,11 @@ using System.Text;
 using System.Text.Json;
 using EdgeServer.Inference;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Time.Testing;
 
 namespace EdgeServer.Tests.Hosting;
 
-/// <summary>One slot and one place in the wait queue, a 1-second deadline on a clock the tests move.</summary>
-public sealed class OneQueuedServerFixture : ServerFixture
-{
-    public FakeTimeProvider Clock { get; } = new(DateTimeOffset.UtcNow);
-
-    protected override IEnumerable<string> ExtraArguments(string scratch) =>
-    [
-        "--slots", "1",
-        "--ctx-size", "4096",
-        "--EdgeServer:Scheduler:QueueCapacity=1",
-        "--EdgeServer:Scheduler:RequestTimeoutSeconds=1",
-    ];
-
-    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<TimeProvider>(Clock);
-}
+/// <summary>One slot and one place in the wait queue.</summary>
+public sealed class OneQueuedServerFixture() : OneSlotServerFixture(queue: 1);
 
 /// <summary>The wait queue: a request that leaves it gives its place back at once, and one that times out in it gets a 504.</summary>
 public class QueueHttpTests(OneQueuedServerFixture server) : IClassFixture<OneQueuedServerFixture>
