@@ -234,7 +234,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         LlamaModel? model = null;
         try
         {
-            model = LlamaModel.Load(descriptor.Path, _options.UseMmap);
+            model = LlamaModel.Load(descriptor.Path, _options.UseMmap, _options.Repack);
             var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
             _descriptors[id] = descriptor with
             {
@@ -244,7 +244,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 ChatTemplate = model.ChatTemplateName,
             };
             var elapsedMs = TimeProvider.System.GetElapsedTime(started).TotalMilliseconds;
-            LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName);
+            LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName, model.Loading.Mmap, model.Loading.RepackedTensors);
             return scheduler;
         }
         catch (InferenceException e)
@@ -363,6 +363,6 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     [LoggerMessage(EventId = EventIds.StoppedModelKept, Level = LogLevel.Warning, Message = "Model {Model}: the stopped model's memory is kept until the process ends (it may still be in use); a restart frees it")]
     private static partial void LogModelKept(ILogger logger, string model);
 
-    [LoggerMessage(EventId = EventIds.ModelLoaded, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
-    private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate);
+    [LoggerMessage(EventId = EventIds.ModelLoaded, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}; mapped: {Mapped}, repacked matrices: {RepackedTensors}")]
+    private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate, bool mapped, int repackedTensors);
 }
