@@ -15,6 +15,18 @@ internal static class Models
         new("mobilellm-125m-shape-q8_0", new LlamaShape(576, 30, 9, 3, 1536, 2048), 32000, GgmlType.Q8_0, 128),
     ];
 
+    /// <summary>
+    /// The residency scenario's models: both shapes in both quant types llama.cpp treats differently at load (Q4_0 is
+    /// repacked on AVX2 and on ARM with dot-product instructions, Q8_0 only on ARM).
+    /// </summary>
+    public static readonly Spec[] Residency =
+    [
+        All[0],
+        new("llama-3.2-1b-shape-q8_0", All[0].Shape, All[0].Vocabulary, GgmlType.Q8_0, 64),
+        new("mobilellm-125m-shape-q4_0", All[1].Shape, All[1].Vocabulary, GgmlType.Q4_0, 128),
+        All[1],
+    ];
+
     /// <summary>Writes the model unless it is already there; returns its path.</summary>
     public static string Ensure(Spec spec, string directory)
     {

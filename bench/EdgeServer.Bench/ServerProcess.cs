@@ -103,6 +103,27 @@ internal sealed class ServerProcess : IAsyncDisposable
         static long Kb(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
     }
 
+    /// <summary>Resident memory now and its anonymous part (the rest is file-backed), in MiB, from /proc/PID/smaps_rollup.</summary>
+    public (double Rss, double Anonymous) Residency()
+    {
+        double rss = 0, anonymous = 0;
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/smaps_rollup"))
+        {
+            if (line.StartsWith("Rss:", StringComparison.Ordinal))
+            {
+                rss = Kb(line);
+            }
+            else if (line.StartsWith("Anonymous:", StringComparison.Ordinal))
+            {
+                anonymous = Kb(line);
+            }
+        }
+
+        return (rss, anonymous);
+
+        static double Kb(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
+    }
+
     public async Task WaitHealthyAsync(HttpClient http, TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();

@@ -11,6 +11,17 @@ public sealed record ModelSource(string Id, string Path);
 /// </summary>
 public sealed record ProbeCommand(string FileName, IReadOnlyList<string> Arguments);
 
+/// <summary>Whether model files are memory-mapped. The setting was a boolean before, so true and false still mean On and Off.</summary>
+public enum MmapMode
+{
+    /// <summary>Mapped, unless llama.cpp repacks some of the model's weights on this CPU: then read (see <see cref="Models.WeightLoading"/>).</summary>
+    Auto = 0,
+    On = 1,
+    Off = 2,
+    True = On,
+    False = Off,
+}
+
 /// <summary>What the engine needs to start. The host builds it from its own configuration.</summary>
 public sealed record EngineOptions
 {
@@ -21,8 +32,11 @@ public sealed record EngineOptions
 
     public SchedulerOptions Scheduler { get; init; } = new();
 
-    /// <summary>Memory-map model files (llama.cpp's default); off reads them into memory.</summary>
-    public bool UseMmap { get; init; } = true;
+    /// <summary>Memory-map model files, or read them; Auto reads those whose weights llama.cpp repacks (see <see cref="Models.WeightLoading"/>).</summary>
+    public MmapMode UseMmap { get; init; } = MmapMode.Auto;
+
+    /// <summary>Let llama.cpp repack weights into the CPU's faster layout (llama_model_params.use_extra_bufts).</summary>
+    public bool Repack { get; init; } = true;
 
     /// <summary>
     /// Bytes the loaded models may take together (<see cref="Pool.MemoryBudget.Detect"/> finds what the box has);

@@ -292,7 +292,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         {
             try
             {
-                return MemoryEstimator.Estimate(Gguf.GgufReader.Read(key.Path), _options.Scheduler, _options.UseMmap, CpuRepackFeatures.Current);
+                // Mapped or read as the load will do it, and repacked only when repacking is on.
+                var mapped = WeightLoading.Plan(key.Path, _options.UseMmap, _options.Repack, Runtime.CpuFeatures).Mmap;
+                var cpu = CpuRepackFeatures.Current with { Repack = _options.Repack && CpuRepackFeatures.Current.Repack };
+                return MemoryEstimator.Estimate(Gguf.GgufReader.Read(key.Path), _options.Scheduler, mapped, cpu);
             }
             catch (InferenceException)
             {
@@ -334,7 +337,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         try
         {
             BeforeLoad?.Invoke(id);
-            model = LlamaModel.Load(descriptor.Path, _options.UseMmap);
+            model = LlamaModel.Load(descriptor.Path, _options.UseMmap, _options.Repack);
             var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
             _descriptors[id] = descriptor with
             {
@@ -343,7 +346,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 ChatTemplate = model.ChatTemplateName,
             };
             var elapsedMs = TimeProvider.System.GetElapsedTime(started).TotalMilliseconds;
-            LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName);
+            LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName, model.Loading.Mmap, model.Loading.RepackedTensors);
             return scheduler;
         }
         catch (InferenceException e)
@@ -456,6 +459,6 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     [LoggerMessage(EventId = EventIds.MemoryBudget, Level = LogLevel.Information, Message = "Memory budget for models: {Derivation}")]
     private static partial void LogBudget(ILogger logger, string derivation);
 
-    [LoggerMessage(EventId = EventIds.ModelLoaded, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}")]
-    private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate);
+    [LoggerMessage(EventId = EventIds.ModelLoaded, Level = LogLevel.Information, Message = "Model {Model} loaded in {ElapsedMs:0} ms: {Description}; chat template: {ChatTemplate}; mapped: {Mapped}, repacked matrices: {RepackedTensors}")]
+    private static partial void LogModelLoaded(ILogger logger, string model, double elapsedMs, string description, string chatTemplate, bool mapped, int repackedTensors);
 }

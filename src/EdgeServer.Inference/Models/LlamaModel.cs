@@ -62,9 +62,30 @@ public sealed class LlamaModel : IDisposable
 
     internal IntPtr Vocab => _vocab;
 
-    /// <summary>Loads a GGUF file on the CPU. Throws <see cref="ModelLoadException"/> with llama.cpp's verdict.</summary>
-    public static LlamaModel Load(string path, bool useMmap = true) =>
-        Open(path, useMmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None, withoutWeights: false);
+    /// <summary>How its weights were loaded: mapped or read, repacked or not.</summary>
+    public WeightLoading Loading { get; private set; } = new(Mmap: false, Repack: false, RepackedTensors: 0);
+
+    /// <summary>
+    /// Loads a GGUF file on the CPU, mapped or read as <see cref="WeightLoading.Plan"/> decides for the settings.
+    /// Throws <see cref="ModelLoadException"/> with llama.cpp's verdict.
+    /// </summary>
+    public static LlamaModel Load(string path, MmapMode mmap = MmapMode.Auto, bool repack = true)
+    {
+        var runtime = LlamaRuntime.Current ?? throw new InvalidOperationException("LlamaRuntime.Initialize must be called before loading a model.");
+        WeightLoading loading;
+        try
+        {
+            loading = WeightLoading.Plan(path, mmap, repack, runtime.CpuFeatures);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelLoadException(path, e.Message);
+        }
+
+        var model = Open(path, loading.Mmap ? LlamaLoadMode.Mmap : LlamaLoadMode.None, withoutWeights: false, loading.Repack);
+        model.Loading = loading;
+        return model;
+    }
 
     /// <summary>
     /// Puts a model file through what serving it does, short of reading its weights: llama.cpp reads the metadata,
@@ -76,14 +97,14 @@ public sealed class LlamaModel : IDisposable
     public static void Probe(string path, Scheduling.SchedulerOptions scheduler)
     {
         // llama.cpp plans without allocating only when it does not map the file (it asserts otherwise).
-        using var model = Open(path, LlamaLoadMode.None, withoutWeights: true);
+        using var model = Open(path, LlamaLoadMode.None, withoutWeights: true, repack: true);
         model.ExerciseVocabulary();
         model.PlanContexts(scheduler);
     }
 
-    private static LlamaModel Open(string path, LlamaLoadMode mode, bool withoutWeights)
+    private static LlamaModel Open(string path, LlamaLoadMode mode, bool withoutWeights, bool repack)
     {
-        var handle = LoadHandle(path, mode, withoutWeights);
+        var handle = LoadHandle(path, mode, withoutWeights, repack);
         try
         {
             if (!NativeMethods.llama_model_has_decoder(handle))
@@ -100,7 +121,7 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    private static SafeLlamaModelHandle LoadHandle(string path, LlamaLoadMode mode, bool withoutWeights)
+    private static SafeLlamaModelHandle LoadHandle(string path, LlamaLoadMode mode, bool withoutWeights, bool repack)
     {
         if (LlamaRuntime.Current is null)
         {
@@ -111,6 +132,7 @@ public sealed class LlamaModel : IDisposable
         parameters.NGpuLayers = 0;
         parameters.NoAlloc = (byte)(withoutWeights ? 1 : 0);
         parameters.LoadMode = (int)mode;
+        parameters.UseExtraBufts = (byte)(repack ? 1 : 0);
         LlamaLog.TakeLastError();
         var handle = NativeMethods.llama_model_load_from_file(path, parameters);
         if (handle.IsInvalid)

@@ -5,7 +5,35 @@ using Microsoft.Extensions.Logging;
 namespace EdgeServer.Inference.Native;
 
 /// <summary>What was loaded at start-up.</summary>
-public sealed record LlamaRuntimeInfo(string Version, string LibraryDirectory, string SystemInfo, IReadOnlyList<string> Devices);
+public sealed record LlamaRuntimeInfo(string Version, string LibraryDirectory, string SystemInfo, IReadOnlyList<string> Devices)
+{
+    /// <summary>The CPU backend's features from <see cref="SystemInfo"/>: "AVX2" for "AVX2 = 1", "SVE_CNT=32" for other values.</summary>
+    public IReadOnlySet<string> CpuFeatures { get; } = ParseCpuFeatures(SystemInfo);
+
+    /// <summary>Reads the "CPU : A = 1 | B = 1 | " part of llama_print_system_info (other backends follow as "NAME : ...").</summary>
+    internal static IReadOnlySet<string> ParseCpuFeatures(string systemInfo)
+    {
+        var features = new HashSet<string>(StringComparer.Ordinal);
+        var start = systemInfo.IndexOf("CPU : ", StringComparison.Ordinal);
+        if (start < 0)
+        {
+            return features;
+        }
+
+        foreach (var item in systemInfo[(start + 6)..].Split('|', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = item.Split('=', 2, StringSplitOptions.TrimEntries);
+            if (parts.Length != 2 || parts[0].Contains(' ', StringComparison.Ordinal))
+            {
+                break; // "NEXT : X" begins another backend's list
+            }
+
+            features.Add(parts[1] == "1" ? parts[0] : $"{parts[0]}={parts[1]}");
+        }
+
+        return features;
+    }
+}
 
 /// <summary>
 /// The process-wide llama.cpp runtime: loads the libraries, checks their version against the binding,

@@ -183,6 +183,7 @@ public static class EdgeServerHosting
             NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
             Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
             UseMmap = options.Runtime.UseMmap,
+            Repack = options.Runtime.Repack,
             Limits = options.Limits.ToGenerationLimits(),
             MemoryBudget = options.Memory.ToBudget(),
             KeepAlive = options.Memory.KeepAliveTime,

@@ -196,8 +196,12 @@ public sealed class RuntimeOptions
     [Range(0, 512)]
     public int Threads { get; set; }
 
-    /// <summary>Memory-map model files.</summary>
-    public bool UseMmap { get; set; } = Defaults.UseMmap;
+    /// <summary>Memory-map model files (true), read them (false), or Auto: read those whose weights llama.cpp repacks, map the rest.</summary>
+    [EnumDataType(typeof(MmapMode))]
+    public MmapMode UseMmap { get; set; } = Defaults.UseMmap;
+
+    /// <summary>Let llama.cpp repack weights into the CPU's faster layout (Q4_0 on AVX2; Q4_0 and Q8_0 on ARM with dot products).</summary>
+    public bool Repack { get; set; } = Defaults.Repack;
 
     /// <summary>
     /// Each model file is first tried in a child process (EdgeServer --probe-model); one still running after this

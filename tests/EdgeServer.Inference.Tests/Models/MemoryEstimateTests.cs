@@ -55,7 +55,7 @@ public partial class MemoryEstimateTests(ITestOutputHelper output)
         ulong modelSize;
         using (var capture = LlamaLog.Capture())
         {
-            using var llama = LlamaModel.Load(path, c.Mapped);
+            using var llama = LlamaModel.Load(path, c.Mapped ? MmapMode.On : MmapMode.Off);
             modelSize = llama.SizeBytes;
             model = Reported.From(capture.Lines);
             using (new ModelScheduler("m", llama, options, NullLogger.Instance))
