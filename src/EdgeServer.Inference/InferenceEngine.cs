@@ -294,7 +294,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             {
                 // Mapped or read as the load will do it, and repacked only when repacking is on.
                 var mapped = WeightLoading.Plan(key.Path, _options.UseMmap, _options.Repack, Runtime.CpuFeatures).Mmap;
-                var cpu = CpuRepackFeatures.Current with { Repack = _options.Repack && CpuRepackFeatures.Current.Repack };
+                var cpu = new CpuRepackFeatures(Runtime.CpuFeatures);
+                cpu = cpu with { Repack = cpu.Repack && _options.Repack };
                 return MemoryEstimator.Estimate(Gguf.GgufReader.Read(key.Path), _options.Scheduler, mapped, cpu);
             }
             catch (InferenceException)

@@ -51,8 +51,12 @@ public sealed record WeightLoading(bool Mmap, bool Repack, int RepackedTensors)
             return false;
         }
 
-        var rows = tensor.Dimensions[1];
-        var type = tensor.Type;
+        return Repacks(tensor.Type, tensor.Dimensions[1], f);
+    }
+
+    /// <summary>Whether a matrix-product weight of <paramref name="type"/> with <paramref name="rows"/> rows goes to an extra (repacked) buffer.</summary>
+    internal static bool Repacks(GgmlType type, ulong rows, IReadOnlySet<string> f)
+    {
         if (f.Contains("AMX_INT8") && type is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS)
         {
             return true;
