@@ -293,10 +293,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             try
             {
                 // Mapped or read as the load will do it, and repacked only when repacking is on.
-                var mapped = WeightLoading.Plan(key.Path, _options.UseMmap, _options.Repack, Runtime.CpuFeatures).Mmap;
+                var file = Gguf.GgufReader.Read(key.Path);
+                var mapped = WeightLoading.Plan(file, _options.UseMmap, _options.Repack, Runtime.CpuFeatures).Mmap;
                 var cpu = new CpuRepackFeatures(Runtime.CpuFeatures);
                 cpu = cpu with { Repack = cpu.Repack && _options.Repack };
-                return MemoryEstimator.Estimate(Gguf.GgufReader.Read(key.Path), _options.Scheduler, mapped, cpu);
+                return MemoryEstimator.Estimate(file, _options.Scheduler, mapped, cpu);
             }
             catch (InferenceException)
             {

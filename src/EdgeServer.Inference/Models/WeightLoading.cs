@@ -22,9 +22,13 @@ namespace EdgeServer.Inference.Models;
 public sealed record WeightLoading(bool Mmap, bool Repack, int RepackedTensors)
 {
     /// <summary>The plan for a model file under the configured settings and the CPU backend's features.</summary>
-    public static WeightLoading Plan(string path, MmapMode mmap, bool repack, IReadOnlySet<string> cpuFeatures)
+    public static WeightLoading Plan(string path, MmapMode mmap, bool repack, IReadOnlySet<string> cpuFeatures) =>
+        Plan(GgufReader.Read(path), mmap, repack, cpuFeatures);
+
+    /// <summary>The plan for a file already read.</summary>
+    public static WeightLoading Plan(GgufFile file, MmapMode mmap, bool repack, IReadOnlySet<string> cpuFeatures)
     {
-        var repacked = repack ? CountRepacked(GgufReader.Read(path), cpuFeatures) : 0;
+        var repacked = repack ? CountRepacked(file, cpuFeatures) : 0;
         var mapped = mmap switch
         {
             MmapMode.On => true,
