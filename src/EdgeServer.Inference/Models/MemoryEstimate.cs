@@ -47,10 +47,8 @@ public static class MemoryEstimator
     private const int MaxMicroBatch = 512; // ContextParameters caps n_ubatch here
 
     /// <summary>The model's weights, KV cache and compute buffers as <see cref="ModelScheduler"/> creates them.</summary>
-    /// <param name="kvType">The K and V cache type; f16 is what the server uses today.</param>
     /// <param name="cpu">What the CPU backend repacks; <see cref="CpuRepackFeatures.Current"/> for this machine.</param>
-    public static MemoryEstimate Estimate(GgufFile model, SchedulerOptions scheduler, bool memoryMapped,
-        CpuRepackFeatures cpu, GgmlType kvType = GgmlType.F16)
+    public static MemoryEstimate Estimate(GgufFile model, SchedulerOptions scheduler, bool memoryMapped, CpuRepackFeatures cpu)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(scheduler);
@@ -67,8 +65,9 @@ public static class MemoryEstimator
         var batch = Math.Min(nCtx, scheduler.BatchSize);
         var tokens = Math.Min(batch, Math.Min(scheduler.BatchSize, MaxMicroBatch));
 
-        var kv = KvBytes(hp, cells * slots, kvType);
-        var compute = ComputeBytes(hp, tokens, cells, pooled: false) + (long)slots * hp.Vocabulary * sizeof(float);
+        var kv = KvBytes(hp, cells * slots, scheduler.KvCacheType.ToGgml());
+        var compute = ComputeBytes(hp, tokens, cells, pooled: false, flashAttention: scheduler.FlashAttention != FlashAttention.Off)
+            + (long)slots * hp.Vocabulary * sizeof(float);
         return new MemoryEstimate(weights, repacked, kv, compute);
     }
 
@@ -78,16 +77,16 @@ public static class MemoryEstimator
     /// that grows on the first long input to logits and embeddings for every token (llama.cpp outputs every token
     /// of a pooled sequence). Its weights are the model's, so <see cref="MemoryEstimate.Weights"/> is 0.
     /// </summary>
-    public static MemoryEstimate EstimateEmbedding(GgufFile model, SchedulerOptions scheduler, GgmlType kvType = GgmlType.F16)
+    public static MemoryEstimate EstimateEmbedding(GgufFile model, SchedulerOptions scheduler)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(scheduler);
         var hp = Hyper.Read(model);
         long tokens = ContextParameters.ContextPerSlot(scheduler, hp.TrainingContext);
         var cells = Pad(tokens, ContextPad);
-        var kv = KvBytes(hp, cells, kvType);
+        var kv = KvBytes(hp, cells, GgmlType.F16);
         var output = (hp.Vocabulary + hp.Embedding) * tokens * sizeof(float);
-        return new MemoryEstimate(0, 0, kv, ComputeBytes(hp, tokens, cells, pooled: true) + output);
+        return new MemoryEstimate(0, 0, kv, ComputeBytes(hp, tokens, cells, pooled: true, flashAttention: true) + output);
     }
 
     /// <summary>
@@ -151,14 +150,16 @@ public static class MemoryEstimator
     /// two moments: the output layer (logits for every token plus two rows of width n_embd; mean pooling adds a
     /// transposed copy of the last hidden state and its weights row) and a feed-forward block before the last layer
     /// (three n_ff rows, four n_embd rows, the f16 attention mask over the cells, and the token, position, output
-    /// and K/V index inputs).
+    /// and K/V index inputs). Without flash attention a third moment can be the largest: the attention scores of
+    /// every head over the cells (f32; the softmax runs in place) beside the f32 mask.
     /// </summary>
-    private static long ComputeBytes(Hyper hp, long tokens, long cells, bool pooled)
+    private static long ComputeBytes(Hyper hp, long tokens, long cells, bool pooled, bool flashAttention)
     {
         var output = sizeof(float) * (hp.Vocabulary + (pooled ? 3L : 2L) * hp.Embedding) + sizeof(int) + (pooled ? sizeof(float) : 0);
         var feedForward = sizeof(float) * (3L * hp.FeedForward + 4L * hp.Embedding) + sizeof(ushort) * cells
             + 3 * sizeof(int) + 2 * sizeof(long);
-        return tokens * Math.Max(output, feedForward);
+        var attention = flashAttention ? 0 : sizeof(float) * ((long)hp.Heads * cells + cells + 4L * hp.Embedding);
+        return tokens * Math.Max(Math.Max(output, feedForward), attention);
     }
 
     private static long RowBytes(GgmlType type, long elements) =>
@@ -169,7 +170,7 @@ public static class MemoryEstimator
     private static long Pad(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>The hyper-parameters the estimate needs, as llama.cpp reads them (llama-model.cpp, load_hparams).</summary>
-    private sealed record Hyper(int Layers, long Embedding, long FeedForward, int[] HeadsKv, long KeyLength, long ValueLength,
+    private sealed record Hyper(int Layers, long Embedding, long FeedForward, int Heads, int[] HeadsKv, long KeyLength, long ValueLength,
         int TrainingContext, long Vocabulary)
     {
         public static Hyper Read(GgufFile file)
@@ -188,7 +189,7 @@ public static class MemoryEstimator
             var vocabulary = file.Metadata.TryGetValue("tokenizer.ggml.tokens", out var tokens) && tokens is GgufArray a
                 ? (long)a.Count
                 : file.GetInteger($"{arch}.vocab_size") ?? throw new GgufFormatException(file.Path, "it has no vocabulary, needed to estimate its memory");
-            return new Hyper(layers, embedding, feedForward, headsKv,
+            return new Hyper(layers, embedding, feedForward, maxHeads, headsKv,
                 file.GetInteger($"{arch}.attention.key_length") ?? embedding / maxHeads,
                 file.GetInteger($"{arch}.attention.value_length") ?? embedding / maxHeads,
                 (int)Math.Min(int.MaxValue, file.ContextLength ?? 0), vocabulary);

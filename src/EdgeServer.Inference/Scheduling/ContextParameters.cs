@@ -22,6 +22,9 @@ internal static class ContextParameters
         p.NThreads = threads;
         p.NThreadsBatch = threads;
         p.KvUnified = 0;
+        p.TypeK = (int)options.KvCacheType;
+        p.TypeV = (int)options.KvCacheType;
+        p.FlashAttnType = (int)options.FlashAttention;
         return p;
     }
 

@@ -23,4 +23,43 @@ public sealed record SchedulerOptions
     /// slots never wait for it, since grammar steps run off the decode thread.
     /// </summary>
     public TimeSpan SamplingBudget { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The type of the KV cache's K and V tensors. q8_0 halves the cache and q4_0 takes about a quarter of f16's
+    /// room; a quantized cache needs flash attention (llama.cpp refuses a quantized V cache without it).
+    /// </summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>Flash attention: Auto lets llama.cpp decide (on for the CPU backend), Off is refused with a quantized KV cache.</summary>
+    public FlashAttention FlashAttention { get; init; } = FlashAttention.Auto;
+
+    /// <summary>Why these options cannot make a context, or null. Refused before llama.cpp would refuse them.</summary>
+    public string? Problem() =>
+        KvCacheType != KvCacheType.F16 && FlashAttention == FlashAttention.Off
+            ? $"a {KvCacheType.Name()} KV cache needs flash attention, which is Off; set FlashAttention to Auto or On, or KvCacheType to f16"
+            : null;
+}
+
+/// <summary>The KV cache types a server can pick: f16 (llama.cpp's default) and the two quantized types that hold up in quality.</summary>
+public enum KvCacheType
+{
+    F16 = (int)Gguf.GgmlType.F16,
+    Q8_0 = (int)Gguf.GgmlType.Q8_0,
+    Q4_0 = (int)Gguf.GgmlType.Q4_0,
+}
+
+/// <summary>llama_flash_attn_type.</summary>
+public enum FlashAttention
+{
+    Auto = -1,
+    Off = 0,
+    On = 1,
+}
+
+public static class KvCacheTypes
+{
+    /// <summary>As llama.cpp and users write it: "f16", "q8_0", "q4_0".</summary>
+    public static string Name(this KvCacheType type) => type.ToString().ToLowerInvariant();
+
+    public static Gguf.GgmlType ToGgml(this KvCacheType type) => (Gguf.GgmlType)(uint)type;
 }

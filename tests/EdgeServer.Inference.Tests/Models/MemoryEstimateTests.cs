@@ -19,7 +19,8 @@ public partial class MemoryEstimateTests(ITestOutputHelper output)
 {
     private const double Tolerance = 0.10;
 
-    public sealed record Shape(string Name, LlamaShape Hyper, int Vocabulary, GgmlType Type, int Slots, int ContextPerSlot, int BatchSize, bool Mapped)
+    public sealed record Shape(string Name, LlamaShape Hyper, int Vocabulary, GgmlType Type, int Slots, int ContextPerSlot, int BatchSize, bool Mapped,
+        KvCacheType Kv = KvCacheType.F16, FlashAttention FlashAttention = FlashAttention.Auto)
     {
         public override string ToString() => Name;
     }
@@ -35,6 +36,10 @@ public partial class MemoryEstimateTests(ITestOutputHelper output)
         new Shape("f16 feed-forward heavy, 4 slots of 768", new LlamaShape(512, 3, 8, 4, 2048, 2048), 3000, GgmlType.F16, 4, 768, 512, Mapped: true),
         new Shape("f16 long context, small vocabulary (the attention mask counts)", new LlamaShape(256, 2, 8, 4, 1024, 4096), 2048, GgmlType.F16, 1, 4096, 512, Mapped: true),
         new Shape("q8_0 capped at a 1024 training length", new LlamaShape(256, 4, 4, 1, 768, 1024), 20000, GgmlType.Q8_0, 2, 8192, 512, Mapped: false),
+        new Shape("q8_0 KV cache", new LlamaShape(512, 2, 8, 8, 1408, 4096), 16000, GgmlType.Q4_0, 2, 2048, 512, Mapped: true, Kv: KvCacheType.Q8_0),
+        new Shape("q4_0 KV cache, GQA 4:1", new LlamaShape(256, 2, 8, 2, 704, 2048), 8000, GgmlType.F32, 2, 1024, 512, Mapped: true, Kv: KvCacheType.Q4_0, FlashAttention: FlashAttention.On),
+        new Shape("flash attention off, long context (the attention scores count)", new LlamaShape(256, 2, 8, 4, 1024, 4096), 2048, GgmlType.F16, 1, 4096, 512, Mapped: true, FlashAttention: FlashAttention.Off),
+        new Shape("flash attention off, 2 slots, wide vocabulary", new LlamaShape(384, 6, 6, 2, 1024, 4096), 32000, GgmlType.Q8_0, 2, 1024, 256, Mapped: true, FlashAttention: FlashAttention.Off),
     ];
 
     public static TheoryData<Shape> Cases => new(Shapes);
@@ -45,7 +50,7 @@ public partial class MemoryEstimateTests(ITestOutputHelper output)
     {
         TestRuntime.Ensure();
         var path = Write(c);
-        var options = new SchedulerOptions { Slots = c.Slots, ContextPerSlot = c.ContextPerSlot, BatchSize = c.BatchSize, Threads = 1 };
+        var options = new SchedulerOptions { Slots = c.Slots, ContextPerSlot = c.ContextPerSlot, BatchSize = c.BatchSize, Threads = 1, KvCacheType = c.Kv, FlashAttention = c.FlashAttention };
         var file = GgufReader.Read(path);
         var cpu = CpuRepackFeatures.Current;
         var estimate = MemoryEstimator.Estimate(file, options, c.Mapped, cpu);
