@@ -238,6 +238,12 @@ public sealed record ModelDescriptor(
 
     /// <summary>When an idle loaded model unloads, unless used again first; null when it is not idle or never does.</summary>
     public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>Other names the model answers to.</summary>
+    public IReadOnlyList<string> Aliases { get; init; } = [];
+
+    /// <summary>The sampling a request gets for the fields it leaves out (the model's settings, else the engine's defaults).</summary>
+    public SamplingParameters Sampling { get; init; } = SamplingParameters.Default;
 }
 
 /// <summary>The memory budget of the loaded models and what they use of it; a null budget is no limit.</summary>

@@ -2,8 +2,48 @@ using EdgeServer.Inference.Scheduling;
 
 namespace EdgeServer.Inference;
 
-/// <summary>A model file and the name clients use for it.</summary>
-public sealed record ModelSource(string Id, string Path);
+/// <summary>A model file, the name clients use for it, and its own settings.</summary>
+public sealed record ModelSource(string Id, string Path)
+{
+    public ModelSettings Settings { get; init; } = ModelSettings.None;
+}
+
+/// <summary>
+/// What one model does differently from the engine's settings; a null field keeps the engine's. A request's own
+/// sampling fields still win over <see cref="Sampling"/>.
+/// </summary>
+public sealed record ModelSettings
+{
+    public static ModelSettings None { get; } = new();
+
+    /// <summary>Other names clients may ask for the model by.</summary>
+    public IReadOnlyList<string> Aliases { get; init; } = [];
+
+    public int? Slots { get; init; }
+
+    public int? ContextPerSlot { get; init; }
+
+    public int? Threads { get; init; }
+
+    public KvCacheType? KvCacheType { get; init; }
+
+    public FlashAttention? FlashAttention { get; init; }
+
+    public MmapMode? UseMmap { get; init; }
+
+    /// <summary>The sampling a request gets for the fields it leaves out; null: <see cref="SamplingParameters.Default"/>.</summary>
+    public SamplingParameters? Sampling { get; init; }
+
+    /// <summary>The engine's scheduler settings with this model's own.</summary>
+    public SchedulerOptions Apply(SchedulerOptions engine) => engine with
+    {
+        Slots = Slots ?? engine.Slots,
+        ContextPerSlot = ContextPerSlot ?? engine.ContextPerSlot,
+        Threads = Threads ?? engine.Threads,
+        KvCacheType = KvCacheType ?? engine.KvCacheType,
+        FlashAttention = FlashAttention ?? engine.FlashAttention,
+    };
+}
 
 /// <summary>
 /// How to start a probe child: an executable and its first arguments, to which the engine appends

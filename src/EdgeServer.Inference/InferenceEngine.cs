@@ -26,6 +26,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly SemaphoreSlim _embeddingRoom = new(1, 1);
     private readonly ConcurrentDictionary<ModelScheduler, Lazy<Embedder>> _embedders = new();
     private readonly IReadOnlyList<string> _order;
+    private readonly Dictionary<string, string> _names;
     private readonly InferenceMetrics _metrics;
     private readonly ConcurrentDictionary<string, string> _faults = new(StringComparer.Ordinal);
     private int _disposed;
@@ -40,6 +41,14 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         Runtime = LlamaRuntime.Initialize(options.NativeDirectory, loggerFactory.CreateLogger("EdgeServer.Inference.LlamaCpp"));
         _prober = new ModelProber(options, loggerFactory.CreateLogger<ModelProber>());
         _sources = options.Models.ToDictionary(m => m.Id, StringComparer.Ordinal);
+        _names = Names(options.Models);
+        foreach (var source in options.Models)
+        {
+            if (SchedulerFor(source).Problem() is { } problem)
+            {
+                throw new ArgumentException($"Model '{source.Id}': {problem}.", nameof(options));
+            }
+        }
 
         // Probe children are mostly process start-up; a few at a time keep start-up short on small boards.
         var descriptors = new ModelDescriptor[options.Models.Count];
@@ -73,7 +82,35 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(Describe).ToArray();
 
-    public ModelDescriptor? FindModel(string id) => _descriptors.ContainsKey(id) ? Describe(id) : null;
+    public ModelDescriptor? FindModel(string id) => Resolve(id) is { } known ? Describe(known) : null;
+
+    /// <summary>The model a name stands for: its id, or an alias of it; null when none.</summary>
+    private string? Resolve(string name) => _names.GetValueOrDefault(name);
+
+    /// <summary>Ids and aliases; an alias may not be another model's id or alias.</summary>
+    private static Dictionary<string, string> Names(IEnumerable<ModelSource> sources)
+    {
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var source in sources)
+        {
+            foreach (var name in source.Settings.Aliases.Prepend(source.Id))
+            {
+                if (!names.TryAdd(name, source.Id) && names[name] != source.Id)
+                {
+                    throw new ArgumentException($"The name '{name}' is used by both '{names[name]}' and '{source.Id}'; give each model its own names.");
+                }
+            }
+        }
+
+        return names;
+    }
+
+    /// <summary>The engine's scheduler settings with the model's own.</summary>
+    private SchedulerOptions SchedulerFor(ModelSource source) => source.Settings.Apply(_options.Scheduler);
+
+    private SchedulerOptions SchedulerFor(string id) => SchedulerFor(_sources[id]);
+
+    private MmapMode MmapFor(string id) => _sources[id].Settings.UseMmap ?? _options.UseMmap;
 
     public MemoryStatus Memory => new(_pool.Budget, _pool.Used, _options.MemoryBudget?.Derivation);
 
@@ -88,8 +125,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
         var state = _pool.State(id);
         var footprint = Footprint(id);
+        var settings = _sources[id].Settings;
         return descriptor with
         {
+            Aliases = settings.Aliases,
+            Sampling = settings.Sampling ?? SamplingParameters.Default,
             Status = state.State switch
             {
                 Pool.PoolModelState.Loaded => ModelStatus.Loaded,
@@ -110,7 +150,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     }
 
     public Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken) =>
-        _descriptors.ContainsKey(id) ? _pool.UnloadAsync(id, wait, cancellationToken) : throw new ModelNotFoundException(id);
+        Resolve(id) is { } known ? _pool.UnloadAsync(known, wait, cancellationToken) : throw new ModelNotFoundException(id);
 
     /// <summary>The running scheduler of a loaded model, or null; for counters and diagnostics.</summary>
     internal ModelScheduler? GetLoadedScheduler(string id) => _pool.LoadedSchedulers().FirstOrDefault(s => s.Id == id);
@@ -209,10 +249,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             {
                 if (!_embedders.ContainsKey(scheduler))
                 {
-                    var extra = MemoryEstimator.EstimateEmbedding(Gguf.GgufReader.Read(_descriptors[model].Path), _options.Scheduler);
-                    await _pool.GrowAsync(model, extra.Total, "its embedding context", cancellationToken);
-                    _embedders.TryAdd(scheduler, new Lazy<Embedder>(() =>
-                        new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount)));
+                    var extra = MemoryEstimator.EstimateEmbedding(Gguf.GgufReader.Read(scheduler.Model.Path), SchedulerFor(scheduler.Id));
+                    await _pool.GrowAsync(scheduler.Id, extra.Total, "its embedding context", cancellationToken);
+                    _embedders.TryAdd(scheduler, new Lazy<Embedder>(() => NewEmbedder(scheduler)));
                 }
             }
             finally
@@ -221,8 +260,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             }
         }
 
-        var embedder = _embedders.GetOrAdd(scheduler, _ => new Lazy<Embedder>(() =>
-            new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
+        var embedder = _embedders.GetOrAdd(scheduler, _ => new Lazy<Embedder>(() => NewEmbedder(scheduler))).Value;
         var tokens = new List<int[]>(inputs.Count);
         for (var i = 0; i < inputs.Count; i++)
         {
@@ -260,6 +298,12 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return m.Detokenize(tokens.ToArray());
     }
 
+    private Embedder NewEmbedder(ModelScheduler scheduler)
+    {
+        var options = SchedulerFor(scheduler.Id);
+        return new Embedder(scheduler.Model, options.ContextPerSlot, options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
+    }
+
     private void ThrowIfShuttingDown()
     {
         if (_shuttingDown || _disposed != 0)
@@ -269,11 +313,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     }
 
     /// <summary>The model, loaded if needed within the memory budget, held in memory until the lease is disposed.</summary>
-    private Task<Pool.ModelPool.Lease> AcquireAsync(string id, TimeSpan? keepAlive, CancellationToken cancellationToken)
+    private Task<Pool.ModelPool.Lease> AcquireAsync(string name, TimeSpan? keepAlive, CancellationToken cancellationToken)
     {
-        if (!_descriptors.TryGetValue(id, out var descriptor))
+        if (Resolve(name) is not { } id || !_descriptors.TryGetValue(id, out var descriptor))
         {
-            throw new ModelNotFoundException(id);
+            throw new ModelNotFoundException(name);
         }
 
         if (descriptor.Status == ModelStatus.Unavailable)
@@ -288,16 +332,16 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private Pool.ModelFootprint Footprint(string id)
     {
         var descriptor = _descriptors[id];
-        var estimate = _estimates.GetOrAdd((descriptor.Path, descriptor.FileSize, descriptor.Created), key => new Lazy<MemoryEstimate?>(() =>
+        var estimate = _estimates.GetOrAdd((id, descriptor.Path, descriptor.FileSize, descriptor.Created), key => new Lazy<MemoryEstimate?>(() =>
         {
             try
             {
                 // Mapped or read as the load will do it, and repacked only when repacking is on.
                 var file = Gguf.GgufReader.Read(key.Path);
-                var mapped = WeightLoading.Plan(file, _options.UseMmap, _options.Repack, Runtime.CpuFeatures).Mmap;
+                var mapped = WeightLoading.Plan(file, MmapFor(key.Id), _options.Repack, Runtime.CpuFeatures).Mmap;
                 var cpu = new CpuRepackFeatures(Runtime.CpuFeatures);
                 cpu = cpu with { Repack = cpu.Repack && _options.Repack };
-                return MemoryEstimator.Estimate(file, _options.Scheduler, mapped, cpu);
+                return MemoryEstimator.Estimate(file, SchedulerFor(key.Id), mapped, cpu);
             }
             catch (InferenceException)
             {
@@ -309,7 +353,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             : new Pool.ModelFootprint(estimate.Total, estimate.ToString());
     }
 
-    private readonly ConcurrentDictionary<(string Path, long Length, DateTimeOffset Created), Lazy<MemoryEstimate?>> _estimates = new();
+    private readonly ConcurrentDictionary<(string Id, string Path, long Length, DateTimeOffset Created), Lazy<MemoryEstimate?>> _estimates = new();
 
     /// <summary>Frees an idle model: its embedder, decode loop and weights.</summary>
     private void Unload(string id, ModelScheduler scheduler)
@@ -339,8 +383,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         try
         {
             BeforeLoad?.Invoke(id);
-            model = LlamaModel.Load(descriptor.Path, _options.UseMmap, _options.Repack);
-            var scheduler = new ModelScheduler(id, model, _options.Scheduler, _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
+            model = LlamaModel.Load(descriptor.Path, MmapFor(id), _options.Repack);
+            var scheduler = new ModelScheduler(id, model, SchedulerFor(id), _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
             _descriptors[id] = descriptor with
             {
                 ContextLength = scheduler.ContextPerSlot,

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 namespace EdgeServer.Inference.Models;
 
 /// <summary>
-/// The probe child: <c>EdgeServer --probe-model PATH [--native-dir DIR] [--ctx-size N] [--slots N] [--batch N]</c>
+/// The probe child: <c>EdgeServer --probe-model PATH [--native-dir DIR] [--ctx-size N] [--slots N] [--batch N] [--kv-type F16|Q8_0|Q4_0] [--flash-attn Auto|On|Off]</c>
 /// runs <see cref="LlamaModel.Probe"/> on one file and exits 0 when it can be served, <see cref="Refused"/> with
 /// llama.cpp's reason on standard output when it refuses the file. If llama.cpp aborts, the child dies of a
 /// signal; its last lines on standard error (llama.cpp's warnings and errors, the failed assertion) tell why.
@@ -25,15 +25,16 @@ public static class ModelProbeChild
     public const int Failed = 1;
 
     /// <summary>The arguments after the probe command's own: what the child needs to probe as the engine serves.</summary>
-    public static IReadOnlyList<string> Arguments(string path, EngineOptions options, string? nativeDirectory)
+    public static IReadOnlyList<string> Arguments(string path, SchedulerOptions s, string? nativeDirectory)
     {
-        var s = options.Scheduler;
         List<string> args =
         [
             Switch, path,
             "--ctx-size", s.ContextPerSlot.ToString(CultureInfo.InvariantCulture),
             "--slots", s.Slots.ToString(CultureInfo.InvariantCulture),
             "--batch", s.BatchSize.ToString(CultureInfo.InvariantCulture),
+            "--kv-type", s.KvCacheType.ToString(),
+            "--flash-attn", s.FlashAttention.ToString(),
         ];
         if (nativeDirectory is not null)
         {
@@ -58,6 +59,8 @@ public static class ModelProbeChild
                 case "--ctx-size" when int.TryParse(value, CultureInfo.InvariantCulture, out var n) && n > 0: scheduler = scheduler with { ContextPerSlot = n }; break;
                 case "--slots" when int.TryParse(value, CultureInfo.InvariantCulture, out var n) && n > 0: scheduler = scheduler with { Slots = n }; break;
                 case "--batch" when int.TryParse(value, CultureInfo.InvariantCulture, out var n) && n > 0: scheduler = scheduler with { BatchSize = n }; break;
+                case "--kv-type" when Enum.TryParse<KvCacheType>(value, out var kv) && Enum.IsDefined(kv): scheduler = scheduler with { KvCacheType = kv }; break;
+                case "--flash-attn" when Enum.TryParse<FlashAttention>(value, out var fa) && Enum.IsDefined(fa): scheduler = scheduler with { FlashAttention = fa }; break;
                 default:
                     Console.Error.WriteLine($"{Switch}: unknown or invalid argument {args[i]} {value}");
                     return Usage;
@@ -66,7 +69,7 @@ public static class ModelProbeChild
 
         if (path is null || args.Length % 2 != 0)
         {
-            Console.Error.WriteLine($"usage: EdgeServer {Switch} PATH [--native-dir DIR] [--ctx-size N] [--slots N] [--batch N]");
+            Console.Error.WriteLine($"usage: EdgeServer {Switch} PATH [--native-dir DIR] [--ctx-size N] [--slots N] [--batch N] [--kv-type F16|Q8_0|Q4_0] [--flash-attn Auto|On|Off]");
             return Usage;
         }
 

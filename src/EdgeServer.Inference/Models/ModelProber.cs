@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Text.RegularExpressions;
 using EdgeServer.Inference.Diagnostics;
 using EdgeServer.Inference.Native;
+using EdgeServer.Inference.Scheduling;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeServer.Inference.Models;
@@ -24,7 +25,7 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
 
     // In-process probes run one at a time, as loads did before probing moved to a child.
     private static readonly Lock InProcess = new();
-    private readonly ConcurrentDictionary<(string Path, long Length, DateTime Time), Lazy<ModelDescriptor>> _verdicts = new();
+    private readonly ConcurrentDictionary<(string Path, long Length, DateTime Time, ModelSettings Settings), Lazy<ModelDescriptor>> _verdicts = new();
     private int _notedInProcess;
 
     /// <summary>The model's descriptor, Unavailable with the reason when it cannot be served.</summary>
@@ -36,7 +37,7 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
             return ModelCatalog.Describe(source);
         }
 
-        var verdict = _verdicts.GetOrAdd((file.FullName, file.Length, file.LastWriteTimeUtc), _ => new(() => Decide(source))).Value;
+        var verdict = _verdicts.GetOrAdd((file.FullName, file.Length, file.LastWriteTimeUtc, source.Settings), _ => new(() => Decide(source))).Value;
         return verdict with { Id = source.Id };
     }
 
@@ -49,13 +50,14 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
         }
 
         var started = Stopwatch.GetTimestamp();
-        var refusal = options.ProbeCommand is { } command ? ProbeInChild(command, source.Path) : ProbeHere(source.Path);
+        var scheduler = source.Settings.Apply(options.Scheduler);
+        var refusal = options.ProbeCommand is { } command ? ProbeInChild(command, source.Path, scheduler) : ProbeHere(source.Path, scheduler);
         var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         LogProbed(logger, source.Path, elapsedMs, refusal ?? "servable");
         return refusal is null ? descriptor : descriptor with { Status = ModelStatus.Unavailable, Error = refusal };
     }
 
-    private string? ProbeHere(string path)
+    private string? ProbeHere(string path, SchedulerOptions scheduler)
     {
         if (Interlocked.Exchange(ref _notedInProcess, 1) == 0)
         {
@@ -66,7 +68,7 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
         {
             lock (InProcess)
             {
-                LlamaModel.Probe(path, options.Scheduler);
+                LlamaModel.Probe(path, scheduler);
             }
 
             return null;
@@ -77,7 +79,7 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
         }
     }
 
-    private string? ProbeInChild(ProbeCommand command, string path)
+    private string? ProbeInChild(ProbeCommand command, string path, SchedulerOptions scheduler)
     {
         var start = new ProcessStartInfo(command.FileName)
         {
@@ -85,7 +87,7 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in command.Arguments.Concat(ModelProbeChild.Arguments(path, options, LlamaRuntime.Current?.LibraryDirectory)))
+        foreach (var arg in command.Arguments.Concat(ModelProbeChild.Arguments(path, scheduler, LlamaRuntime.Current?.LibraryDirectory)))
         {
             start.ArgumentList.Add(arg);
         }
@@ -106,7 +108,7 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
         catch (Win32Exception e)
         {
             LogChildNotStarted(logger, e, command.FileName, path);
-            return ProbeHere(path);
+            return ProbeHere(path, scheduler);
         }
 
         process.BeginOutputReadLine();

@@ -77,6 +77,7 @@ public static class EdgeServerHosting
             .ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, EdgeServerOptionsFileValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EdgeServerOptions>, ModelEntriesBindingCheck>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<RequestDeadline>();
         services.TryAddSingleton<GenerationRunner>();
@@ -177,7 +178,7 @@ public static class EdgeServerHosting
             configured.Add(new ModelSource(ModelCatalog.IdFromPath(options.Model), Resolve(options.Model)));
         }
 
-        configured.AddRange(options.Models.Select(m => new ModelSource(m.Id, Resolve(m.Path))));
+        configured.AddRange(options.Models.Select(m => new ModelSource(m.Id, Resolve(m.Path)) { Settings = m.ToSettings() }));
         var engineOptions = new EngineOptions
         {
             NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
@@ -189,15 +190,7 @@ public static class EdgeServerHosting
             KeepAlive = options.Memory.KeepAliveTime,
             ProbeCommand = ProbeChild.Command(),
             ProbeTimeout = TimeSpan.FromSeconds(options.Runtime.ProbeTimeoutSeconds),
-            Scheduler = new SchedulerOptions
-            {
-                Slots = options.Scheduler.Slots,
-                ContextPerSlot = options.Scheduler.ContextPerSlot,
-                BatchSize = options.Scheduler.BatchSize,
-                QueueCapacity = options.Scheduler.QueueCapacity,
-                SamplingBudget = TimeSpan.FromSeconds(options.Scheduler.SamplingBudgetSeconds),
-                Threads = options.Runtime.Threads,
-            },
+            Scheduler = options.ToSchedulerOptions(),
         };
         return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>(), services.GetService<System.Diagnostics.Metrics.IMeterFactory>(), services.GetRequiredService<TimeProvider>());
     }

@@ -48,6 +48,19 @@ public sealed class EdgeServerOptions
     public int ShutdownGraceSeconds { get; set; } = 30;
 
     public Telemetry.TelemetryOptions Telemetry { get; set; } = new();
+
+    /// <summary>The engine's scheduler settings, before any model's own.</summary>
+    public SchedulerOptions ToSchedulerOptions() => new()
+    {
+        Slots = Scheduler.Slots,
+        ContextPerSlot = Scheduler.ContextPerSlot,
+        BatchSize = Scheduler.BatchSize,
+        QueueCapacity = Scheduler.QueueCapacity,
+        SamplingBudget = TimeSpan.FromSeconds(Scheduler.SamplingBudgetSeconds),
+        Threads = Runtime.Threads,
+        KvCacheType = Scheduler.KvCacheType,
+        FlashAttention = Scheduler.FlashAttention,
+    };
 }
 
 public sealed class SecurityOptions
@@ -178,6 +191,7 @@ public sealed class MemorySettings
     public TimeSpan KeepAliveTime => KeepAliveDuration.TryParse(KeepAlive, out var value) ? value : throw new FormatException($"EdgeServer:Memory:KeepAlive: '{KeepAlive}' is not a duration.");
 }
 
+/// <summary>A model with an explicit name and, optionally, settings of its own; unset ones are the server's.</summary>
 public sealed class ModelEntry
 {
     [Required]
@@ -185,6 +199,96 @@ public sealed class ModelEntry
 
     [Required]
     public string Path { get; set; } = string.Empty;
+
+    /// <summary>Other names requests may use for the model ("gpt-4o-mini", "llama3.2").</summary>
+    public List<string> Aliases { get; set; } = [];
+
+    /// <summary>This model's EdgeServer:Scheduler:Slots.</summary>
+    [Range(1, 64)]
+    public int? Slots { get; set; }
+
+    /// <summary>This model's EdgeServer:Scheduler:ContextPerSlot.</summary>
+    [Range(64, 1_048_576)]
+    public int? ContextPerSlot { get; set; }
+
+    /// <summary>This model's EdgeServer:Runtime:Threads.</summary>
+    [Range(0, 512)]
+    public int? Threads { get; set; }
+
+    /// <summary>This model's EdgeServer:Scheduler:KvCacheType.</summary>
+    [EnumDataType(typeof(KvCacheType))]
+    public KvCacheType? KvCacheType { get; set; }
+
+    /// <summary>This model's EdgeServer:Scheduler:FlashAttention.</summary>
+    [EnumDataType(typeof(FlashAttention))]
+    public FlashAttention? FlashAttention { get; set; }
+
+    /// <summary>This model's EdgeServer:Runtime:UseMmap.</summary>
+    [EnumDataType(typeof(MmapMode))]
+    public MmapMode? UseMmap { get; set; }
+
+    /// <summary>Sampling for the fields a request leaves out (ranges checked by <see cref="EdgeServerOptionsFileValidator"/>).</summary>
+    public SamplingDefaults Sampling { get; set; } = new();
+
+    /// <summary>What the engine does differently for this model.</summary>
+    public ModelSettings ToSettings() => new()
+    {
+        Aliases = Aliases.ToArray(),
+        Slots = Slots,
+        ContextPerSlot = ContextPerSlot,
+        Threads = Threads,
+        KvCacheType = KvCacheType,
+        FlashAttention = FlashAttention,
+        UseMmap = UseMmap,
+        Sampling = Sampling.IsEmpty ? null : Sampling.ToParameters(),
+    };
+}
+
+/// <summary>A model's default sampling; each field unset keeps the server's default, and a request's own value wins.</summary>
+public sealed class SamplingDefaults
+{
+    public float? Temperature { get; set; }
+
+    public float? TopP { get; set; }
+
+    public int? TopK { get; set; }
+
+    public float? MinP { get; set; }
+
+    public float? RepeatPenalty { get; set; }
+
+    public float? PresencePenalty { get; set; }
+
+    public float? FrequencyPenalty { get; set; }
+
+    public bool IsEmpty => Values().All(v => v.Value is null);
+
+    /// <summary>Each field with the request field whose range it must keep.</summary>
+    public IEnumerable<(string Name, GenerationField Field, double? Value)> Values() =>
+    [
+        (nameof(Temperature), GenerationField.Temperature, Temperature),
+        (nameof(TopP), GenerationField.TopP, TopP),
+        (nameof(TopK), GenerationField.TopK, TopK),
+        (nameof(MinP), GenerationField.MinP, MinP),
+        (nameof(RepeatPenalty), GenerationField.RepeatPenalty, RepeatPenalty),
+        (nameof(PresencePenalty), GenerationField.PresencePenalty, PresencePenalty),
+        (nameof(FrequencyPenalty), GenerationField.FrequencyPenalty, FrequencyPenalty),
+    ];
+
+    public SamplingParameters ToParameters()
+    {
+        var d = SamplingParameters.Default;
+        return d with
+        {
+            Temperature = Temperature ?? d.Temperature,
+            TopP = TopP ?? d.TopP,
+            TopK = TopK ?? d.TopK,
+            MinP = MinP ?? d.MinP,
+            RepeatPenalty = RepeatPenalty ?? d.RepeatPenalty,
+            PresencePenalty = PresencePenalty ?? d.PresencePenalty,
+            FrequencyPenalty = FrequencyPenalty ?? d.FrequencyPenalty,
+        };
+    }
 }
 
 public sealed class RuntimeOptions
@@ -240,11 +344,44 @@ public sealed class SchedulerSettings
     [Range(0, 86_400)]
     public int RequestTimeoutSeconds { get; set; } = 600;
 
+    /// <summary>Type of the KV cache: F16, Q8_0 (half the memory) or Q4_0 (about a quarter); quantized ones need flash attention.</summary>
+    [EnumDataType(typeof(KvCacheType))]
+    public KvCacheType KvCacheType { get; set; } = Defaults.KvCacheType;
+
+    /// <summary>Flash attention: Auto (llama.cpp decides; on for the CPU), On or Off.</summary>
+    [EnumDataType(typeof(FlashAttention))]
+    public FlashAttention FlashAttention { get; set; } = Defaults.FlashAttention;
+
     private static SchedulerOptions Defaults { get; } = new();
 }
 
 [OptionsValidator]
 public sealed partial class EdgeServerOptionsValidator : IValidateOptions<EdgeServerOptions>;
+
+/// <summary>
+/// An entry of EdgeServer:Models with a value that does not convert (KvCacheType=q5_1, Slots=two) is dropped by the
+/// configuration binder without a word, so the model would silently go missing: bound again alone, it says why.
+/// </summary>
+public sealed class ModelEntriesBindingCheck(Microsoft.Extensions.Configuration.IConfiguration configuration) : IValidateOptions<EdgeServerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, EdgeServerOptions options)
+    {
+        var errors = new List<string>();
+        foreach (var entry in configuration.GetSection($"{EdgeServerOptions.Section}:{nameof(EdgeServerOptions.Models)}").GetChildren())
+        {
+            try
+            {
+                Microsoft.Extensions.Configuration.ConfigurationBinder.Get<ModelEntry>(entry);
+            }
+            catch (InvalidOperationException e)
+            {
+                errors.Add($"{entry.Path}: {e.Message}");
+            }
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
 
 /// <summary>Rules spanning fields and the file system; reports every problem at once.</summary>
 public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServerOptions>
@@ -265,10 +402,38 @@ public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServer
             }
         }
 
-        var duplicates = options.Models.GroupBy(m => m.Id, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        var duplicates = options.Models.SelectMany(m => m.Aliases.Prepend(m.Id).Distinct(StringComparer.Ordinal))
+            .GroupBy(name => name, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
         if (duplicates.Count > 0)
         {
-            errors.Add($"EdgeServer:Models: the names {string.Join(", ", duplicates)} are used more than once.");
+            errors.Add($"EdgeServer:Models: the names {string.Join(", ", duplicates)} are used more than once (as ids or aliases).");
+        }
+
+        var scheduler = options.ToSchedulerOptions();
+        if (scheduler.Problem() is { } problem)
+        {
+            errors.Add($"EdgeServer:Scheduler: {problem}.");
+        }
+
+        foreach (var (entry, i) in options.Models.Select((m, i) => (m, i)))
+        {
+            if (entry.Aliases.Any(string.IsNullOrWhiteSpace))
+            {
+                errors.Add($"EdgeServer:Models:{i}:Aliases ('{entry.Id}'): an alias is empty.");
+            }
+
+            if (scheduler.Problem() is null && entry.ToSettings().Apply(scheduler).Problem() is { } own)
+            {
+                errors.Add($"EdgeServer:Models:{i} ('{entry.Id}'): {own}.");
+            }
+
+            foreach (var (setting, field, value) in entry.Sampling.Values())
+            {
+                if (value is { } v && GenerationFields.Range(field) is { } range && !range.Contains(v))
+                {
+                    errors.Add($"EdgeServer:Models:{i}:Sampling:{setting} ('{entry.Id}'): {v.ToString(System.Globalization.CultureInfo.InvariantCulture)} is out of range; it must be {range.Describe()}.");
+                }
+            }
         }
 
         if (options.Security.ApiKeyFile is { Length: > 0 } keyFile && !File.Exists(Resolve(keyFile)))

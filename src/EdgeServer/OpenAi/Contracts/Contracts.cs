@@ -363,7 +363,8 @@ public sealed record ModelDto(string Id, string Object, long Created, string Own
 /// <summary>
 /// EdgeServer's own description of a model (an extension of OpenAI's Model object): <see cref="Status"/> is its state
 /// (available, loading, loaded, unavailable with <see cref="Error"/>), <see cref="MemoryBytes"/> what it takes against
-/// the budget (estimated until loaded), <see cref="ExpiresAt"/> when an idle loaded model unloads (Unix seconds).
+/// the budget (estimated until loaded), <see cref="ExpiresAt"/> when an idle loaded model unloads (Unix seconds),
+/// <see cref="Aliases"/> the other names requests may use for it.
 /// </summary>
 public sealed record ModelDetails(
     string Status,
@@ -376,7 +377,8 @@ public sealed record ModelDetails(
     string ChatTemplate,
     long MemoryBytes,
     string? MemoryEstimate,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? ExpiresAt);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? ExpiresAt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Aliases);
 
 public sealed record ErrorResponse(ErrorBody Error);
 

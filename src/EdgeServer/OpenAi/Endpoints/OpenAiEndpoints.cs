@@ -32,7 +32,7 @@ public static class OpenAiEndpoints
     internal static async Task<IResult> ChatCompletionsAsync(HttpContext context, GenerationRunner runner, GenerationOutcome outcome, IInferenceEngine engine, TimeProvider clock)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.ChatCompletionRequest, context.RequestAborted);
-        var (request, names) = ChatMapper.FromChat(body);
+        var (request, names) = ChatMapper.FromChat(body, runner.DefaultSampling(body.Model));
         var shape = new ChatShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine), request.Logprobs, ChatMapper.IncludeUsage(body));
         return await runner.RunAsync(context, outcome, request, names, shape, ChatMapper.IsStreaming(body));
     }
@@ -40,7 +40,7 @@ public static class OpenAiEndpoints
     internal static async Task<IResult> CompletionsAsync(HttpContext context, GenerationRunner runner, GenerationOutcome outcome, IInferenceEngine engine, TimeProvider clock, IOptions<EdgeServerOptions> options)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.CompletionRequest, context.RequestAborted);
-        var (request, names) = ChatMapper.FromCompletion(body, options.Value.Limits.MaxTokens);
+        var (request, names) = ChatMapper.FromCompletion(body, runner.DefaultSampling(body.Model), options.Value.Limits.MaxTokens);
         var shape = new CompletionShape(request.Model, clock.GetUtcNow().ToUnixTimeSeconds(), Fingerprint(engine), request.Logprobs, ChatMapper.IncludeUsage(body));
         return await runner.RunAsync(context, outcome, request, names, shape, ChatMapper.IsStreaming(body));
     }
@@ -65,12 +65,8 @@ public static class OpenAiEndpoints
             throw new OpenAiException(StatusCodes.Status404NotFound, $"Unknown request URL: POST /v1/models/{action}. Use /v1/models/{{id}}/load or /v1/models/{{id}}/unload.", "invalid_request_error", null, "unknown_url");
         }
 
-        if (engine.FindModel(id) is null)
-        {
-            throw new ModelNotFoundException(id);
-        }
-
-        outcome.Model = id;
+        var model = engine.FindModel(id) ?? throw new ModelNotFoundException(id);
+        outcome.Model = model.Id;
         var wait = context.Request.Query["wait"].ToString() switch
         {
             "" or "true" => true,
@@ -95,7 +91,7 @@ public static class OpenAiEndpoints
 
     private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
         new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate,
-            m.MemoryBytes, m.MemoryParts, m.ExpiresAt?.ToUnixTimeSeconds()));
+            m.MemoryBytes, m.MemoryParts, m.ExpiresAt?.ToUnixTimeSeconds(), m.Aliases.Count > 0 ? m.Aliases : null));
 
     private static string Fingerprint(IInferenceEngine engine) => $"fp_edgeserver_llama.cpp-{engine.RuntimeVersion}";
 }

@@ -19,7 +19,7 @@ public static class ResponsesEndpoints
     internal static async Task<IResult> CreateAsync(HttpContext context, GenerationRunner runner, GenerationOutcome outcome, TimeProvider clock)
     {
         var body = await OpenAiResults.ReadBodyAsync(context.Request, OpenAiJsonContext.Web.CreateResponseRequest, context.RequestAborted);
-        var (request, names) = ResponsesMapper.FromResponses(body);
-        return await runner.RunAsync(context, outcome, request, names, new ResponsesShape(body, request.Model, clock), body.Stream == true);
+        var (request, names) = ResponsesMapper.FromResponses(body, runner.DefaultSampling(body.Model));
+        return await runner.RunAsync(context, outcome, request, names, new ResponsesShape(body, request.Model, request.Sampling, clock), body.Stream == true);
     }
 }

@@ -21,7 +21,8 @@ internal static class ChatMapper
         ["tool"] = "tool",
     };
 
-    public static (GenerationRequest Request, IFieldNames Names) FromChat(ChatCompletionRequest body)
+    /// <param name="defaults">The sampling of the fields the request leaves out: the model's (<see cref="GenerationRunner.DefaultSampling"/>).</param>
+    public static (GenerationRequest Request, IFieldNames Names) FromChat(ChatCompletionRequest body, SamplingParameters defaults)
     {
         RequestFields.Chat.RejectUnbound(body.Unrecognized);
         if (body.Modalities is { } modalities && modalities.Any(m => m != "text"))
@@ -48,7 +49,7 @@ internal static class ChatMapper
 
         var tools = ReadTools(body.Tools);
         var names = new ApiFieldNames(RequestFields.Chat, body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens");
-        return (Common(body, model, body.MaxCompletionTokens ?? body.MaxTokens) with
+        return (Common(body, model, body.MaxCompletionTokens ?? body.MaxTokens, defaults) with
         {
             Messages = messages,
             Tools = tools,
@@ -60,7 +61,7 @@ internal static class ChatMapper
         }, names);
     }
 
-    public static (GenerationRequest Request, IFieldNames Names) FromCompletion(CompletionRequest body, int maxTokensLimit)
+    public static (GenerationRequest Request, IFieldNames Names) FromCompletion(CompletionRequest body, SamplingParameters defaults, int maxTokensLimit)
     {
         RequestFields.Completions.RejectUnbound(body.Unrecognized);
         if (body.BestOf is { } bestOf && bestOf != (body.N ?? 1))
@@ -88,7 +89,7 @@ internal static class ChatMapper
             _ => throw OpenAiException.InvalidType("prompt", "a string"),
         };
 
-        return (Common(body, model, body.MaxTokens ?? Math.Min(CompletionsDefaultMaxTokens, maxTokensLimit)) with
+        return (Common(body, model, body.MaxTokens ?? Math.Min(CompletionsDefaultMaxTokens, maxTokensLimit), defaults) with
         {
             Prompt = text,
             Logprobs = body.Logprobs is not null,
@@ -256,20 +257,19 @@ internal static class ChatMapper
         throw OpenAiException.InvalidRequest("Invalid 'tool_choice': expected 'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice", "invalid_value");
     }
 
-    private static GenerationRequest Common(GenerationRequestDto body, string model, int? maxTokens)
+    private static GenerationRequest Common(GenerationRequestDto body, string model, int? maxTokens, SamplingParameters defaults)
     {
         if (body.StreamOptions is not null && body.Stream != true)
         {
             throw OpenAiException.InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options", "invalid_value");
         }
 
-        var defaults = SamplingParameters.Default;
         return new GenerationRequest
         {
             Model = model,
             MaxTokens = maxTokens,
             Stop = WireReader.Stop(body.Stop),
-            Sampling = new SamplingParameters
+            Sampling = defaults with
             {
                 Temperature = body.Temperature ?? defaults.Temperature,
                 TopP = body.TopP ?? defaults.TopP,

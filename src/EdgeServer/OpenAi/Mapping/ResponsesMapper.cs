@@ -10,7 +10,7 @@ namespace EdgeServer.OpenAi;
 /// </summary>
 internal static class ResponsesMapper
 {
-    public static (GenerationRequest Request, IFieldNames Names) FromResponses(CreateResponseRequest body)
+    public static (GenerationRequest Request, IFieldNames Names) FromResponses(CreateResponseRequest body, SamplingParameters defaults)
     {
         RequestFields.Responses.RejectUnbound(body.Unrecognized);
         if (body.ToolChoice is { ValueKind: not JsonValueKind.Null } choice && !(choice.ValueKind == JsonValueKind.String && WireReader.Text(choice, "tool_choice") is "none" or "auto"))
@@ -38,7 +38,6 @@ internal static class ResponsesMapper
         }
 
         var format = body.Text?.Format is { } f ? new ResponseFormatDto { Type = f.Type, JsonSchema = f.Type == "json_schema" ? f : null, Unrecognized = f.Unrecognized } : null;
-        var defaults = SamplingParameters.Default;
         var request = new GenerationRequest
         {
             Model = model,

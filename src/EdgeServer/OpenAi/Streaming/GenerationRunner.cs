@@ -50,11 +50,15 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
     /// </summary>
     public void SelectModel(string model, GenerationOutcome outcome)
     {
-        if (engine.FindModel(model) is not null)
+        if (engine.FindModel(model) is { } known)
         {
-            outcome.Model = model;
+            outcome.Model = known.Id;
         }
     }
+
+    /// <summary>The sampling a request gets for the fields it leaves out: its model's settings, else the engine's defaults.</summary>
+    public SamplingParameters DefaultSampling(string? model) =>
+        model is { Length: > 0 } && engine.FindModel(model) is { } known ? known.Sampling : SamplingParameters.Default;
 
     private static async Task<IResult> CollectAsync(IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
     {

@@ -8,7 +8,7 @@ namespace EdgeServer.OpenAi;
 /// /v1/responses: one response object, or its typed events (response.created ... response.completed), each with
 /// <c>event:</c> and <c>sequence_number</c>. One choice, one message of output text.
 /// </summary>
-internal sealed class ResponsesShape(CreateResponseRequest body, string model, TimeProvider clock) : IResponseShape
+internal sealed class ResponsesShape(CreateResponseRequest body, string model, SamplingParameters sampling, TimeProvider clock) : IResponseShape
 {
     private static readonly JsonElement EmptyObject = JsonDocument.Parse("{}").RootElement.Clone();
     private readonly long _created = clock.GetUtcNow().ToUnixTimeSeconds();
@@ -83,7 +83,7 @@ internal sealed class ResponsesShape(CreateResponseRequest body, string model, T
 
     private ResponseObject Build(string status, IReadOnlyList<ResponseOutputMessage> output, ResponseUsageDto? usage, IncompleteDetailsDto? incomplete, long? completedAt) => new(
         Id, "response", _created, status, completedAt, null, incomplete, body.Instructions, body.MaxOutputTokens, model, output,
-        body.ParallelToolCalls ?? false, null, false, body.Temperature ?? SamplingParameters.Default.Temperature, body.TopP ?? SamplingParameters.Default.TopP,
+        body.ParallelToolCalls ?? false, null, false, sampling.Temperature, sampling.TopP,
         new ResponseTextConfigDto(new ResponseTextFormatOut(body.Text?.Format?.Type ?? "text")), "auto", [], "disabled", usage,
         body.Metadata is { ValueKind: JsonValueKind.Object } metadata ? metadata : EmptyObject);
 }
