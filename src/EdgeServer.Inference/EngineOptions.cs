@@ -68,7 +68,14 @@ public sealed record EngineOptions
     /// <summary>Folder of libllama/libggml; null uses the bundled libraries.</summary>
     public string? NativeDirectory { get; init; }
 
+    /// <summary>Models named by the host; with <see cref="ModelsDirectory"/>, the folder's files are added to them.</summary>
     public IReadOnlyList<ModelSource> Models { get; init; } = [];
+
+    /// <summary>A folder whose *.gguf files are served, named by file name (see <see cref="Models.ModelCatalog.Discover"/>).</summary>
+    public string? ModelsDirectory { get; init; }
+
+    /// <summary>Follow the folder while running: new files are served, removed ones leave once idle.</summary>
+    public bool WatchModelsDirectory { get; init; } = true;
 
     public SchedulerOptions Scheduler { get; init; } = new();
 

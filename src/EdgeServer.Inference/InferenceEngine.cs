@@ -20,13 +20,19 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, ModelDescriptor> _descriptors = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, ModelSource> _sources;
+    private readonly ConcurrentDictionary<string, ModelSource> _sources = new(StringComparer.Ordinal);
     private readonly ModelProber _prober;
     private readonly Pool.ModelPool _pool;
     private readonly SemaphoreSlim _embeddingRoom = new(1, 1);
     private readonly ConcurrentDictionary<ModelScheduler, Lazy<Embedder>> _embedders = new();
-    private readonly IReadOnlyList<string> _order;
-    private readonly Dictionary<string, string> _names;
+    private readonly Lock _catalogLock = new();
+    private readonly Lock _rescanLock = new();
+    private readonly HashSet<string> _fromFolder = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long Length, DateTime Written)> _stamps = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _clashesTold = new(StringComparer.Ordinal);
+    private readonly Models.ModelsFolderWatcher? _watcher;
+    private volatile string[] _order;
+    private volatile Dictionary<string, string> _names;
     private readonly InferenceMetrics _metrics;
     private readonly ConcurrentDictionary<string, string> _faults = new(StringComparer.Ordinal);
     private int _disposed;
@@ -40,9 +46,15 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         _logger = loggerFactory.CreateLogger<InferenceEngine>();
         Runtime = LlamaRuntime.Initialize(options.NativeDirectory, loggerFactory.CreateLogger("EdgeServer.Inference.LlamaCpp"));
         _prober = new ModelProber(options, loggerFactory.CreateLogger<ModelProber>());
-        _sources = options.Models.ToDictionary(m => m.Id, StringComparer.Ordinal);
-        _names = Names(options.Models);
-        foreach (var source in options.Models)
+        var models = options.ModelsDirectory is { } folder ? ModelCatalog.Discover(options.Models, folder) : options.Models;
+        foreach (var source in models)
+        {
+            _sources[source.Id] = source;
+        }
+
+        _fromFolder.UnionWith(models.Except(options.Models).Select(m => m.Id));
+        _names = Names(models);
+        foreach (var source in models)
         {
             if (SchedulerFor(source).Problem() is { } problem)
             {
@@ -51,9 +63,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
 
         // Probe children are mostly process start-up; a few at a time keep start-up short on small boards.
-        var descriptors = new ModelDescriptor[options.Models.Count];
+        var descriptors = new ModelDescriptor[models.Count];
         Parallel.For(0, descriptors.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 4) },
-            i => descriptors[i] = _prober.Check(options.Models[i]));
+            i => descriptors[i] = Check(models[i]));
         foreach (var descriptor in descriptors)
         {
             _descriptors[descriptor.Id] = descriptor;
@@ -67,22 +79,172 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             }
         }
 
-        _order = options.Models.Select(m => m.Id).ToArray();
+        _order = models.Select(m => m.Id).ToArray();
         _pool = new Pool.ModelPool(_order, options.MemoryBudget?.Bytes, options.KeepAlive, Footprint, Load, Unload, clock ?? TimeProvider.System, loggerFactory.CreateLogger<Pool.ModelPool>());
         _metrics.Watch(_pool);
         if (options.MemoryBudget is { } budget)
         {
             LogBudget(_logger, budget.Derivation);
         }
+
+        if (options.ModelsDirectory is { } watched && options.WatchModelsDirectory)
+        {
+            _watcher = new Models.ModelsFolderWatcher(watched, RescanModelsDirectory, clock ?? TimeProvider.System, loggerFactory.CreateLogger<Models.ModelsFolderWatcher>());
+        }
+    }
+
+    /// <summary>Probes a model file and remembers which version of the file the verdict is for.</summary>
+    private ModelDescriptor Check(ModelSource source)
+    {
+        var file = new FileInfo(source.Path);
+        var stamp = file.Exists ? (file.Length, file.LastWriteTimeUtc) : (-1L, DateTime.MinValue);
+        var descriptor = _prober.Check(source);
+        lock (_catalogLock)
+        {
+            _stamps[source.Id] = stamp;
+        }
+
+        return descriptor;
+    }
+
+    /// <summary>
+    /// Brings the catalog in line with the models folder: a new *.gguf is probed and served; a model whose file is
+    /// gone leaves the catalog (new requests get 404) and is freed once its requests have finished; a file that
+    /// changed is taken out the same way and probed again as a new model. Models named in the configuration are
+    /// never touched. Runs one at a time (the watcher calls it after the folder has been quiet for a moment).
+    /// </summary>
+    internal void RescanModelsDirectory()
+    {
+        if (_options.ModelsDirectory is not { } folder || _disposed != 0)
+        {
+            return;
+        }
+
+        lock (_rescanLock)
+        {
+            var present = Directory.Exists(folder)
+                ? Directory.EnumerateFiles(folder, "*.gguf", SearchOption.TopDirectoryOnly).Select(Path.GetFullPath).ToHashSet(StringComparer.Ordinal)
+                : [];
+            string[] folderModels;
+            lock (_catalogLock)
+            {
+                folderModels = _fromFolder.ToArray();
+            }
+
+            foreach (var id in folderModels)
+            {
+                var path = Path.GetFullPath(_sources[id].Path);
+                var file = new FileInfo(path);
+                bool changed;
+                lock (_catalogLock)
+                {
+                    changed = file.Exists && _stamps.TryGetValue(id, out var stamp) && stamp != (file.Length, file.LastWriteTimeUtc);
+                }
+
+                if (!present.Contains(path))
+                {
+                    Retire(id);
+                }
+                else if (changed)
+                {
+                    Replace(id, _sources[id]);
+                }
+
+                present.Remove(path);
+            }
+
+            var configured = _options.Models.Select(m => Path.GetFullPath(m.Path)).ToHashSet(StringComparer.Ordinal);
+            foreach (var path in present.Where(p => !configured.Contains(p)).Order(StringComparer.Ordinal))
+            {
+                var id = ModelCatalog.IdFromPath(path);
+                if (_names.ContainsKey(id))
+                {
+                    if (_clashesTold.Add(path))
+                    {
+                        LogNameTaken(_logger, path, id);
+                    }
+
+                    continue;
+                }
+
+                var source = new ModelSource(id, path);
+                var descriptor = Check(source);
+                _descriptors[id] = descriptor;
+                _sources[id] = source;
+                lock (_catalogLock)
+                {
+                    _fromFolder.Add(id);
+                    _names = new Dictionary<string, string>(_names, StringComparer.Ordinal) { [id] = id };
+                    _order = [.. _order, id];
+                }
+
+                _pool.Add(id);
+                if (descriptor.Status == ModelStatus.Unavailable)
+                {
+                    LogModelUnavailable(_logger, id, path, descriptor.Error ?? "unknown");
+                }
+                else
+                {
+                    LogModelAdded(_logger, id, path, descriptor.Architecture ?? "?", descriptor.Quantization ?? "?");
+                }
+            }
+
+            _clashesTold.IntersectWith(present);
+        }
+    }
+
+    /// <summary>
+    /// A folder model whose file changed: probed again and served as a new model under the same name, with no moment
+    /// in which the name is unknown; the old one is freed once its requests have finished.
+    /// </summary>
+    private void Replace(string id, ModelSource source)
+    {
+        var descriptor = Check(source);
+        _descriptors[id] = descriptor;
+        _pool.Remove(id);
+        _pool.Add(id);
+        LogModelReplaced(_logger, id, source.Path, descriptor.Status == ModelStatus.Unavailable ? descriptor.Error ?? "unavailable" : "servable");
+    }
+
+    /// <summary>Takes a folder model out of the catalog; the pool frees it once its requests have finished.</summary>
+    private void Retire(string id)
+    {
+        lock (_catalogLock)
+        {
+            _fromFolder.Remove(id);
+            _stamps.Remove(id);
+            var names = new Dictionary<string, string>(_names, StringComparer.Ordinal);
+            names.Remove(id);
+            _names = names;
+            _order = _order.Where(o => o != id).ToArray();
+        }
+
+        _descriptors.TryRemove(id, out _);
+        _sources.TryRemove(id, out _);
+        _pool.Remove(id);
+        LogModelRemoved(_logger, id);
     }
 
     public LlamaRuntimeInfo Runtime { get; }
 
     public string RuntimeVersion => Runtime.Version;
 
-    public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(Describe).ToArray();
+    public IReadOnlyList<ModelDescriptor> ListModels() => _order.Select(TryDescribe).OfType<ModelDescriptor>().ToArray();
 
-    public ModelDescriptor? FindModel(string id) => Resolve(id) is { } known ? Describe(known) : null;
+    public ModelDescriptor? FindModel(string id) => Resolve(id) is { } known ? TryDescribe(known) : null;
+
+    /// <summary>The model's description, or null when it left the catalog meanwhile.</summary>
+    private ModelDescriptor? TryDescribe(string id)
+    {
+        try
+        {
+            return _descriptors.ContainsKey(id) ? Describe(id) : null;
+        }
+        catch (Exception e) when (e is KeyNotFoundException or ModelNotFoundException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>The model a name stands for: its id, or an alias of it; null when none.</summary>
     private string? Resolve(string name) => _names.GetValueOrDefault(name);
@@ -300,7 +462,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     private Embedder NewEmbedder(ModelScheduler scheduler)
     {
-        var options = SchedulerFor(scheduler.Id);
+        var options = _sources.TryGetValue(scheduler.Id, out var source) ? SchedulerFor(source) : _options.Scheduler;
         return new Embedder(scheduler.Model, options.ContextPerSlot, options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
     }
 
@@ -474,6 +636,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             return;
         }
 
+        _watcher?.Dispose();
         var loaded = _pool.LoadedSchedulers();
         _pool.Dispose();
         foreach (var embedder in _embedders.Values.Where(e => e.IsValueCreated))
@@ -501,6 +664,18 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     [LoggerMessage(EventId = EventIds.ModelReloaded, Level = LogLevel.Warning, Message = "Model {Model}: reloaded after its decode loop stopped")]
     private static partial void LogModelReloaded(ILogger logger, string model);
+
+    [LoggerMessage(EventId = EventIds.ModelAdded, Level = LogLevel.Information, Message = "Model {Model} appeared at {Path} ({Architecture}, {Quantization}) and is served")]
+    private static partial void LogModelAdded(ILogger logger, string model, string path, string architecture, string quantization);
+
+    [LoggerMessage(EventId = EventIds.ModelRemoved, Level = LogLevel.Information, Message = "Model {Model} left the catalog: its file was removed; it is freed once its requests have finished")]
+    private static partial void LogModelRemoved(ILogger logger, string model);
+
+    [LoggerMessage(EventId = EventIds.ModelReplaced, Level = LogLevel.Information, Message = "Model {Model}: its file {Path} changed and was checked again ({Verdict}); the old one is freed once its requests have finished")]
+    private static partial void LogModelReplaced(ILogger logger, string model, string path, string verdict);
+
+    [LoggerMessage(EventId = EventIds.ModelNameTaken, Level = LogLevel.Warning, Message = "The model file {Path} is not served: the name {Model} is already another model's. Rename the file or name it in EdgeServer:Models")]
+    private static partial void LogNameTaken(ILogger logger, string path, string model);
 
     [LoggerMessage(EventId = EventIds.MemoryBudget, Level = LogLevel.Information, Message = "Memory budget for models: {Derivation}")]
     private static partial void LogBudget(ILogger logger, string derivation);

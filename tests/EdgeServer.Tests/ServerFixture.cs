@@ -56,7 +56,8 @@ public class ServerFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var scratch = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var models = Path.Combine(scratch, "models");
+        // A folder per fixture: each server follows its folder, so another fixture writing its files must not be a change.
+        var models = Path.Combine(scratch, "models-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(models);
         await File.WriteAllBytesAsync(Path.Combine(models, "truncated.gguf"), File.ReadAllBytes(SuccessorModel.SharedPath)[..5000]);
         await File.WriteAllTextAsync(Path.Combine(models, "notes.gguf"), "not a model, just some text that happens to end in .gguf");
@@ -101,6 +102,15 @@ public class ServerFixture : IAsyncLifetime
         {
             await _app.StopAsync();
             await _app.DisposeAsync();
+        }
+
+        try
+        {
+            Directory.Delete(ModelsDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Left for the temp folder's own cleanup.
         }
     }
 

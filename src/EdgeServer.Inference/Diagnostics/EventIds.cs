@@ -34,6 +34,14 @@ internal static class EventIds
     public const int MemoryBudget = 3007;
     public const int StoppedModelFreed = 3008;
 
+    // The models folder, watched: a file that appeared, one that left, one whose name is taken, a failed rescan.
+    public const int ModelAdded = 3010;
+    public const int ModelRemoved = 3011;
+    public const int ModelNameTaken = 3012;
+    public const int ModelsFolderRescanFailed = 3013;
+    public const int ModelsFolderNotWatched = 3014;
+    public const int ModelReplaced = 3015;
+
     // Probe of a model file before it is loaded, in a child process or in this one (3100-3199).
     public const int ModelProbed = 3100;
     public const int ProbeChildFailed = 3101;

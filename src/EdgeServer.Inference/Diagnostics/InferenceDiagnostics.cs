@@ -89,7 +89,7 @@ internal sealed class InferenceMetrics : IDisposable
         var loads = _meter.CreateCounter<long>("edgeserver.model.loads", "{load}", "Models loaded.");
         var loadTime = _meter.CreateHistogram<double>("edgeserver.model.load_time", "s", "Time to load a model and start its decode loop.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
-        var unloads = _meter.CreateCounter<long>("edgeserver.model.unloads", "{unload}", "Models unloaded, by reason (idle, evicted, requested).");
+        var unloads = _meter.CreateCounter<long>("edgeserver.model.unloads", "{unload}", "Models unloaded, by reason (idle, evicted, requested, file_changed).");
         var refused = _meter.CreateCounter<long>("edgeserver.model.refused_for_memory", "{request}", "Requests refused because their model can never fit the memory budget.");
         pool.Loaded += (model, took) =>
         {
@@ -97,7 +97,7 @@ internal sealed class InferenceMetrics : IDisposable
             loads.Add(1, tag);
             loadTime.Record(took.TotalSeconds, tag);
         };
-        pool.Unloaded += (model, reason) => unloads.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("reason", reason.ToString().ToLowerInvariant()));
+        pool.Unloaded += (model, reason) => unloads.Add(1, new KeyValuePair<string, object?>("model", model), new KeyValuePair<string, object?>("reason", reason == Pool.UnloadReason.FileChanged ? "file_changed" : reason.ToString().ToLowerInvariant()));
         pool.RefusedForMemory += model => refused.Add(1, new KeyValuePair<string, object?>("model", model));
     }
 

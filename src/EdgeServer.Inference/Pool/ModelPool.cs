@@ -17,6 +17,9 @@ public enum UnloadReason
 
     /// <summary>Asked for (POST /v1/models/{id}/unload).</summary>
     Requested,
+
+    /// <summary>Its file was removed or replaced in the models folder.</summary>
+    FileChanged,
 }
 
 /// <summary>
@@ -31,6 +34,9 @@ internal sealed partial class ModelPool : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+
+    /// <summary>Models taken out of the catalog that are still loaded: each is freed once idle.</summary>
+    private readonly HashSet<Entry> _retired = [];
     private readonly Func<string, ModelScheduler> _load;
     private readonly Action<string, ModelScheduler> _unload;
     private readonly Func<string, ModelFootprint> _estimate;
@@ -102,7 +108,7 @@ internal sealed partial class ModelPool : IDisposable
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                entry = _entries[id];
+                entry = Active(id);
                 if (keepAlive is { } own)
                 {
                     entry.KeepAlive = own;
@@ -160,7 +166,7 @@ internal sealed partial class ModelPool : IDisposable
             Task wait;
             lock (_lock)
             {
-                var entry = _entries[id];
+                var entry = Active(id);
                 if (Budget is not { } budget || UsedLocked() + bytes <= budget)
                 {
                     entry.Bytes += bytes;
@@ -189,7 +195,7 @@ internal sealed partial class ModelPool : IDisposable
             var unloaded = false;
             lock (_lock)
             {
-                var entry = _entries[id];
+                var entry = Active(id);
                 if (entry.Unloading is { } unloading)
                 {
                     next = unloading;
@@ -226,7 +232,7 @@ internal sealed partial class ModelPool : IDisposable
     {
         lock (_lock)
         {
-            var e = _entries[id];
+            var e = Active(id);
             var loaded = e.Scheduler;
             var expires = loaded is not null && e.IsIdle && Expiry(e) is { } at ? at : (DateTimeOffset?)null;
             return new PoolState(
@@ -242,7 +248,7 @@ internal sealed partial class ModelPool : IDisposable
     {
         lock (_lock)
         {
-            return _entries.Values.Select(e => e.Scheduler).OfType<ModelScheduler>().ToList();
+            return All().Select(e => e.Scheduler).OfType<ModelScheduler>().ToList();
         }
     }
 
@@ -255,8 +261,7 @@ internal sealed partial class ModelPool : IDisposable
     {
         lock (_lock)
         {
-            var entry = _entries[id];
-            if (entry.Scheduler != scheduler)
+            if (All().FirstOrDefault(e => e.Id == id && e.Scheduler == scheduler) is not { } entry)
             {
                 return;
             }
@@ -334,7 +339,7 @@ internal sealed partial class ModelPool : IDisposable
     private Task Evict(long over, Entry keep)
     {
         var victims = new List<Entry>();
-        foreach (var idle in _entries.Values.Where(e => e != keep && e.Unloading is null && e.Scheduler is not null && e.IsIdle).OrderBy(e => e.LastUsed))
+        foreach (var idle in All().Where(e => e != keep && e.Unloading is null && e.Scheduler is not null && e.IsIdle).OrderBy(e => e.LastUsed))
         {
             if (over <= 0)
             {
@@ -355,6 +360,10 @@ internal sealed partial class ModelPool : IDisposable
             if (load.IsCompletedSuccessfully)
             {
                 entry.LastUsed = _clock.GetUtcNow();
+                if (_retired.Contains(entry) && entry.IsIdle)
+                {
+                    StartUnload(entry, UnloadReason.FileChanged);
+                }
             }
             else if (entry.Loading == load)
             {
@@ -402,6 +411,7 @@ internal sealed partial class ModelPool : IDisposable
         {
             entry.Unloading = null;
             entry.Bytes = 0;
+            _retired.Remove(entry);
             Signal();
         }
     }
@@ -419,7 +429,7 @@ internal sealed partial class ModelPool : IDisposable
     {
         lock (_lock)
         {
-            if (_entries.TryGetValue(scheduler.Id, out var entry) && entry.Scheduler == scheduler)
+            if (All().FirstOrDefault(e => e.Scheduler == scheduler) is { } entry)
             {
                 Touch(entry);
             }
@@ -435,7 +445,11 @@ internal sealed partial class ModelPool : IDisposable
         }
 
         entry.LastUsed = _clock.GetUtcNow();
-        if (entry.IsIdle && entry.Scheduler is not null && (entry.KeepAlive ?? KeepAlive) == TimeSpan.Zero)
+        if (entry.IsIdle && entry.Scheduler is not null && entry.Unloading is null && _retired.Contains(entry))
+        {
+            StartUnload(entry, UnloadReason.FileChanged);
+        }
+        else if (entry.IsIdle && entry.Scheduler is not null && (entry.KeepAlive ?? KeepAlive) == TimeSpan.Zero)
         {
             StartUnload(entry, UnloadReason.Idle);
         }
@@ -484,12 +498,56 @@ internal sealed partial class ModelPool : IDisposable
         changed.TrySetResult();
     }
 
-    private long UsedLocked() => _entries.Values.Where(e => e.Loading is not null || e.Unloading is not null).Sum(e => e.Bytes);
+    private long UsedLocked() => All().Where(e => e.Loading is not null || e.Unloading is not null).Sum(e => e.Bytes);
+
+    /// <summary>Under the lock: the catalog's models and the retired ones still in memory.</summary>
+    private IEnumerable<Entry> All() => _entries.Values.Concat(_retired);
+
+    /// <summary>Under the lock: a model of the catalog; one removed meanwhile is not found.</summary>
+    private Entry Active(string id) => _entries.TryGetValue(id, out var entry) ? entry : throw new ModelNotFoundException(id);
+
+    /// <summary>A model that joined the catalog (a new file in the models folder).</summary>
+    public void Add(string id)
+    {
+        lock (_lock)
+        {
+            _entries.TryAdd(id, new Entry(id));
+        }
+    }
+
+    /// <summary>
+    /// Takes a model out of the catalog (its file was removed or replaced): new requests no longer reach it, the ones
+    /// running finish, and it is freed once idle; its memory counts until then. A model of the same id may be added
+    /// at once: it is a new entry.
+    /// </summary>
+    public void Remove(string id)
+    {
+        lock (_lock)
+        {
+            if (!_entries.Remove(id, out var entry))
+            {
+                return;
+            }
+
+            if (entry.Loading is null && entry.Unloading is null)
+            {
+                return;
+            }
+
+            _retired.Add(entry);
+            if (entry.Unloading is null && entry.Scheduler is not null && entry.IsIdle)
+            {
+                StartUnload(entry, UnloadReason.FileChanged);
+            }
+
+            Signal();
+        }
+    }
 
     /// <summary>Under the lock: "loaded: a 0.9 GiB busy, b 300 MiB idle".</summary>
     private string Describe()
     {
-        var held = _entries.Values.Where(e => e.Loading is not null || e.Unloading is not null).ToList();
+        var held = All().Where(e => e.Loading is not null || e.Unloading is not null).ToList();
         return held.Count == 0
             ? "No model is loaded."
             : "Loaded: " + string.Join(", ", held.Select(e => $"{e.Id} {Sizes.Describe(e.Bytes)} {(e.Unloading is not null ? "unloading" : e.Scheduler is null ? "loading" : e.IsIdle ? "idle" : "busy")}")) + ".";

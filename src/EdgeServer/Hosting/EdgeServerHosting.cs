@@ -182,7 +182,8 @@ public static class EdgeServerHosting
         var engineOptions = new EngineOptions
         {
             NativeDirectory = string.IsNullOrWhiteSpace(options.Runtime.NativeDirectory) ? null : Resolve(options.Runtime.NativeDirectory),
-            Models = ModelCatalog.Discover(configured, Resolve(options.ModelsDirectory)),
+            Models = configured,
+            ModelsDirectory = Resolve(options.ModelsDirectory),
             UseMmap = options.Runtime.UseMmap,
             Repack = options.Runtime.Repack,
             Limits = options.Limits.ToGenerationLimits(),

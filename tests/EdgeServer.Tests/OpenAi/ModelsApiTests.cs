@@ -121,6 +121,51 @@ public class ModelsApiTests(PoolServerFixture server) : IClassFixture<PoolServer
     }
 }
 
+/// <summary>A server of its own whose models folder a test changes.</summary>
+public sealed class FolderServerFixture : ServerFixture;
+
+/// <summary>The models folder followed while the server runs.</summary>
+public class ModelsFolderHttpTests(FolderServerFixture server) : IClassFixture<FolderServerFixture>
+{
+    private async Task<HttpStatusCode> Lookup(string id)
+    {
+        using var response = await server.Http.GetAsync($"/v1/models/{id}");
+        return response.StatusCode;
+    }
+
+    private static async Task Until(Func<Task<bool>> condition, string what)
+    {
+        for (var i = 0; i < 300 && !await condition(); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(await condition(), what);
+    }
+
+    [Fact]
+    public async Task AModelFileDroppedIntoTheFolderIsServedAndLeavesWhenRemoved()
+    {
+        // Copied in under another name and renamed, as a careful download does; a plain copy works too (the folder
+        // is read once it has been quiet for a second).
+        var path = Path.Combine(server.ModelsDirectory, "dropped.gguf");
+        File.Copy(EdgeServer.TestSupport.SuccessorModel.SharedPath, path + ".part");
+        File.Move(path + ".part", path);
+        await Until(async () => await Lookup("dropped") == HttpStatusCode.OK, "the new file is listed without a restart");
+
+        var reply = JsonDocument.Parse(await server.PostOkAsync("/v1/chat/completions", """{"model":"dropped","messages":[{"role":"user","content":"hi"}],"temperature":0,"max_tokens":3}"""));
+        Assert.Equal("abc", reply.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+
+        File.Delete(path);
+        await Until(async () => await Lookup("dropped") == HttpStatusCode.NotFound, "the removed file leaves the list");
+        using var gone = await server.PostAsync("/v1/chat/completions", """{"model":"dropped","messages":[{"role":"user","content":"hi"}]}""");
+        var text = await gone.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", text);
+        Assert.Equal("model_not_found", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+}
+
 /// <summary>A model that can never fit the budget is refused at once, with the numbers.</summary>
 public class TinyBudgetTests(TinyBudgetServerFixture server) : IClassFixture<TinyBudgetServerFixture>
 {
