@@ -46,14 +46,35 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         _logger = loggerFactory.CreateLogger<InferenceEngine>();
         Runtime = LlamaRuntime.Initialize(options.NativeDirectory, loggerFactory.CreateLogger("EdgeServer.Inference.LlamaCpp"));
         _prober = new ModelProber(options, loggerFactory.CreateLogger<ModelProber>());
-        var models = options.ModelsDirectory is { } folder ? ModelCatalog.Discover(options.Models, folder) : options.Models;
+        var models = options.ModelsDirectory is null ? options.Models : ModelCatalog.Discover(options.Models, directory: null);
+        _names = Names(models);
+        if (options.ModelsDirectory is { } folder)
+        {
+            // The folder's files after the named models; one whose name is taken is not served, as in a rescan.
+            var configured = models.Select(m => Path.GetFullPath(m.Path)).ToHashSet(StringComparer.Ordinal);
+            var found = new List<ModelSource>(models);
+            foreach (var path in ModelCatalog.FolderFiles(folder).Where(p => !configured.Contains(p)))
+            {
+                var id = ModelCatalog.IdFromPath(path);
+                if (!_names.TryAdd(id, id))
+                {
+                    _clashesTold.Add(path);
+                    LogNameTaken(_logger, path, id);
+                    continue;
+                }
+
+                found.Add(new ModelSource(id, path));
+                _fromFolder.Add(id);
+            }
+
+            models = found;
+        }
+
         foreach (var source in models)
         {
             _sources[source.Id] = source;
         }
 
-        _fromFolder.UnionWith(models.Except(options.Models).Select(m => m.Id));
-        _names = Names(models);
         foreach (var source in models)
         {
             if (SchedulerFor(source).Problem() is { } problem)
@@ -122,9 +143,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
         lock (_rescanLock)
         {
-            var present = Directory.Exists(folder)
-                ? Directory.EnumerateFiles(folder, "*.gguf", SearchOption.TopDirectoryOnly).Select(Path.GetFullPath).ToHashSet(StringComparer.Ordinal)
-                : [];
+            var present = ModelCatalog.FolderFiles(folder).ToHashSet(StringComparer.Ordinal);
             string[] folderModels;
             lock (_catalogLock)
             {
@@ -156,6 +175,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             var configured = _options.Models.Select(m => Path.GetFullPath(m.Path)).ToHashSet(StringComparer.Ordinal);
             foreach (var path in present.Where(p => !configured.Contains(p)).Order(StringComparer.Ordinal))
             {
+                if (_disposed != 0)
+                {
+                    return;
+                }
+
                 var id = ModelCatalog.IdFromPath(path);
                 if (_names.ContainsKey(id))
                 {
@@ -169,16 +193,18 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
                 var source = new ModelSource(id, path);
                 var descriptor = Check(source);
-                _descriptors[id] = descriptor;
-                _sources[id] = source;
+
+                // In the pool before its name is known, so a request that finds the name finds the entry.
+                _pool.Add(id);
                 lock (_catalogLock)
                 {
+                    _descriptors[id] = descriptor;
+                    _sources[id] = source;
                     _fromFolder.Add(id);
                     _names = new Dictionary<string, string>(_names, StringComparer.Ordinal) { [id] = id };
                     _order = [.. _order, id];
                 }
 
-                _pool.Add(id);
                 if (descriptor.Status == ModelStatus.Unavailable)
                 {
                     LogModelUnavailable(_logger, id, path, descriptor.Error ?? "unknown");
@@ -197,18 +223,26 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     /// A folder model whose file changed: probed again and served as a new model under the same name, with no moment
     /// in which the name is unknown; the old one is freed once its requests have finished.
     /// </summary>
-    private void Replace(string id, ModelSource source)
+    private void Replace(string id, ModelSource old)
     {
+        // A new instance: a load of the old file still under way must not publish over the new description.
+        var source = old with { };
         var descriptor = Check(source);
-        _descriptors[id] = descriptor;
-        _pool.Remove(id);
-        _pool.Add(id);
+        lock (_catalogLock)
+        {
+            _sources[id] = source;
+            _descriptors[id] = descriptor;
+        }
+
+        _pool.Replace(id);
         LogModelReplaced(_logger, id, source.Path, descriptor.Status == ModelStatus.Unavailable ? descriptor.Error ?? "unavailable" : "servable");
     }
 
     /// <summary>Takes a folder model out of the catalog; the pool frees it once its requests have finished.</summary>
     private void Retire(string id)
     {
+        // Out of the pool first: a load starting now finds no entry rather than a half-removed catalog.
+        _pool.Remove(id);
         lock (_catalogLock)
         {
             _fromFolder.Remove(id);
@@ -217,11 +251,12 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             names.Remove(id);
             _names = names;
             _order = _order.Where(o => o != id).ToArray();
+            _descriptors.TryRemove(id, out _);
+            _sources.TryRemove(id, out _);
         }
 
-        _descriptors.TryRemove(id, out _);
-        _sources.TryRemove(id, out _);
-        _pool.Remove(id);
+        // A stopped decode loop of this model is not reloaded: it is no longer the server's to serve.
+        _faults.TryRemove(id, out _);
         LogModelRemoved(_logger, id);
     }
 
@@ -282,7 +317,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         var descriptor = _descriptors[id];
         if (descriptor.Status == ModelStatus.Unavailable)
         {
-            return descriptor;
+            return _sources.TryGetValue(id, out var unavailable) ? descriptor with { Aliases = unavailable.Settings.Aliases } : descriptor;
         }
 
         var state = _pool.State(id);
@@ -411,8 +446,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             {
                 if (!_embedders.ContainsKey(scheduler))
                 {
-                    var extra = MemoryEstimator.EstimateEmbedding(Gguf.GgufReader.Read(scheduler.Model.Path), SchedulerFor(scheduler.Id));
-                    await _pool.GrowAsync(scheduler.Id, extra.Total, "its embedding context", cancellationToken);
+                    var extra = MemoryEstimator.EstimateEmbedding(ReadLoadedFile(scheduler), scheduler.Options);
+                    await _pool.GrowAsync(lease, extra.Total, "its embedding context", cancellationToken);
                     _embedders.TryAdd(scheduler, new Lazy<Embedder>(() => NewEmbedder(scheduler)));
                 }
             }
@@ -460,10 +495,23 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return m.Detokenize(tokens.ToArray());
     }
 
-    private Embedder NewEmbedder(ModelScheduler scheduler)
+    private static Embedder NewEmbedder(ModelScheduler scheduler)
     {
-        var options = _sources.TryGetValue(scheduler.Id, out var source) ? SchedulerFor(source) : _options.Scheduler;
+        var options = scheduler.Options;
         return new Embedder(scheduler.Model, options.ContextPerSlot, options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
+    }
+
+    /// <summary>The header of a loaded model's file; the file may have left the models folder since the load.</summary>
+    private static Gguf.GgufFile ReadLoadedFile(ModelScheduler scheduler)
+    {
+        try
+        {
+            return Gguf.GgufReader.Read(scheduler.Model.Path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or GgufFormatException)
+        {
+            throw new ModelUnavailableException(scheduler.Id, "its file was removed or changed while the request was on its way");
+        }
     }
 
     private void ThrowIfShuttingDown()
@@ -493,21 +541,25 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     /// <summary>What a model will take in memory, from its file and this engine's settings (before it is loaded).</summary>
     private Pool.ModelFootprint Footprint(string id)
     {
-        var descriptor = _descriptors[id];
-        var estimate = _estimates.GetOrAdd((id, descriptor.Path, descriptor.FileSize, descriptor.Created), key => new Lazy<MemoryEstimate?>(() =>
+        if (!_descriptors.TryGetValue(id, out var descriptor) || !_sources.TryGetValue(id, out var source))
+        {
+            throw new ModelNotFoundException(id); // it left the catalog meanwhile
+        }
+
+        var estimate = _estimates.GetOrAdd((source.Settings, descriptor.Path, descriptor.FileSize, descriptor.Created), key => new Lazy<MemoryEstimate?>(() =>
         {
             try
             {
                 // Mapped or read as the load will do it, and repacked only when repacking is on.
                 var file = Gguf.GgufReader.Read(key.Path);
-                var mapped = WeightLoading.Plan(file, MmapFor(key.Id), _options.Repack, Runtime.CpuFeatures).Mmap;
+                var mapped = WeightLoading.Plan(file, key.Settings.UseMmap ?? _options.UseMmap, _options.Repack, Runtime.CpuFeatures).Mmap;
                 var cpu = new CpuRepackFeatures(Runtime.CpuFeatures);
                 cpu = cpu with { Repack = cpu.Repack && _options.Repack };
-                return MemoryEstimator.Estimate(file, SchedulerFor(key.Id), mapped, cpu);
+                return MemoryEstimator.Estimate(file, key.Settings.Apply(_options.Scheduler), mapped, cpu);
             }
-            catch (InferenceException)
+            catch (Exception e) when (e is InferenceException or IOException or UnauthorizedAccessException)
             {
-                return null; // unreadable now: the load will say why
+                return null; // unreadable now (or gone): the load will say why
             }
         })).Value;
         return estimate is null
@@ -515,7 +567,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             : new Pool.ModelFootprint(estimate.Total, estimate.ToString());
     }
 
-    private readonly ConcurrentDictionary<(string Id, string Path, long Length, DateTimeOffset Created), Lazy<MemoryEstimate?>> _estimates = new();
+    private readonly ConcurrentDictionary<(ModelSettings Settings, string Path, long Length, DateTimeOffset Created), Lazy<MemoryEstimate?>> _estimates = new();
 
     /// <summary>Frees an idle model: its embedder, decode loop and weights.</summary>
     private void Unload(string id, ModelScheduler scheduler)
@@ -531,11 +583,17 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     private ModelScheduler Load(string id)
     {
+        // The model as the catalog has it now; it may leave the catalog (its file removed) while it loads.
+        if (!_sources.TryGetValue(id, out var source))
+        {
+            throw new ModelNotFoundException(id);
+        }
+
         // The file may have changed since start-up: then it is checked again before llama.cpp loads it.
-        var descriptor = _prober.Check(_sources[id]);
+        var descriptor = _prober.Check(source);
         if (descriptor.Status == ModelStatus.Unavailable)
         {
-            _descriptors[id] = descriptor;
+            Publish(source, descriptor);
             LogModelUnavailable(_logger, id, descriptor.Path, descriptor.Error ?? "unknown");
             throw new ModelUnavailableException(id, descriptor.Error ?? "it could not be loaded");
         }
@@ -545,14 +603,14 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         try
         {
             BeforeLoad?.Invoke(id);
-            model = LlamaModel.Load(descriptor.Path, MmapFor(id), _options.Repack);
-            var scheduler = new ModelScheduler(id, model, SchedulerFor(id), _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
-            _descriptors[id] = descriptor with
+            model = LlamaModel.Load(descriptor.Path, source.Settings.UseMmap ?? _options.UseMmap, _options.Repack);
+            var scheduler = new ModelScheduler(id, model, SchedulerFor(source), _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
+            Publish(source, descriptor with
             {
                 ContextLength = scheduler.ContextPerSlot,
                 ParameterCount = model.ParameterCount,
                 ChatTemplate = model.ChatTemplateName,
-            };
+            });
             var elapsedMs = TimeProvider.System.GetElapsedTime(started).TotalMilliseconds;
             LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName, model.Loading.Mmap, model.Loading.RepackedTensors);
             return scheduler;
@@ -564,6 +622,23 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             model?.Dispose();
             LogModelUnavailable(_logger, id, descriptor.Path, e.Message);
             throw new ModelUnavailableException(id, e.Message);
+        }
+        catch
+        {
+            model?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A model's description, unless the model has left the catalog or been replaced meanwhile.</summary>
+    private void Publish(ModelSource source, ModelDescriptor descriptor)
+    {
+        lock (_catalogLock)
+        {
+            if (_sources.TryGetValue(source.Id, out var current) && ReferenceEquals(current, source))
+            {
+                _descriptors[source.Id] = descriptor;
+            }
         }
     }
 
@@ -603,6 +678,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 _faults.TryRemove(id, out _);
                 LogModelReloaded(_logger, id);
             }
+            catch (ModelNotFoundException)
+            {
+                _faults.TryRemove(id, out _); // it left the catalog meanwhile
+            }
             catch (InferenceException e)
             {
                 _faults[id] = $"The decode loop of model '{id}' stopped and reloading it failed: {e.Message}";
@@ -623,9 +702,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     public void EndGenerations()
     {
         _shuttingDown = true;
-        foreach (var id in _order)
+        foreach (var scheduler in _pool.LoadedSchedulers())
         {
-            GetLoadedScheduler(id)?.EndAll(new ShuttingDownException());
+            scheduler.EndAll(new ShuttingDownException());
         }
     }
 

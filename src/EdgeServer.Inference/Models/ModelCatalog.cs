@@ -17,9 +17,9 @@ public static class ModelCatalog
             }
         }
 
-        if (!string.IsNullOrWhiteSpace(directory) && Directory.Exists(directory))
+        if (!string.IsNullOrWhiteSpace(directory))
         {
-            foreach (var file in Directory.EnumerateFiles(directory, "*.gguf", SearchOption.TopDirectoryOnly).Order(StringComparer.Ordinal))
+            foreach (var file in FolderFiles(directory))
             {
                 if (seenPaths.Add(Path.GetFullPath(file)))
                 {
@@ -39,6 +39,14 @@ public static class ModelCatalog
 
     public static string IdFromPath(string path) => Path.GetFileNameWithoutExtension(path);
 
+    /// <summary>The full paths of the folder's *.gguf files, in order; none when the folder does not exist.</summary>
+    public static IReadOnlyList<string> FolderFiles(string directory) => Directory.Exists(directory)
+        ? Directory.EnumerateFiles(directory, "*.gguf", SearchOption.TopDirectoryOnly).Select(Path.GetFullPath).Order(StringComparer.Ordinal).ToList()
+        : [];
+
+    /// <summary>Fewer bytes than a GGUF header (magic, version, tensor and metadata counts).</summary>
+    private const long HeaderBytes = 24;
+
     /// <summary>
     /// Reads the file's GGUF header and checks the hyper-parameters llama.cpp would abort on
     /// (<see cref="GgufModelCheck"/>); a broken or hostile file yields an Unavailable descriptor with the reason.
@@ -51,6 +59,12 @@ public static class ModelCatalog
             if (!File.Exists(source.Path))
             {
                 return Unavailable(source, created, $"the file '{Path.GetFileName(source.Path)}' does not exist");
+            }
+
+            // Also what a FIFO or a device reports: such a file is never opened (reading a FIFO would wait forever).
+            if (new FileInfo(source.Path).Length is var length and < HeaderBytes)
+            {
+                return Unavailable(source, created, $"'{Path.GetFileName(source.Path)}' holds {length} bytes, too few for a GGUF model (an empty file, or not a regular file)");
             }
 
             var gguf = GgufReader.Read(source.Path);

@@ -22,6 +22,8 @@ internal sealed partial class ModelsFolderWatcher : IDisposable
     private FileSystemWatcher? _watcher;
     private bool _disposed;
     private bool _toldNotWatched;
+    private int _running;
+    private int _again;
 
     public ModelsFolderWatcher(string folder, Action rescan, TimeProvider clock, ILogger logger)
     {
@@ -89,16 +91,34 @@ internal sealed partial class ModelsFolderWatcher : IDisposable
         }
     }
 
+    /// <summary>One rescan at a time: a call during one (a poll during a long probe) asks for one more after it.</summary>
     private void Rescan()
     {
+        if (Interlocked.Exchange(ref _running, 1) == 1)
+        {
+            Volatile.Write(ref _again, 1);
+            return;
+        }
+
         try
         {
-            _rescan();
+            do
+            {
+                try
+                {
+                    _rescan();
+                }
+                catch (Exception e)
+                {
+                    // A file that vanished mid-read, a permission change: the next change or poll tries again.
+                    LogRescanFailed(_logger, e, _folder);
+                }
+            }
+            while (Interlocked.Exchange(ref _again, 0) == 1 && !Volatile.Read(ref _disposed));
         }
-        catch (Exception e)
+        finally
         {
-            // A file that vanished mid-read, a permission change: the next change or poll tries again.
-            LogRescanFailed(_logger, e, _folder);
+            Volatile.Write(ref _running, 0);
         }
     }
 

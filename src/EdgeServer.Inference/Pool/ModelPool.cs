@@ -159,14 +159,15 @@ internal sealed partial class ModelPool : IDisposable
     /// first use), unloading idle models if it must, or waiting within the caller's deadline for busy ones. Throws
     /// <see cref="ModelTooLargeException"/> when the model with the extra bytes could never fit.
     /// </summary>
-    public async Task GrowAsync(string id, long bytes, string what, CancellationToken cancellationToken)
+    public async Task GrowAsync(Lease lease, long bytes, string what, CancellationToken cancellationToken)
     {
+        var entry = lease.Entry;
+        var id = entry.Id;
         while (true)
         {
             Task wait;
             lock (_lock)
             {
-                var entry = Active(id);
                 if (Budget is not { } budget || UsedLocked() + bytes <= budget)
                 {
                     entry.Bytes += bytes;
@@ -371,6 +372,7 @@ internal sealed partial class ModelPool : IDisposable
                 entry.Loading = null;
                 entry.Bytes = 0;
                 entry.LastError = load.Exception?.GetBaseException().Message;
+                _retired.Remove(entry);
             }
 
             Signal();
@@ -511,7 +513,26 @@ internal sealed partial class ModelPool : IDisposable
     {
         lock (_lock)
         {
-            _entries.TryAdd(id, new Entry(id));
+            if (!_disposed)
+            {
+                _entries.TryAdd(id, new Entry(id));
+            }
+        }
+    }
+
+    /// <summary>
+    /// A model whose file changed: the old entry is retired as by <see cref="Remove"/> and a new one takes its name
+    /// in the same step, so the name is never unknown.
+    /// </summary>
+    public void Replace(string id)
+    {
+        lock (_lock)
+        {
+            RemoveLocked(id);
+            if (!_disposed)
+            {
+                _entries[id] = new Entry(id);
+            }
         }
     }
 
@@ -524,24 +545,24 @@ internal sealed partial class ModelPool : IDisposable
     {
         lock (_lock)
         {
-            if (!_entries.Remove(id, out var entry))
-            {
-                return;
-            }
-
-            if (entry.Loading is null && entry.Unloading is null)
-            {
-                return;
-            }
-
-            _retired.Add(entry);
-            if (entry.Unloading is null && entry.Scheduler is not null && entry.IsIdle)
-            {
-                StartUnload(entry, UnloadReason.FileChanged);
-            }
-
-            Signal();
+            RemoveLocked(id);
         }
+    }
+
+    private void RemoveLocked(string id)
+    {
+        if (!_entries.Remove(id, out var entry) || (entry.Loading is null && entry.Unloading is null))
+        {
+            return;
+        }
+
+        _retired.Add(entry);
+        if (entry.Unloading is null && entry.Scheduler is not null && entry.IsIdle)
+        {
+            StartUnload(entry, UnloadReason.FileChanged);
+        }
+
+        Signal();
     }
 
     /// <summary>Under the lock: "loaded: a 0.9 GiB busy, b 300 MiB idle".</summary>
@@ -570,11 +591,14 @@ internal sealed partial class ModelPool : IDisposable
 
         public ModelScheduler Scheduler { get; } = scheduler;
 
+        /// <summary>The pool's entry the lease holds, even when the model has left the catalog since.</summary>
+        internal Entry Entry { get; } = entry;
+
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
-                pool.Release(entry);
+                pool.Release(Entry);
             }
         }
     }

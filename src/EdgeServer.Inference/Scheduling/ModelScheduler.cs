@@ -50,6 +50,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     public ModelScheduler(string id, LlamaModel model, SchedulerOptions options, ILogger logger, InferenceMetrics? metrics = null, TimeProvider? clock = null, Action<ModelScheduler, Exception>? faulted = null)
     {
         Id = id;
+        Options = options;
         _model = model;
         _logger = logger;
         _metrics = metrics;
@@ -97,6 +98,9 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     public LlamaModel Model => _model;
 
     public int ContextPerSlot { get; }
+
+    /// <summary>The settings this loop was made with (the model's own over the engine's).</summary>
+    public SchedulerOptions Options { get; }
 
     public int BatchCapacity { get; }
 

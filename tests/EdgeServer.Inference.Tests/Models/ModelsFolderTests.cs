@@ -173,6 +173,68 @@ public sealed class ModelsFolderTests : IDisposable
     }
 
     [Fact]
+    public async Task AModelWhoseFileIsRemovedWhileItLoadsServesItsRequestAndIsThenFreed()
+    {
+        var path = Put("a");
+        var engine = Start();
+        engine.BeforeLoad = _ =>
+        {
+            File.Delete(path);
+            engine.RescanModelsDirectory();
+        };
+
+        // Admitted before the file went: it is served (or told why not, never a crash), then the model is freed.
+        var error = await Record.ExceptionAsync(async () => Assert.Equal("klmnopqrstuvwxyzé€", await Collect(await engine.StartAsync(Ask("a"), default))));
+        Assert.True(error is null or InferenceException, error?.ToString());
+        Assert.Null(engine.FindModel("a"));
+        await Until(() => engine.Memory.UsedBytes == 0, "the model that left while loading is freed");
+    }
+
+    [Fact]
+    public void AFolderFileNamedLikeAConfiguredAliasIsSkippedAtStartUpToo()
+    {
+        var elsewhere = GgufReaderTests.TempPath("folder-aliased.gguf");
+        File.Copy(SuccessorModel.SharedPath, elsewhere, overwrite: true);
+        Put("b");
+
+        // Skipped with a warning, as a rescan skips it: the server starts either way.
+        var engine = Start(configured: [new ModelSource("c", elsewhere) { Settings = new() { Aliases = ["b"] } }]);
+        Assert.Equal(["c"], engine.ListModels().Select(m => m.Id));
+        Assert.Equal("c", engine.FindModel("b")!.Id);
+    }
+
+    [Fact]
+    public async Task ShutdownEndsTheGenerationsOfARemovedModelToo()
+    {
+        var path = Put("a");
+        var engine = Start();
+        var session = await engine.StartAsync(Ask("a", endless: true), default);
+        File.Delete(path);
+        engine.RescanModelsDirectory();
+
+        engine.EndGenerations();
+        await Assert.ThrowsAsync<ShuttingDownException>(() => Collect(session));
+    }
+
+    [Fact]
+    public async Task AFifoNamedLikeAModelIsNeverOpened()
+    {
+        var fifo = Path.Combine(_folder, "pipe.gguf");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", fifo))
+        {
+            mkfifo.WaitForExit();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        // Opening a FIFO for reading waits for a writer: a rescan that did would never return.
+        var engine = Start();
+        await Task.Run(engine.RescanModelsDirectory).WaitAsync(TimeSpan.FromSeconds(30));
+        var pipe = engine.FindModel("pipe")!;
+        Assert.Equal(ModelStatus.Unavailable, pipe.Status);
+        Assert.Contains("not a regular file", pipe.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TheWatcherSeesFilesComeAndGoByItself()
     {
         var engine = Start(watch: true);

@@ -86,7 +86,7 @@ public static class OpenAiEndpoints
 
             return true;
         }, context.RequestAborted);
-        return OpenAiResults.Json(ToDto(engine.FindModel(id)!), OpenAiJsonContext.Web.ModelDto);
+        return OpenAiResults.Json(ToDto(engine.FindModel(id) ?? throw new ModelNotFoundException(id)), OpenAiJsonContext.Web.ModelDto);
     }
 
     private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
