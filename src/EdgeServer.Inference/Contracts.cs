@@ -81,6 +81,19 @@ public sealed record SamplingParameters
     public float PresencePenalty { get; init; }
 
     public float FrequencyPenalty { get; init; }
+
+    /// <summary>These parameters with the values given (a request's fields, a model's settings); null keeps this one's.</summary>
+    public SamplingParameters Override(float? temperature = null, float? topP = null, int? topK = null, float? minP = null,
+        float? repeatPenalty = null, float? presencePenalty = null, float? frequencyPenalty = null) => this with
+    {
+        Temperature = temperature ?? Temperature,
+        TopP = topP ?? TopP,
+        TopK = topK ?? TopK,
+        MinP = minP ?? MinP,
+        RepeatPenalty = repeatPenalty ?? RepeatPenalty,
+        PresencePenalty = presencePenalty ?? PresencePenalty,
+        FrequencyPenalty = frequencyPenalty ?? FrequencyPenalty,
+    };
 }
 
 /// <summary>A request to generate text: either chat <see cref="Messages"/> or a raw <see cref="Prompt"/>.</summary>

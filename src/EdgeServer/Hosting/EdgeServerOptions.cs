@@ -275,20 +275,8 @@ public sealed class SamplingDefaults
         (nameof(FrequencyPenalty), GenerationField.FrequencyPenalty, FrequencyPenalty),
     ];
 
-    public SamplingParameters ToParameters()
-    {
-        var d = SamplingParameters.Default;
-        return d with
-        {
-            Temperature = Temperature ?? d.Temperature,
-            TopP = TopP ?? d.TopP,
-            TopK = TopK ?? d.TopK,
-            MinP = MinP ?? d.MinP,
-            RepeatPenalty = RepeatPenalty ?? d.RepeatPenalty,
-            PresencePenalty = PresencePenalty ?? d.PresencePenalty,
-            FrequencyPenalty = FrequencyPenalty ?? d.FrequencyPenalty,
-        };
-    }
+    public SamplingParameters ToParameters() =>
+        SamplingParameters.Default.Override(Temperature, TopP, TopK, MinP, RepeatPenalty, PresencePenalty, FrequencyPenalty);
 }
 
 public sealed class RuntimeOptions

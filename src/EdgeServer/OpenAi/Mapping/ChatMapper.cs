@@ -269,17 +269,8 @@ internal static class ChatMapper
             Model = model,
             MaxTokens = maxTokens,
             Stop = WireReader.Stop(body.Stop),
-            Sampling = defaults with
-            {
-                Temperature = body.Temperature ?? defaults.Temperature,
-                TopP = body.TopP ?? defaults.TopP,
-                TopK = body.TopK ?? defaults.TopK,
-                MinP = body.MinP ?? defaults.MinP,
-                RepeatPenalty = body.RepeatPenalty ?? defaults.RepeatPenalty,
-                PresencePenalty = body.PresencePenalty ?? defaults.PresencePenalty,
-                FrequencyPenalty = body.FrequencyPenalty ?? defaults.FrequencyPenalty,
-                Seed = WireReader.Seed(body.Seed),
-            },
+            Sampling = defaults.Override(body.Temperature, body.TopP, body.TopK, body.MinP, body.RepeatPenalty, body.PresencePenalty, body.FrequencyPenalty)
+                with { Seed = WireReader.Seed(body.Seed) },
             IgnoreEos = body.IgnoreEos == true,
             LogitBias = WireReader.LogitBias(body.LogitBias),
             Choices = body.N ?? 1,

@@ -43,7 +43,7 @@ internal static class ResponsesMapper
             Model = model,
             Messages = messages,
             MaxTokens = body.MaxOutputTokens,
-            Sampling = defaults with { Temperature = body.Temperature ?? defaults.Temperature, TopP = body.TopP ?? defaults.TopP },
+            Sampling = defaults.Override(temperature: body.Temperature, topP: body.TopP),
             ResponseFormat = ChatMapper.ReadResponseFormat(format, "text.format"),
             ToolChoice = new ToolChoice(ToolChoiceMode.None),
             KeepAlive = Hosting.KeepAliveDuration.Read(body.KeepAlive, "keep_alive"),
