@@ -192,7 +192,7 @@ public static class OllamaEndpoints
             capabilities.Add("embedding");
         }
 
-        return OllamaResults.Json(new OllamaShowResponse(modelfile.ToString(), parameters, m.ChatTemplate, Details(m), ModelInfo(gguf, m, body.Verbose == true), capabilities, Iso(m.Created)),
+        return OllamaResults.Json(new OllamaShowResponse(modelfile.ToString(), parameters, gguf?.ChatTemplate ?? string.Empty, Details(m), ModelInfo(gguf, m, body.Verbose == true), capabilities, Iso(m.Created)),
             OllamaJsonContext.Web.OllamaShowResponse);
     }
 
