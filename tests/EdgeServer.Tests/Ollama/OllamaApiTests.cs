@@ -170,7 +170,9 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
     [Fact]
     public async Task AClientLeavingMidStreamCancelsItsGeneration()
     {
-        using (var request = new HttpRequestMessage(HttpMethod.Post, "/api/chat") { Content = new StringContent(Chat(), Encoding.UTF8, "application/json") })
+        // A grammar makes the successor model write a string of at least 500 characters: far longer than the wait below.
+        var endless = $"{{\"model\":\"{Model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"format\":{{\"type\":\"string\",\"minLength\":500}},\"options\":{{\"temperature\":0}}}}";
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/api/chat") { Content = new StringContent(endless, Encoding.UTF8, "application/json") })
         using (var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
