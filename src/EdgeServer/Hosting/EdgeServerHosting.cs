@@ -1,6 +1,7 @@
 using EdgeServer.Inference;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Scheduling;
+using EdgeServer.Ollama;
 using EdgeServer.OpenAi;
 using EdgeServer.Security;
 using EdgeServer.Telemetry;
@@ -128,7 +129,7 @@ public static class EdgeServerHosting
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
         }
 
-        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1") || c.Request.Path.StartsWithSegments("/tokenize") || c.Request.Path.StartsWithSegments("/detokenize"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
+        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1") || c.Request.Path.StartsWithSegments("/api") || c.Request.Path.StartsWithSegments("/tokenize") || c.Request.Path.StartsWithSegments("/detokenize"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
         // Swagger is middleware, not endpoints: before authorization it is open, after it the key is needed.
         if (options.Security.ApiDocsWithoutKey)
         {
@@ -152,10 +153,13 @@ public static class EdgeServerHosting
         app.MapEdgeServerTelemetry();
         var v1 = app.MapOpenAiApi();
         var tokenizer = app.MapTokenizer();
+        var ollama = app.MapOllamaApi();
         if (app.Services.GetRequiredService<ApiKeyStore>().Enabled)
         {
-            v1.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
-            tokenizer.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
+            foreach (var group in new[] { v1, tokenizer, ollama })
+            {
+                group.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
+            }
         }
 
         return app;

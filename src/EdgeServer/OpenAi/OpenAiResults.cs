@@ -7,11 +7,14 @@ namespace EdgeServer.OpenAi;
 /// <summary>Reads request bodies and writes JSON responses and errors with the source-generated context.</summary>
 internal static class OpenAiResults
 {
-    /// <summary>Reads a JSON body; malformed JSON or a wrong type becomes a 400 naming the field.</summary>
-    public static async Task<T> ReadBodyAsync<T>(HttpRequest request, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads a JSON body; malformed JSON or a wrong type becomes a 400 naming the field. <paramref name="anyContentType"/>:
+    /// read it whatever the Content-Type says, as Ollama does (its documented requests are <c>curl -d</c>, form-encoded).
+    /// </summary>
+    public static async Task<T> ReadBodyAsync<T>(HttpRequest request, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken, bool anyContentType = false)
         where T : class
     {
-        if (request.ContentType is { } contentType && !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+        if (!anyContentType && request.ContentType is { } contentType && !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
         {
             throw new OpenAiException(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json; got '{contentType}'.", "invalid_request_error", null, "unsupported_media_type");
         }
@@ -46,12 +49,19 @@ internal static class OpenAiResults
     public static IResult Json<T>(T value, JsonTypeInfo<T> typeInfo, int status = StatusCodes.Status200OK) =>
         Results.Json(value, typeInfo, contentType: "application/json", statusCode: status);
 
+    /// <summary>The error in the shape of the API its route belongs to (OpenAI's, or Ollama's under /api).</summary>
     public static async Task WriteErrorAsync(HttpContext context, OpenAiException error)
     {
         context.Response.StatusCode = error.Status;
         if (error.RetryAfter is { } retry)
         {
             context.Response.Headers.RetryAfter = Math.Ceiling(retry.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+        }
+
+        if (Ollama.OllamaResults.Owns(context.Request))
+        {
+            await Ollama.OllamaResults.WriteErrorAsync(context, error);
+            return;
         }
 
         await context.Response.WriteAsJsonAsync(error.ToResponse(), OpenAiJsonContext.Web.ErrorResponse, "application/json", context.RequestAborted);

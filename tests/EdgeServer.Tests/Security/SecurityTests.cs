@@ -54,6 +54,22 @@ public class SecurityTests(SecuredServerFixture server) : IClassFixture<SecuredS
         }
     }
 
+    [Fact]
+    public async Task OllamaRoutesTakeTheSameKeysAndAnswerInOllamasShape()
+    {
+        foreach (var (method, path) in new[] { (HttpMethod.Get, "/api/tags"), (HttpMethod.Get, "/api/ps"), (HttpMethod.Post, "/api/chat"), (HttpMethod.Post, "/api/generate") })
+        {
+            using var refused = await Send(method, path, key: null);
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal(JsonValueKind.String, Assert.Single(error.EnumerateObject()).Value.ValueKind);
+        }
+
+        using var served = await Send(HttpMethod.Get, "/api/tags", SecuredServerFixture.Key);
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Contains("\"successor:latest\"", await served.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("Bearer sk-edge-wrong-key")]
     [InlineData("Bearer sk-edge-first-ke")]

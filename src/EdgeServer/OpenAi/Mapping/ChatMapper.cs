@@ -196,7 +196,7 @@ internal static class ChatMapper
         return calls;
     }
 
-    private static List<ToolDefinition> ReadTools(List<ToolDto?>? tools)
+    internal static List<ToolDefinition> ReadTools(List<ToolDto?>? tools)
     {
         if (tools is null)
         {
@@ -228,7 +228,7 @@ internal static class ChatMapper
         return result;
     }
 
-    private static ToolChoice ReadToolChoice(JsonElement? value, bool haveTools)
+    internal static ToolChoice ReadToolChoice(JsonElement? value, bool haveTools)
     {
         if (value is not { } choice || choice.ValueKind == JsonValueKind.Null)
         {

@@ -6,7 +6,11 @@ using EdgeServer.Telemetry;
 namespace EdgeServer.OpenAi;
 
 /// <summary>One finished choice of a whole (non-streamed) response.</summary>
-internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<ToolCall>? ToolCalls);
+internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyList<TokenLogprob>? Logprobs, IReadOnlyList<ToolCall>? ToolCalls)
+{
+    /// <summary>The choice's timings (APIs that report durations, such as Ollama's, show them).</summary>
+    public EdgeServer.Inference.Diagnostics.GenerationTimings? Timings { get; init; }
+}
 
 /// <summary>
 /// Runs one generation for any API, the same way: the model check, the deadline, the engine (which validates and
@@ -15,10 +19,11 @@ internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyL
 /// </summary>
 internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestDeadline deadline, ILogger<GenerationRunner> logger)
 {
-    public async Task<IResult> RunAsync(HttpContext context, GenerationOutcome outcome, GenerationRequest request, IFieldNames names, IResponseShape shape, bool stream)
+    public async Task<IResult> RunAsync<TStream>(HttpContext context, GenerationOutcome outcome, GenerationRequest request, IFieldNames names, IResponseShape<TStream> shape, bool stream)
+        where TStream : class, IEventStream<TStream>
     {
         SelectModel(request.Model, outcome);
-        var sse = stream ? new ServerSentEvents(context.Response) : null;
+        var sse = stream ? TStream.Open(context.Response) : null;
         try
         {
             return await deadline.RunAsync(async ct =>
@@ -60,7 +65,8 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
     public SamplingParameters DefaultSampling(string? model) =>
         model is { Length: > 0 } && engine.FindModel(model) is { } known ? known.Sampling : SamplingParameters.Default;
 
-    private static async Task<IResult> CollectAsync(IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
+    private static async Task<IResult> CollectAsync<TStream>(IGenerationSession session, int choices, IResponseShape<TStream> shape, GenerationOutcome outcome, CancellationToken ct)
+        where TStream : class, IEventStream<TStream>
     {
         var texts = Enumerable.Range(0, choices).Select(_ => new StringBuilder()).ToArray();
         var logprobs = new List<TokenLogprob>?[choices];
@@ -78,7 +84,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             if (chunk.IsFinal)
             {
                 finals[i] = chunk;
-                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls);
+                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) { Timings = chunk.Timings };
             }
         }
 
@@ -86,7 +92,8 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         return shape.Complete(results, usage);
     }
 
-    private static async Task<IResult> StreamAsync(ServerSentEvents sse, IGenerationSession session, int choices, IResponseShape shape, GenerationOutcome outcome, CancellationToken ct)
+    private static async Task<IResult> StreamAsync<TStream>(TStream sse, IGenerationSession session, int choices, IResponseShape<TStream> shape, GenerationOutcome outcome, CancellationToken ct)
+        where TStream : class, IEventStream<TStream>
     {
         // Headers wait for a slot: a request that times out or is refused while queued still gets a plain error.
         await session.Started.WaitAsync(ct);

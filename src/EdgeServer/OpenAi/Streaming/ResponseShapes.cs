@@ -2,22 +2,38 @@ using EdgeServer.Inference;
 
 namespace EdgeServer.OpenAi;
 
-/// <summary>How one endpoint shapes generations into its objects and stream events, whole or streamed.</summary>
-internal interface IResponseShape
+/// <summary>A streamed response body of one framing (server-sent events, NDJSON), opened on a response.</summary>
+internal interface IEventStream<TSelf>
+    where TSelf : class, IEventStream<TSelf>
 {
-    Task WriteStartAsync(ServerSentEvents sse, int choices, CancellationToken cancellationToken);
+    static abstract TSelf Open(HttpResponse response);
+
+    bool Started { get; }
+
+    /// <summary>Sends the status and headers: from here on an error can only travel in the stream.</summary>
+    Task StartAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>How one endpoint shapes generations into its objects and stream events, whole or streamed.</summary>
+internal interface IResponseShape<TStream>
+    where TStream : class, IEventStream<TStream>
+{
+    Task WriteStartAsync(TStream stream, int choices, CancellationToken cancellationToken);
 
     /// <summary>Text, log probabilities and tool calls of a chunk; a final chunk also ends its choice.</summary>
-    Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken cancellationToken);
+    Task WriteChunkAsync(TStream stream, GenerationChunk chunk, CancellationToken cancellationToken);
 
     /// <summary>After every choice has ended: usage (when asked for) and the stream's end.</summary>
-    Task WriteEndAsync(ServerSentEvents sse, GenerationUsage usage, CancellationToken cancellationToken);
+    Task WriteEndAsync(TStream stream, GenerationUsage usage, CancellationToken cancellationToken);
 
     /// <summary>An error after the stream began: headers are gone, so it is the last event.</summary>
-    Task WriteErrorAsync(ServerSentEvents sse, OpenAiException error, CancellationToken cancellationToken);
+    Task WriteErrorAsync(TStream stream, OpenAiException error, CancellationToken cancellationToken);
 
     IResult Complete(IReadOnlyList<ChoiceResult> choices, GenerationUsage usage);
 }
+
+/// <summary>The OpenAI endpoints' shapes, streamed as server-sent events.</summary>
+internal interface IResponseShape : IResponseShape<ServerSentEvents>;
 
 internal abstract class ResponseShapeBase(string idPrefix, string model, long created, string fingerprint)
 {

@@ -9,11 +9,13 @@ namespace EdgeServer.OpenAi;
 /// Writes Server-Sent Events as OpenAI does: each event is <c>data: {json}\n\n</c>, flushed at once. JSON never
 /// contains a raw newline (strings are escaped), so an event can never be split by the text it carries.
 /// </summary>
-internal sealed class ServerSentEvents(HttpResponse response)
+internal sealed class ServerSentEvents(HttpResponse response) : IEventStream<ServerSentEvents>
 {
     private static readonly byte[] Prefix = "data: "u8.ToArray();
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+
+    public static ServerSentEvents Open(HttpResponse response) => new(response);
 
     public bool Started { get; private set; }
 
