@@ -315,8 +315,11 @@ public interface IInferenceEngine
     /// <summary>The loaded llama.cpp library's version; responses name it in their system fingerprint.</summary>
     string RuntimeVersion { get; }
 
-    /// <summary>Loads a model now (it would otherwise load on first use), so preloading fails or succeeds at start-up.</summary>
-    Task LoadAsync(string id, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Loads a model now (it would otherwise load on first use), so preloading fails or succeeds at start-up.
+    /// <paramref name="keepAlive"/>: how long it then stays loaded idle, as a request's keep_alive; null: the setting.
+    /// </summary>
+    Task LoadAsync(string id, TimeSpan? keepAlive = null, CancellationToken cancellationToken = default);
 
     /// <summary>From now on new requests are refused with <see cref="ShuttingDownException"/>; running ones go on.</summary>
     void BeginShutdown();

@@ -341,9 +341,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     }
 
     /// <summary>Loads a model now (it would otherwise load on first use); its keep-alive starts when this returns.</summary>
-    public async Task LoadAsync(string id, CancellationToken cancellationToken = default)
+    public async Task LoadAsync(string id, TimeSpan? keepAlive = null, CancellationToken cancellationToken = default)
     {
-        using var lease = await AcquireAsync(id, keepAlive: null, cancellationToken);
+        using var lease = await AcquireAsync(id, keepAlive, cancellationToken);
     }
 
     public Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken) =>
@@ -674,7 +674,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
             try
             {
-                await LoadAsync(id, CancellationToken.None);
+                await LoadAsync(id, cancellationToken: CancellationToken.None);
                 _faults.TryRemove(id, out _);
                 LogModelReloaded(_logger, id);
             }

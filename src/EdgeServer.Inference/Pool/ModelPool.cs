@@ -95,7 +95,7 @@ internal sealed partial class ModelPool : IDisposable
 
     /// <summary>
     /// The model's scheduler, loading the model first if needed, held until the lease is disposed: a model with a
-    /// lease out is never unloaded. <paramref name="keepAlive"/> (a request's own) applies from then on.
+    /// lease out is never unloaded. <paramref name="keepAlive"/> (a request's own; null: the setting) applies after it.
     /// </summary>
     public async Task<Lease> AcquireAsync(string id, TimeSpan? keepAlive, CancellationToken cancellationToken)
     {
@@ -109,10 +109,8 @@ internal sealed partial class ModelPool : IDisposable
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 entry = Active(id);
-                if (keepAlive is { } own)
-                {
-                    entry.KeepAlive = own;
-                }
+                // As in Ollama, each request's keep_alive (or, without one, the setting) applies after it.
+                entry.KeepAlive = keepAlive;
 
                 wait = entry.Unloading ?? Task.CompletedTask;
                 if (entry.Unloading is null)
@@ -620,7 +618,7 @@ internal sealed partial class ModelPool : IDisposable
 
         public DateTimeOffset LastUsed { get; set; }
 
-        /// <summary>Set by the last request that gave its own.</summary>
+        /// <summary>The last request's own keep-alive; null when it gave none (the setting applies).</summary>
         public TimeSpan? KeepAlive { get; set; }
 
         public string? LastError { get; set; }

@@ -216,7 +216,7 @@ internal sealed partial class EngineStartup(IInferenceEngine engine, IOptions<Ed
         {
             foreach (var model in models.Where(m => m.Status != ModelStatus.Unavailable))
             {
-                _ = engine.LoadAsync(model.Id, CancellationToken.None).ContinueWith(
+                _ = engine.LoadAsync(model.Id, cancellationToken: CancellationToken.None).ContinueWith(
                     t => LogPreloadFailed(logger, t.Exception!.GetBaseException(), model.Id),
                     CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }

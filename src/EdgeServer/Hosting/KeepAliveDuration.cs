@@ -10,8 +10,14 @@ namespace EdgeServer.Hosting;
 /// </summary>
 public static partial class KeepAliveDuration
 {
-    /// <summary>Regular expression of the text form, for option validation.</summary>
-    public const string Pattern = @"^\s*-?(\d+(\.\d+)?(ms|s|m|h)?)+\s*$";
+    /// <summary>
+    /// Regular expression of the text form, for option validation: a bare number of seconds, or parts that each carry
+    /// their unit. (Optional units between repeated parts made the old form backtrack exponentially on a digit string.)
+    /// </summary>
+    public const string Pattern = @"^\s*-?(?:(?:\d{1,9}(?:\.\d{1,9})?(?:ms|s|m|h))+|\d{1,9}(?:\.\d{1,9})?)\s*$";
+
+    /// <summary>Longer text is no duration anyone writes; refused before any matching.</summary>
+    private const int MaxLength = 64;
 
     /// <summary>A negative value: keep loaded until evicted.</summary>
     public static readonly TimeSpan Forever = Timeout.InfiniteTimeSpan;
@@ -22,7 +28,7 @@ public static partial class KeepAliveDuration
     public static bool TryParse(string? text, out TimeSpan value)
     {
         value = default;
-        if (text is null)
+        if (text is null || text.Length > MaxLength)
         {
             return false;
         }
@@ -68,7 +74,7 @@ public static partial class KeepAliveDuration
             return seconds < 0 ? Forever : FromSeconds(seconds);
         }
 
-        if (value.ValueKind == JsonValueKind.String && TryParse(value.GetString(), out var parsed))
+        if (value.ValueKind == JsonValueKind.String && TryParse(OpenAi.WireReader.Text(value, param), out var parsed))
         {
             return parsed;
         }
@@ -85,7 +91,7 @@ public static partial class KeepAliveDuration
 
     private static TimeSpan FromSeconds(double seconds) => seconds >= Longest.TotalSeconds ? Longest : TimeSpan.FromSeconds(seconds);
 
-    [GeneratedRegex(@"^\s*(?<minus>-)?(?<part>\d+(?:\.\d+)?(?:ms|s|m|h)?)+\s*$")]
+    [GeneratedRegex(@"^\s*(?<minus>-)?(?:(?<part>\d{1,9}(?:\.\d{1,9})?(?:ms|s|m|h))+|(?<part>\d{1,9}(?:\.\d{1,9})?))\s*$")]
     private static partial Regex TextRegex();
 
     [GeneratedRegex(@"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")]

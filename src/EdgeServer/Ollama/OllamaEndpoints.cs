@@ -76,7 +76,8 @@ public static class OllamaEndpoints
     /// <summary>A request with nothing to generate loads the model, or with keep_alive 0 unloads it, as in Ollama.</summary>
     private static async Task<string> LoadOrUnloadAsync(HttpContext context, IInferenceEngine engine, RequestDeadline deadline, string model, JsonElement? keepAlive)
     {
-        var unload = OllamaMapper.KeepAlive(keepAlive) == TimeSpan.Zero;
+        var own = OllamaMapper.KeepAlive(keepAlive);
+        var unload = own == TimeSpan.Zero;
         await deadline.RunAsync(async ct =>
         {
             if (unload)
@@ -85,7 +86,7 @@ public static class OllamaEndpoints
             }
             else
             {
-                await engine.LoadAsync(model, ct);
+                await engine.LoadAsync(model, own, ct);
             }
 
             return true;
@@ -104,8 +105,8 @@ public static class OllamaEndpoints
         var texts = body.Input switch
         {
             null or { ValueKind: JsonValueKind.Null } => [],
-            { ValueKind: JsonValueKind.String } one => [one.GetString()!],
-            { ValueKind: JsonValueKind.Array } list => list.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.String ? item.GetString()! : throw OllamaResults.BadRequest("invalid input type")).ToList(),
+            { ValueKind: JsonValueKind.String } one => [WireReader.Text(one, "input")],
+            { ValueKind: JsonValueKind.Array } list => list.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.String ? WireReader.Text(item, "input") : throw OllamaResults.BadRequest("invalid input type")).ToList(),
             _ => throw OllamaResults.BadRequest("invalid input type"),
         };
         if (texts.Count == 0)
@@ -168,11 +169,13 @@ public static class OllamaEndpoints
     internal static async Task<IResult> ShowAsync(HttpContext context, IInferenceEngine engine)
     {
         var body = await ReadAsync(context, OllamaJsonContext.Web.OllamaShowRequest);
-        var m = engine.FindModel(OllamaMapper.ResolveModel(engine, body.Model ?? body.Name))!;
+        var name = OllamaMapper.ResolveModel(engine, body.Model ?? body.Name);
+        var m = engine.FindModel(name) ?? throw new ModelNotFoundException(name);
         GgufFile? gguf = null;
         try
         {
-            gguf = GgufReader.Read(m.Path);
+            // An unavailable file may be no model at all (a FIFO would block the read): it shows without metadata.
+            gguf = m.Status == ModelStatus.Unavailable ? null : GgufReader.Read(m.Path);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or FormatException or GgufFormatException)
         {

@@ -176,14 +176,14 @@ internal static class OllamaMapper
 
     private static ResponseFormat Format(JsonElement? value)
     {
-        if (value is not { } format || format.ValueKind == JsonValueKind.Null || (format.ValueKind == JsonValueKind.String && format.GetString() is "" or "null"))
+        if (value is not { } format || format.ValueKind == JsonValueKind.Null || (format.ValueKind == JsonValueKind.String && WireReader.Text(format, "format") is "" or "null"))
         {
             return ResponseFormat.Text;
         }
 
         return format.ValueKind switch
         {
-            JsonValueKind.String when format.GetString() == "json" => new ResponseFormat(ResponseFormatKind.JsonObject),
+            JsonValueKind.String when WireReader.Text(format, "format") == "json" => new ResponseFormat(ResponseFormatKind.JsonObject),
             JsonValueKind.Object => new ResponseFormat(ResponseFormatKind.JsonSchema, format.GetRawText()),
             _ => throw OllamaResults.BadRequest($"invalid format: expected \"json\" or a JSON schema object, got {format.GetRawText()}"),
         };
@@ -200,7 +200,7 @@ internal static class OllamaMapper
         return arguments.ValueKind switch
         {
             JsonValueKind.Object => arguments.GetRawText(),
-            JsonValueKind.String => arguments.GetString()!,
+            JsonValueKind.String => WireReader.Text(arguments, "tool_calls.function.arguments"),
             _ => throw OllamaResults.BadRequest($"messages[{i}].tool_calls[{j}].function.arguments must be an object"),
         };
     }

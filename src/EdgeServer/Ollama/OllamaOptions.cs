@@ -181,7 +181,7 @@ internal static class OllamaOptions
     {
         if (value.ValueKind == JsonValueKind.String)
         {
-            return [value.GetString()!];
+            return [WireReader.Text(value, "options.stop")];
         }
 
         if (value.ValueKind != JsonValueKind.Array)
@@ -192,7 +192,7 @@ internal static class OllamaOptions
         var list = new List<string>();
         foreach (var item in value.EnumerateArray())
         {
-            list.Add(item.ValueKind == JsonValueKind.String ? item.GetString()! : throw OllamaResults.BadRequest($"option \"{option.Name}\" must be an array of strings"));
+            list.Add(item.ValueKind == JsonValueKind.String ? WireReader.Text(item, "options.stop") : throw OllamaResults.BadRequest($"option \"{option.Name}\" must be an array of strings"));
         }
 
         return list;

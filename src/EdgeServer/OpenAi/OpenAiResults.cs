@@ -9,12 +9,16 @@ internal static class OpenAiResults
 {
     /// <summary>
     /// Reads a JSON body; malformed JSON or a wrong type becomes a 400 naming the field. <paramref name="anyContentType"/>:
-    /// read it whatever the Content-Type says, as Ollama does (its documented requests are <c>curl -d</c>, form-encoded).
+    /// read it whatever the Content-Type says, as Ollama does (its documented requests are <c>curl -d</c>, form-encoded),
+    /// unless a browser sent it (an Origin header).
     /// </summary>
     public static async Task<T> ReadBodyAsync<T>(HttpRequest request, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken, bool anyContentType = false)
         where T : class
     {
-        if (!anyContentType && request.ContentType is { } contentType && !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+        // A browser sends a form or text/plain body to another origin without asking it first (no CORS preflight), so
+        // a web page could make a visitor's browser drive the API. Only clients that are not browsers (no Origin
+        // header: curl, scripts, apps) get the lenient reading.
+        if ((!anyContentType || request.Headers.Origin.Count > 0) && request.ContentType is { } contentType && !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
         {
             throw new OpenAiException(StatusCodes.Status415UnsupportedMediaType, $"Content-Type must be application/json; got '{contentType}'.", "invalid_request_error", null, "unsupported_media_type");
         }

@@ -21,6 +21,14 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
     [InlineData("/api/chat", "{\"model\":5,\"messages\":[]}")]
     [InlineData("/api/generate", "{\"model\":\"successor\",\"prompt\":\"hi\",\"stream\":\"yes\"}")]
     [InlineData("/api/show", "{\"model\":[]}")]
+    [InlineData("/api/embed", "{\"model\":\"successor\",\"input\":\"\\ud800\"}")]
+    [InlineData("/api/embed", "{\"model\":\"successor\",\"input\":[\"\\ud800\"]}")]
+    [InlineData("/api/chat", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"format\":\"\\ud800\"}")]
+    [InlineData("/api/chat", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"options\":{\"stop\":\"\\ud800\"}}")]
+    [InlineData("/api/chat", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"keep_alive\":\"\\ud800\"}")]
+    // The old keep_alive pattern backtracked exponentially on a run of digits: this one took hours.
+    [InlineData("/api/chat", "{\"model\":\"successor\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"keep_alive\":\"1111111111111111111111111111111111111111x\"}")]
+    [InlineData("/api/generate", "{\"model\":\"successor\",\"prompt\":\"hi\",\"keep_alive\":\"11111111111111111111111111111111111111111111111111111111111111111m\"}")]
     public async Task MalformedBodiesAreA400InOllamaShape(string path, string body)
     {
         var error = await ErrorAsync(path, body, HttpStatusCode.BadRequest);
@@ -165,6 +173,45 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
         var body = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, body);
         Assert.Equal(SuccessorModel.ExpectedAfter('x'), JsonDocument.Parse(body).RootElement.GetProperty("response").GetString());
+    }
+
+    [Fact]
+    public async Task ABrowsersFormPostIsRefusedSoNoWebPageCanDriveTheBox()
+    {
+        // A form or text/plain body goes cross-origin without a CORS preflight; with an Origin it must be JSON.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/generate")
+        {
+            Content = new StringContent($"{{\"model\":\"{Model}\",\"prompt\":\"x\",\"stream\":false}}", Encoding.UTF8, "text/plain"),
+        };
+        request.Headers.Add("Origin", "http://evil.example");
+        using var response = await server.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task KeepAliveAppliesAfterItsOwnRequestOnlyAndToALoadOnlyRequest()
+    {
+        async Task<JsonElement?> Loaded()
+        {
+            var ps = JsonDocument.Parse(await server.Http.GetStringAsync("/api/ps")).RootElement;
+            return ps.GetProperty("models").EnumerateArray().Where(m => m.GetProperty("model").GetString()!.StartsWith(Model + ":", StringComparison.Ordinal)).Select(m => (JsonElement?)m.Clone()).FirstOrDefault();
+        }
+
+        // The preload of Ollama's docs: an empty prompt with a keep_alive of its own.
+        await WholeAsync("/api/generate", $"{{\"model\":\"{Model}\",\"keep_alive\":\"2h\"}}");
+        var expires = DateTimeOffset.Parse((await Loaded())!.Value.GetProperty("expires_at").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(expires > DateTimeOffset.UtcNow.AddHours(1), $"expires at {expires}");
+
+        // keep_alive 0 unloads after its request; the next request without one keeps the model loaded again.
+        await WholeAsync("/api/chat", Chat(stream: false).Replace("\"stream\":false", "\"stream\":false,\"keep_alive\":0", StringComparison.Ordinal));
+        for (var i = 0; i < 100 && await Loaded() is not null; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Null(await Loaded());
+        await WholeAsync("/api/chat", Chat(stream: false));
+        Assert.NotNull(await Loaded());
     }
 
     [Fact]

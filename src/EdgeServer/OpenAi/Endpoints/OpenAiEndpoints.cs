@@ -77,7 +77,7 @@ public static class OpenAiEndpoints
         {
             if (verb == "load")
             {
-                await engine.LoadAsync(id, ct);
+                await engine.LoadAsync(id, cancellationToken: ct);
             }
             else
             {
