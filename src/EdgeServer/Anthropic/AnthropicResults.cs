@@ -13,7 +13,10 @@ internal static class AnthropicResults
     public static IResult Json<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo) =>
         Results.Json(value, typeInfo, contentType: "application/json");
 
-    /// <summary>The error's status as Anthropic names its error types.</summary>
+    /// <summary>
+    /// The error's status as Anthropic names its error types. Anthropic's shape has no param, so a message that does
+    /// not name its field is prefixed with it, as Anthropic words field errors (<c>max_tokens: ...</c>).
+    /// </summary>
     public static AnthropicError ToError(OpenAiException error) => new(new AnthropicErrorBody(error.Status switch
     {
         StatusCodes.Status401Unauthorized => "authentication_error",
@@ -24,7 +27,7 @@ internal static class AnthropicResults
         StatusCodes.Status503ServiceUnavailable or 529 => "overloaded_error",
         >= 500 => "api_error",
         _ => "invalid_request_error",
-    }, error.Message));
+    }, error.Param is { Length: > 0 } param && !error.Message.Contains(param, StringComparison.Ordinal) ? $"{param}: {error.Message}" : error.Message));
 
     /// <summary><c>{"type":"error","error":{"type","message"}}</c> with the error's status.</summary>
     public static Task WriteErrorAsync(HttpContext context, OpenAiException error) =>
