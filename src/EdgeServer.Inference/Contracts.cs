@@ -198,6 +198,9 @@ public readonly record struct GenerationChunk(string Text, FinishReason? FinishR
 
     /// <summary>On the final chunk, when the model called tools.</summary>
     public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>On the final chunk, when a stop sequence of the request ended the text: which one (Anthropic's API reports it).</summary>
+    public string? StopSequence { get; init; }
 }
 
 /// <summary>A generation that was admitted: prompt tokenized, checked against the context, and queued.</summary>
@@ -308,6 +311,12 @@ public interface IInferenceEngine
     /// each tagged with <see cref="GenerationChunk.Choice"/>.
     /// </summary>
     Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The tokens the request's prompt takes (chat template, tools and all), validated as <see cref="StartAsync"/>
+    /// does but without generating or taking a place in the model's queue.
+    /// </summary>
+    Task<int> CountPromptTokensAsync(GenerationRequest request, CancellationToken cancellationToken);
 
     /// <summary>Problems that keep the engine from serving (a stopped decode loop); none when healthy.</summary>
     EngineHealth CheckHealth();

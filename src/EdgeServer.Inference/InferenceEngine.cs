@@ -410,6 +410,15 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return sessions.Count == 1 ? sessions[0] : new Scheduling.ChoicesSession(sessions);
     }
 
+    public async Task<int> CountPromptTokensAsync(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        ThrowIfShuttingDown();
+        GenerationRequestValidator.Validate(request, _options.Limits);
+        using var lease = await AcquireAsync(request.Model, request.KeepAlive, cancellationToken);
+        GenerationRequestValidator.ForModel(request, lease.Scheduler.Model.VocabularySize);
+        return Chat.PromptBuilder.Prepare(lease.Scheduler.Model, request, _options.Limits.MaxSchemaAlternatives).Tokens.Length;
+    }
+
     /// <summary>
     /// The request's sampler chain and grammar, built here on the request's thread: a grammar llama.cpp refuses
     /// is this request's 400, never the decode loop's failure.

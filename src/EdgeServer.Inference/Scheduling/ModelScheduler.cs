@@ -693,7 +693,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var timings = new GenerationTimings(session.AdmittedAt - session.QueuedAt, first - session.AdmittedAt, finished - first);
         _metrics?.Finished(Id, usage, timings);
         Trace(session, usage, reason, finished);
-        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings) { Logprobs = TakeLogprobs(slot) });
+        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings) { Logprobs = TakeLogprobs(slot), StopSequence = slot.Stops.Matched });
         Release(slot, error: null);
     }
 

@@ -18,6 +18,9 @@ public sealed class StopSequenceMatcher
     /// <summary>True once a stop sequence was found; later input is ignored.</summary>
     public bool Stopped { get; private set; }
 
+    /// <summary>The stop sequence that was found (the earliest in the text), once <see cref="Stopped"/>.</summary>
+    public string? Matched { get; private set; }
+
     /// <summary>Adds generated text; returns the text that is safe to emit now.</summary>
     public string Append(string text)
     {
@@ -33,18 +36,21 @@ public sealed class StopSequenceMatcher
 
         var combined = _pending + text;
         var first = -1;
+        string? matched = null;
         foreach (var stop in _stops)
         {
             var at = combined.IndexOf(stop, StringComparison.Ordinal);
             if (at >= 0 && (first < 0 || at < first))
             {
                 first = at;
+                matched = stop;
             }
         }
 
         if (first >= 0)
         {
             Stopped = true;
+            Matched = matched;
             _pending = string.Empty;
             return combined[..first];
         }

@@ -1,6 +1,7 @@
 using EdgeServer.Inference;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Scheduling;
+using EdgeServer.Anthropic;
 using EdgeServer.Ollama;
 using EdgeServer.OpenAi;
 using EdgeServer.Security;
@@ -154,9 +155,10 @@ public static class EdgeServerHosting
         var v1 = app.MapOpenAiApi();
         var tokenizer = app.MapTokenizer();
         var ollama = app.MapOllamaApi();
+        var anthropic = app.MapAnthropicApi();
         if (app.Services.GetRequiredService<ApiKeyStore>().Enabled)
         {
-            foreach (var group in new[] { v1, tokenizer, ollama })
+            foreach (var group in new[] { v1, tokenizer, ollama, anthropic })
             {
                 group.RequireAuthorization(policy => policy.AddAuthenticationSchemes(ApiKeyAuthenticationHandler.SchemeName).RequireAuthenticatedUser());
             }

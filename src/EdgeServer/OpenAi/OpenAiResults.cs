@@ -53,7 +53,7 @@ internal static class OpenAiResults
     public static IResult Json<T>(T value, JsonTypeInfo<T> typeInfo, int status = StatusCodes.Status200OK) =>
         Results.Json(value, typeInfo, contentType: "application/json", statusCode: status);
 
-    /// <summary>The error in the shape of the API its route belongs to (OpenAI's, or Ollama's under /api).</summary>
+    /// <summary>The error in the shape of the API its route belongs to (OpenAI's, Ollama's under /api, Anthropic's under /v1/messages).</summary>
     public static async Task WriteErrorAsync(HttpContext context, OpenAiException error)
     {
         context.Response.StatusCode = error.Status;
@@ -65,6 +65,12 @@ internal static class OpenAiResults
         if (Ollama.OllamaResults.Owns(context.Request))
         {
             await Ollama.OllamaResults.WriteErrorAsync(context, error);
+            return;
+        }
+
+        if (Anthropic.AnthropicResults.Owns(context.Request))
+        {
+            await Anthropic.AnthropicResults.WriteErrorAsync(context, error);
             return;
         }
 

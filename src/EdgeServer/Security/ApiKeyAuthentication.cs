@@ -7,8 +7,8 @@ using Microsoft.Extensions.Options;
 namespace EdgeServer.Security;
 
 /// <summary>
-/// "Authorization: Bearer &lt;key&gt;" against <see cref="ApiKeyStore"/>. A missing or wrong key is a 401 in
-/// OpenAI's error shape with <c>WWW-Authenticate: Bearer</c>.
+/// "Authorization: Bearer &lt;key&gt;", or "x-api-key: &lt;key&gt;" as Anthropic's SDKs send it, against
+/// <see cref="ApiKeyStore"/>. A missing or wrong key is a 401 in the route's error shape with <c>WWW-Authenticate: Bearer</c>.
 /// </summary>
 public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ApiKeyStore keys)
@@ -16,17 +16,22 @@ public sealed class ApiKeyAuthenticationHandler(
 {
     public const string SchemeName = "ApiKey";
     private const string MissingKey = "missing";
+    private const string ApiKeyHeader = "x-api-key";
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         string? header = Request.Headers.Authorization;
-        if (string.IsNullOrEmpty(header))
+        string? apiKey = Request.Headers[ApiKeyHeader];
+        if (string.IsNullOrEmpty(header) && string.IsNullOrEmpty(apiKey))
         {
             return Task.FromResult(AuthenticateResult.Fail(MissingKey));
         }
 
         const string bearer = "Bearer ";
-        if (!header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) || !keys.IsValid(header.AsSpan(bearer.Length).Trim()))
+        var valid = string.IsNullOrEmpty(header)
+            ? keys.IsValid(apiKey.AsSpan().Trim())
+            : header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) && keys.IsValid(header.AsSpan(bearer.Length).Trim());
+        if (!valid)
         {
             return Task.FromResult(AuthenticateResult.Fail("invalid"));
         }
@@ -43,7 +48,7 @@ public sealed class ApiKeyAuthenticationHandler(
         var error = new OpenAiException(
             StatusCodes.Status401Unauthorized,
             missing
-                ? "You didn't provide an API key. Provide it in an Authorization header as 'Bearer YOUR_KEY'."
+                ? "You didn't provide an API key. Provide it in an Authorization header as 'Bearer YOUR_KEY' (or in an x-api-key header)."
                 : "Incorrect API key provided.",
             "invalid_request_error",
             null,

@@ -51,6 +51,7 @@ public class StopSequenceMatcherTests
         Assert.Equal(string.Empty, m.Append("g"));
         Assert.Equal(string.Empty, m.Append("hij"));
         Assert.True(m.Stopped);
+        Assert.Equal("fgh", m.Matched);
     }
 
     [Fact]
@@ -75,8 +76,10 @@ public class StopSequenceMatcherTests
     public void TheEarliestOfSeveralStopsWins()
     {
         var m = new StopSequenceMatcher(["zz", "b"]);
+        Assert.Null(m.Matched);
         Assert.Equal("a", m.Append("abzz"));
         Assert.True(m.Stopped);
+        Assert.Equal("b", m.Matched);
         Assert.Equal(string.Empty, m.Append("more"));
     }
 

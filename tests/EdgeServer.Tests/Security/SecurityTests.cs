@@ -70,6 +70,39 @@ public class SecurityTests(SecuredServerFixture server) : IClassFixture<SecuredS
         Assert.Contains("\"successor:latest\"", await served.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task AnthropicRoutesTakeTheKeyAsXApiKeyAndAnswerInAnthropicsShape()
+    {
+        foreach (var (path, key) in new[] { ("/v1/messages", (string?)null), ("/v1/messages", "sk-edge-wrong-key"), ("/v1/messages/count_tokens", "sk-edge-first-ke") })
+        {
+            using var refused = await SendWithXApiKey(path, key);
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal("error", error.GetProperty("type").GetString());
+            Assert.Equal("authentication_error", error.GetProperty("error").GetProperty("type").GetString());
+        }
+
+        using var served = await SendWithXApiKey("/v1/messages", SecuredServerFixture.Key);
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Equal("message", JsonDocument.Parse(await served.Content.ReadAsStringAsync()).RootElement.GetProperty("type").GetString());
+        using var counted = await SendWithXApiKey("/v1/messages/count_tokens", SecuredServerFixture.FileKey);
+        Assert.Equal(HttpStatusCode.OK, counted.StatusCode);
+        using var chat = await SendWithXApiKey("/v1/chat/completions", SecuredServerFixture.Key);
+        Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
+    }
+
+    private Task<HttpResponseMessage> SendWithXApiKey(string path, string? key)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = Json(Body) };
+        request.Headers.Add("anthropic-version", "2023-06-01");
+        if (key is not null)
+        {
+            request.Headers.Add("x-api-key", key);
+        }
+
+        return server.Http.SendAsync(request);
+    }
+
     [Theory]
     [InlineData("Bearer sk-edge-wrong-key")]
     [InlineData("Bearer sk-edge-first-ke")]

@@ -10,6 +10,9 @@ internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyL
 {
     /// <summary>The choice's timings (APIs that report durations, such as Ollama's, show them).</summary>
     public EdgeServer.Inference.Diagnostics.GenerationTimings? Timings { get; init; }
+
+    /// <summary>The stop sequence that ended the text, if one did.</summary>
+    public string? StopSequence { get; init; }
 }
 
 /// <summary>
@@ -84,7 +87,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             if (chunk.IsFinal)
             {
                 finals[i] = chunk;
-                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) { Timings = chunk.Timings };
+                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) { Timings = chunk.Timings, StopSequence = chunk.StopSequence };
             }
         }
 
@@ -98,7 +101,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         // Headers wait for a slot: a request that times out or is refused while queued still gets a plain error.
         await session.Started.WaitAsync(ct);
         await sse.StartAsync(ct);
-        await shape.WriteStartAsync(sse, choices, ct);
+        await shape.WriteStartAsync(sse, choices, session.PromptTokens, ct);
         var finals = new GenerationChunk[choices];
         await foreach (var chunk in session.ReadAllAsync(ct))
         {

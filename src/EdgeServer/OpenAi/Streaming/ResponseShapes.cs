@@ -20,6 +20,9 @@ internal interface IResponseShape<TStream>
 {
     Task WriteStartAsync(TStream stream, int choices, CancellationToken cancellationToken);
 
+    /// <summary>The stream's first events, for APIs that report the prompt's tokens up front (Anthropic's message_start).</summary>
+    Task WriteStartAsync(TStream stream, int choices, int promptTokens, CancellationToken cancellationToken) => WriteStartAsync(stream, choices, cancellationToken);
+
     /// <summary>Text, log probabilities and tool calls of a chunk; a final chunk also ends its choice.</summary>
     Task WriteChunkAsync(TStream stream, GenerationChunk chunk, CancellationToken cancellationToken);
 
