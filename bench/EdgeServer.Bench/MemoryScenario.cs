@@ -29,7 +29,7 @@ internal static class MemoryScenario
 
     private sealed record Step(string Model, string[] Unloaded, string[] Loaded, double FirstTokenS, double LoadedFirstTokenS, double RssMiB, double AnonMiB, double FileKvMiB, double? CountedMiB);
 
-    private sealed record Round(double BaseRssMiB, List<Step> Steps, Sampler.Peaks Peaks, string Ending);
+    private sealed record Round(double BaseRssMiB, List<Step> Steps, Sampler.Peaks Peaks, string Ending, double LoadAverage);
 
     public static async Task<int> RunAsync(string peerBin, string edgeDll, string modelsDir, int rounds, string output, int threads, string commandLine, string only = "")
     {
@@ -81,7 +81,7 @@ internal static class MemoryScenario
                     Console.Error.WriteLine($"== round {round + 1}/{rounds}: {contender.Label}");
                     var result = await RoundAsync(contender, directory.FullName, names, fileMiB, kvMiB, round * 1000, http);
                     Console.Error.WriteLine(FormattableString.Invariant(
-                        $"   base {result.BaseRssMiB:0} MiB, peak {result.Peaks.RssMiB:0} MiB (anonymous {result.Peaks.AnonMiB:0}), {result.Ending}; first token after each request: {string.Join(", ", result.Steps.Select(s => $"{s.Model.Split('-')[0]} {s.FirstTokenS:0.00} s (then {s.LoadedFirstTokenS:0.000} s)"))}"));
+                        $"   load average {result.LoadAverage:0.0}; base {result.BaseRssMiB:0} MiB, peak {result.Peaks.RssMiB:0} MiB (anonymous {result.Peaks.AnonMiB:0}), {result.Ending}; first token after each request: {string.Join(", ", result.Steps.Select(s => $"{s.Model.Split('-')[0]} {s.FirstTokenS:0.00} s (then {s.LoadedFirstTokenS:0.000} s)"))}"));
                     results[contender].Add(result);
                 }
             }
@@ -119,6 +119,7 @@ internal static class MemoryScenario
         Dictionary<string, double> kvMiB, int seed, HttpClient http)
     {
         var port = ServerProcess.FreePort();
+        var loadAverage = double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
         var kernelLog = KernelLog();
         var steps = new List<Step>();
         await using var process = contender.Start(directory, port);
@@ -165,7 +166,7 @@ internal static class MemoryScenario
             parts.Add(ending);
         }
 
-        return new Round(baseRss, steps, peaks, string.Join(", ", parts));
+        return new Round(baseRss, steps, peaks, string.Join(", ", parts), loadAverage);
     }
 
     /// <summary>Resident memory of the server's processes together, and its anonymous part, in MiB.</summary>
@@ -379,6 +380,7 @@ internal static class MemoryScenario
 
         IEnumerable<Step> StepsAt(List<Round> r, int from, int to) => r.SelectMany(x => x.Steps.Where((_, i) => i >= from && i < to));
         Row("limit", (c, _) => c.Limit);
+        Row("load average (1 min) at the start of each round", (_, r) => string.Join(", ", r.Select(x => F(x.LoadAverage, "0.0"))));
         Row("resident before any model, MiB", (_, r) => F(Median(r.Select(x => x.BaseRssMiB))));
         Row("**peak resident memory, all processes, MiB** (min-max)", (_, r) => Range(r.Select(x => x.Peaks.RssMiB), "0"));
         Row("peak of its anonymous part, MiB", (_, r) => F(Median(r.Select(x => x.Peaks.AnonMiB))));
@@ -391,7 +393,10 @@ internal static class MemoryScenario
         Row("**killed or exited**", (_, r) => string.Join("; ", r.Select(x => x.Ending).Distinct()));
         Row("RSS / (file + KV), one model loaded", (_, r) => F(Median(StepsAt(r, 0, 1).Select(s => s.RssMiB / s.FileKvMiB)), "0.00"));
         Row("**RSS / (file + KV), two models loaded**", (_, r) => F(Median(StepsAt(r, 1, Sequence.Length).Select(s => s.RssMiB / s.FileKvMiB)), "0.00"));
+        Row("(RSS - resident before any model) / (file + KV), one model", (_, r) => F(Median(r.Where(x => x.Steps.Count > 0).Select(x => (x.Steps[0].RssMiB - x.BaseRssMiB) / x.Steps[0].FileKvMiB)), "0.00"));
         Row("(RSS - resident before any model) / (file + KV), two models", (_, r) => F(Median(r.SelectMany(x => x.Steps.Skip(1).Select(s => (s.RssMiB - x.BaseRssMiB) / s.FileKvMiB))), "0.00"));
+        Row("RSS with the same two models loaded, after step 3 and after step 6, MiB", (_, r) =>
+            $"{F(Median(StepsAt(r, 2, 3).Select(s => s.RssMiB)))} and {F(Median(StepsAt(r, 5, 6).Select(s => s.RssMiB)))}");
         md.AppendLine();
 
         md.AppendLine("Each step (medians over the rounds; the models loaded afterwards and the one unloaded are those of most rounds):");
