@@ -344,7 +344,9 @@ internal static class MemoryScenario
               smallest ({F(budgetMiB)} MiB), so any two fit and three never do; `KeepAlive` `-1`, so only the budget unloads.
             - llama-server: this release has a router mode (`--models-dir`, one child process per loaded model) whose only
               limit is a count, `--models-max 2`: when a third model is requested it stops the least recently used idle
-              child (and waits for it to exit) before starting the next. It has no memory budget or fit check. It runs
+              child (and waits for it to exit) before starting the next. Nothing weighs the models' memory against
+              each other (`--fit`, on by default, only sizes one instance's unset settings, such as the context, to
+              the memory free when it starts; the context is set here). It runs
               with its defaults (file mapped, weights repacked) and again with `--load-mode none` (read, not mapped:
               this release's spelling of `--no-mmap`, which it no longer accepts); the other arguments
               (`-c {Slots * ContextPerSlot} --parallel {Slots} -t {threads}`) are passed to every child.
@@ -353,8 +355,8 @@ internal static class MemoryScenario
               largest single-process peak is that process's own `VmHWM`. File + KV is the loaded models' file sizes plus
               their F16 KV caches ({Slots} x {ContextPerSlot} cells, capped at the training length).
             - Limits: nothing outside the servers enforced a limit. On this machine cgroup v2 has no memory controller
-              and the cgroup v1 memory hierarchy belongs to the sandbox that runs the commands, so no server ran in a
-              cgroup with `memory.max`; "killed" is whether the server process was still running at the end, what
+              and the cgroup v1 memory hierarchy is the system's own, so the benchmark made no cgroup and no server ran
+              under a `memory.max`; "killed" is whether the server process was still running at the end, what
               llama-server's router reports about its children, and OOM kills of any of the server's processes in the
               kernel log. The peak is what a limit would have had to allow. The model files were in the page cache
               (warm), as after any earlier load.
