@@ -4,6 +4,9 @@
 # benchmark models (cached too). From a clean clone with nothing cached it took 27 minutes on 2 cores (about 11
 # building the peer, 1 writing the models, 16.6 measuring); later runs skip the first two.
 #   bench/run.sh [--rounds 3] [--only mobilellm]
+# With --memory it runs only the memory scenario (three models, room for two; a few minutes) and rewrites only its
+# section of docs/benchmarks.md:
+#   bench/run.sh --memory [--rounds 3] [--only EdgeServer]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${EDGESERVER_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeserver-bench}
@@ -12,6 +15,12 @@ export EDGESERVER_BENCH_CACHE=$cache
 peer_bin=$(bash bench/build-peer.sh | tail -n 1)
 dotnet build -c Release bench/EdgeServer.Bench -v quiet -nologo
 bench=bench/EdgeServer.Bench/bin/Release/net10.0/EdgeServer.Bench.dll
+edge=src/EdgeServer/bin/Release/net10.0/EdgeServer.dll
+if [ "${1:-}" = "--memory" ]; then
+  shift
+  exec dotnet "$bench" memory --peer-bin "$peer_bin" --edge-dll "$edge" --models-dir "$cache/models" \
+    --out docs/benchmarks.md --command "bench/run.sh --memory${*:+ $*}" "$@"
+fi
 dotnet "$bench" models --models-dir "$cache/models" >&2
-dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll src/EdgeServer/bin/Release/net10.0/EdgeServer.dll \
+dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll "$edge" \
   --models-dir "$cache/models" --out docs/benchmarks.md --chart docs/benchmarks.png --command "bench/run.sh $*" "$@"

@@ -14,9 +14,9 @@ internal sealed record StreamResult(TimeSpan TimeToFirstToken, TimeSpan Total, i
 
 /// <summary>
 /// Drives any OpenAI-compatible server with the same requests: /v1/completions, streamed over SSE, a prompt of a
-/// fixed number of tokens, a fixed number of generated tokens (end-of-text ignored), greedy sampling.
+/// fixed number of tokens, a fixed number of generated tokens (end-of-text ignored), greedy sampling, to one model.
 /// </summary>
-internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
+internal sealed class LoadGenerator(HttpClient http, Uri baseAddress, string model = "bench")
 {
     /// <summary>A prompt of exactly <paramref name="tokens"/> tokens for the benchmark vocabulary, unique per seed.</summary>
     public static string Prompt(int tokens, int seed)
@@ -34,7 +34,7 @@ internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
     public Task<StreamResult> CompleteAsync(string prompt, int maxTokens, CancellationToken cancellationToken = default) =>
         StreamAsync("/v1/completions", new Dictionary<string, object>
         {
-            ["model"] = "bench",
+            ["model"] = model,
             ["prompt"] = prompt,
             ["max_tokens"] = maxTokens,
             ["temperature"] = 0,
@@ -49,7 +49,7 @@ internal sealed class LoadGenerator(HttpClient http, Uri baseAddress)
     public Task<StreamResult> JsonSchemaAsync(string prompt, int chars, CancellationToken cancellationToken = default) =>
         StreamAsync("/v1/chat/completions", new Dictionary<string, object>
         {
-            ["model"] = "bench",
+            ["model"] = model,
             ["messages"] = new[] { new Dictionary<string, object> { ["role"] = "user", ["content"] = prompt } },
             ["max_tokens"] = chars * 4,
             ["temperature"] = 0,

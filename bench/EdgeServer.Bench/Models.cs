@@ -27,6 +27,30 @@ internal static class Models
         All[1],
     ];
 
+    /// <summary>
+    /// The memory scenario's models: three sizes (about 150, 220 and 340 MiB), one mapped and two repacked on x86,
+    /// so that a budget can hold any two of them and not all three.
+    /// </summary>
+    public static readonly Spec[] Memory =
+    [
+        All[1],
+        // SmolLM2 360M: 960 embd, 32 layers, 15 heads, 5 KV heads, 2560 ff, 49152 vocab.
+        new("smollm2-360m-shape-q4_0", new LlamaShape(960, 32, 15, 5, 2560, 8192, 100000f), 49152, GgmlType.Q4_0, 64),
+        // Qwen2.5 0.5B: 896 embd, 24 layers, 14 heads, 2 KV heads, 4864 ff, 151936 vocab.
+        new("qwen2.5-0.5b-shape-q4_0", new LlamaShape(896, 24, 14, 2, 4864, 32768, 1000000f), 151936, GgmlType.Q4_0, 64),
+    ];
+
+    /// <summary>
+    /// F16 K and V for every layer over <paramref name="slots"/> x <paramref name="contextPerSlot"/> cells (each slot's
+    /// context capped at the training length, as both servers cap it), in MiB.
+    /// </summary>
+    public static double KvCacheMiB(Spec spec, int slots, int contextPerSlot)
+    {
+        var shape = spec.Shape;
+        var cells = slots * Math.Min(contextPerSlot, shape.ContextLength);
+        return (double)shape.BlockCount * cells * 2 * shape.KvEmbeddingLength * 2 / 1048576.0;
+    }
+
     /// <summary>Writes the model unless it is already there; returns its path.</summary>
     public static string Ensure(Spec spec, string directory)
     {

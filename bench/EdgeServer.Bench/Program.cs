@@ -15,7 +15,7 @@ string Opt(string name, string? fallback = null) =>
 switch (command)
 {
     case "models":
-        foreach (var spec in Models.All.Concat(Models.Residency).Distinct())
+        foreach (var spec in Models.All.Concat(Models.Residency).Concat(Models.Memory).Distinct())
         {
             Console.WriteLine(Models.Ensure(spec, Opt("--models-dir")));
         }
@@ -41,8 +41,18 @@ switch (command)
             output: Opt("--out"),
             threads: int.Parse(Opt("--threads", $"{Environment.ProcessorCount}"), CultureInfo.InvariantCulture),
             settingsFilter: Opt("--settings", ""));
+    case "memory":
+        return await MemoryScenario.RunAsync(
+            peerBin: Opt("--peer-bin"),
+            edgeDll: Opt("--edge-dll"),
+            modelsDir: Opt("--models-dir"),
+            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            output: Opt("--out"),
+            threads: int.Parse(Opt("--threads", $"{Environment.ProcessorCount}"), CultureInfo.InvariantCulture),
+            commandLine: Opt("--command", "bench/run.sh --memory"),
+            only: Opt("--only", ""));
     default:
-        Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR | residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4] | run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
+        Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR | memory --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--threads N] [--only SERVER] | residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4] | run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
         return 2;
 }
 
@@ -302,12 +312,15 @@ internal static class Runner
             """;
     }
 
-    /// <summary>The residency section (written from the residency command's output, with its own method) is kept as it is.</summary>
+    /// <summary>
+    /// The sections written by other commands (residency, from its output with its own method; memory, by its command)
+    /// are kept as they are, from the first of them to the end.
+    /// </summary>
     private static string KeptSection(string output)
     {
-        const string Heading = "## Resident memory: mmap and repacking";
+        string[] headings = ["## Resident memory: mmap and repacking", MemoryScenario.Heading];
         var existing = File.Exists(output) ? File.ReadAllText(output) : "";
-        var at = existing.IndexOf("\n" + Heading, StringComparison.Ordinal);
+        var at = headings.Select(h => existing.IndexOf("\n" + h, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
         return at < 0 ? "" : "\n" + existing[at..];
     }
 

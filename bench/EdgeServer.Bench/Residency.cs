@@ -34,7 +34,7 @@ internal static class Residency
         {
             var model = Models.Ensure(spec, modelsDir);
             var fileMiB = new FileInfo(model).Length / 1048576.0;
-            var kvMiB = KvCacheMiB(spec);
+            var kvMiB = Models.KvCacheMiB(spec, 2, 4096); // the server's default slots and context
             var samples = settings.ToDictionary(s => s, _ => new List<Sample>());
             for (var round = 0; round < rounds; round++)
             {
@@ -74,15 +74,6 @@ internal static class Residency
         await File.WriteAllTextAsync(output, report.ToString());
         Console.Error.WriteLine($"wrote {output} in {elapsed.TotalMinutes:0.0} min");
         return 0;
-    }
-
-    /// <summary>F16 K and V for every layer over the server's default context: 2 slots of 4096 tokens, capped at the training length.</summary>
-    private static double KvCacheMiB(Models.Spec spec)
-    {
-        var shape = spec.Shape;
-        var tokens = 2 * Math.Min(4096, shape.ContextLength);
-        var headDim = shape.EmbeddingLength / shape.HeadCount;
-        return (double)shape.BlockCount * tokens * 2 * shape.HeadCountKv * headDim * 2 / 1048576.0;
     }
 
     private static async Task<Sample> MeasureAsync(string edgeDll, string model, Models.Spec spec, Setting setting, int threads, int round, HttpClient http)

@@ -83,10 +83,13 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Resident memory now (VmRSS) and the peak so far (VmHWM), in bytes.</summary>
-    public (long Rss, long Peak) Memory()
+    public (long Rss, long Peak) Memory() => Memory(_process.Id);
+
+    /// <summary>Resident memory of any process now (VmRSS) and its peak so far (VmHWM), in bytes, from /proc/PID/status.</summary>
+    public static (long Rss, long Peak) Memory(int pid)
     {
         long rss = 0, peak = 0;
-        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
         {
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
             {
@@ -104,10 +107,13 @@ internal sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Resident memory now and its anonymous part (the rest is file-backed), in MiB, from /proc/PID/smaps_rollup.</summary>
-    public (double Rss, double Anonymous) Residency()
+    public (double Rss, double Anonymous) Residency() => Residency(_process.Id);
+
+    /// <summary>Resident memory of any process now and its anonymous part, in MiB, from /proc/PID/smaps_rollup.</summary>
+    public static (double Rss, double Anonymous) Residency(int pid)
     {
         double rss = 0, anonymous = 0;
-        foreach (var line in File.ReadLines($"/proc/{_process.Id}/smaps_rollup"))
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps_rollup"))
         {
             if (line.StartsWith("Rss:", StringComparison.Ordinal))
             {
@@ -123,6 +129,57 @@ internal sealed class ServerProcess : IAsyncDisposable
 
         static double Kb(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
     }
+
+    /// <summary>
+    /// The server's process and every process it started, transitively, from the parent ids in /proc/*/stat:
+    /// llama-server's router runs each model in a child process of its own, and EdgeServer probes model files in
+    /// children.
+    /// </summary>
+    public IReadOnlyList<int> Tree()
+    {
+        var children = new Dictionary<int, List<int>>();
+        foreach (var entry in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+
+            string stat;
+            try
+            {
+                stat = File.ReadAllText(Path.Combine(entry, "stat"));
+            }
+            catch (IOException)
+            {
+                continue; // gone meanwhile
+            }
+
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so count from the last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ', 3);
+            var parent = int.Parse(fields[1], CultureInfo.InvariantCulture);
+            if (!children.TryGetValue(parent, out var list))
+            {
+                children[parent] = list = [];
+            }
+
+            list.Add(pid);
+        }
+
+        var tree = new List<int> { _process.Id };
+        for (var i = 0; i < tree.Count; i++)
+        {
+            if (children.TryGetValue(tree[i], out var list))
+            {
+                tree.AddRange(list);
+            }
+        }
+
+        return tree;
+    }
+
+    /// <summary>How the process ended (its exit code, 128 + the signal when a signal ended it), or null while it runs.</summary>
+    public int? ExitCode => _process.HasExited ? _process.ExitCode : null;
 
     public async Task WaitHealthyAsync(HttpClient http, TimeSpan timeout)
     {
