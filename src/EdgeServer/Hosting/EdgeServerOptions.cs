@@ -48,6 +48,15 @@ public sealed class EdgeServerOptions
     public int ShutdownGraceSeconds { get; set; } = 30;
 
     public Telemetry.TelemetryOptions Telemetry { get; set; } = new();
+
+    public WebUiOptions WebUi { get; set; } = new();
+}
+
+/// <summary>The chat page at / (<see cref="EdgeServer.WebUi.WebUiEndpoints"/>).</summary>
+public sealed class WebUiOptions
+{
+    /// <summary>Serve the page; false leaves / unmapped (404) while the API works as before.</summary>
+    public bool Enabled { get; set; } = true;
 }
 
 public sealed class SecurityOptions
