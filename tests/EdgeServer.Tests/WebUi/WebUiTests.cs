@@ -7,6 +7,8 @@ using EdgeServer.Hosting;
 using EdgeServer.TestSupport;
 using EdgeServer.WebUi;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
 
@@ -107,6 +109,42 @@ public class WebUiTests(BrowserFixture browser, WebUiServerFixture server) : ICl
         Assert.True(chat.StatusCode == HttpStatusCode.OK, body);
         Assert.Contains("\"content\":\"abc\"", body, StringComparison.Ordinal);
         await app.StopAsync();
+    }
+
+    [Fact]
+    public async Task AStopMidStreamIsNotLoggedAsAServerError()
+    {
+        // The stop button closes the connection while tokens are being written; whatever the write then throws, that
+        // is the client's choice, not a failure. Some clients leave between two writes, some in the middle of one.
+        var inFlight = server.App.Services.GetRequiredService<InFlightRequests>();
+        var earlier = server.Logs.Entries.Count;
+        for (var i = 0; i < 24; i++)
+        {
+            using var leave = new CancellationTokenSource();
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = new StringContent($$"""{"model":"endless","messages":[{"role":"user","content":"story {{i}}"}],"stream":true}""", Encoding.UTF8, "application/json"),
+            };
+            using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, leave.Token);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var body = await response.Content.ReadAsStreamAsync(leave.Token);
+            var buffer = new byte[97];
+            for (int read = 0, got = -1; read < 200 + (i * 23) && got != 0; read += got)
+            {
+                got = await body.ReadAsync(buffer, leave.Token);
+            }
+
+            await leave.CancelAsync();
+        }
+
+        for (var i = 0; i < 200 && inFlight.Count > 0; i++)
+        {
+            await Task.Delay(25);
+        }
+
+        Assert.Equal(0, inFlight.Count);
+        var failures = server.Logs.Entries.Skip(earlier).Where(e => e.Level >= LogLevel.Error).ToList();
+        Assert.True(failures.Count == 0, $"{failures.Count} errors, the first: {failures.FirstOrDefault()?.EventId} {failures.FirstOrDefault()?.Message}");
     }
 
     [SkippableFact]
