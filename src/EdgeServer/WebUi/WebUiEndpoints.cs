@@ -43,7 +43,7 @@ public static class WebUiEndpoints
         headers.XContentTypeOptions = "nosniff";
         headers.XFrameOptions = "DENY";
         headers["Referrer-Policy"] = "no-referrer";
-        headers["Cross-Origin-Opener-Policy"] = "same-origin";
+        // No Cross-Origin-Opener-Policy: browsers ignore it on plain http to a LAN address, and say so in the console.
         headers["Cross-Origin-Resource-Policy"] = "same-origin";
         // Revalidated on every load (a 304 while unchanged), so an upgraded server never runs yesterday's script.
         headers.CacheControl = "no-cache";

@@ -10,6 +10,13 @@ namespace EdgeServer.Tests.WebUi;
 public sealed class BrowserFixture : IAsyncLifetime
 {
     public const string Variable = "EDGESERVER_TEST_CHROMIUM";
+
+    /// <summary>
+    /// The name the browser knows the server by. Chromium maps it to 127.0.0.1, so traffic stays on loopback while
+    /// the page runs as it does on a LAN address: http on a name that is not localhost is no secure context, and
+    /// APIs such as crypto.randomUUID and the clipboard are missing there.
+    /// </summary>
+    public const string LanHost = "edgeserver.lan";
     private static readonly string[] s_names = ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome"];
     private IPlaywright? _playwright;
     private IBrowser? _browser;
@@ -35,7 +42,12 @@ public sealed class BrowserFixture : IAsyncLifetime
         // A generous default: the page answers in milliseconds, but CI machines have two busy cores.
         Assertions.SetDefaultExpectTimeout(20_000);
         _playwright = await Playwright.CreateAsync();
-        _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions { ExecutablePath = executable, Headless = true });
+        _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = executable,
+            Headless = true,
+            Args = [$"--host-resolver-rules=MAP {LanHost} 127.0.0.1"],
+        });
     }
 
     public async Task DisposeAsync()
@@ -48,10 +60,17 @@ public sealed class BrowserFixture : IAsyncLifetime
         _playwright?.Dispose();
     }
 
-    /// <summary>A fresh context (its own localStorage and sessionStorage) and a page that records script errors.</summary>
+    /// <summary>
+    /// A fresh context (its own localStorage and sessionStorage) whose relative addresses go to the server as
+    /// <see cref="LanHost"/>, and a page that records script errors.
+    /// </summary>
     public async Task<(IBrowserContext Context, IPage Page, List<string> Errors)> OpenAsync(Uri address, ViewportSize? viewport = null)
     {
-        var context = await Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = address.ToString(), ViewportSize = viewport ?? new ViewportSize { Width = 1000, Height = 720 } });
+        var context = await Browser.NewContextAsync(new BrowserNewContextOptions
+        {
+            BaseURL = new UriBuilder(address) { Host = LanHost }.Uri.ToString(),
+            ViewportSize = viewport ?? new ViewportSize { Width = 1000, Height = 720 },
+        });
         var page = await context.NewPageAsync();
         var errors = new List<string>();
         page.Console += (_, message) =>

@@ -155,6 +155,8 @@ public class WebUiTests(BrowserFixture browser, WebUiServerFixture server) : ICl
         await using var _ = context;
         await page.GotoAsync("/");
         await Expect(page.Locator("#prompt")).ToBeFocusedAsync();
+        // As on the LAN: plain http on a host name, no secure context.
+        Assert.False(await page.EvaluateAsync<bool>("window.isSecureContext"));
 
         // The picker lists every model with its state and memory; the budget is shown beside it.
         await Expect(page.Locator("#model option[value=successor]")).ToHaveTextAsync(MemoryLabel("successor"));
