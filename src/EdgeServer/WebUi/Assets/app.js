@@ -573,6 +573,13 @@ ui.toggleSidebar.addEventListener('click', () => {
     }
 });
 
+// On a phone the list lies over the conversation: a tap beside it closes it.
+document.querySelector('.main').addEventListener('click', e => {
+    if (ui.app.classList.contains('sidebar-open') && !ui.toggleSidebar.contains(e.target)) {
+        closeSidebar();
+    }
+});
+
 ui.toggleSettings.addEventListener('click', () => {
     ui.settings.hidden = !ui.settings.hidden;
     ui.toggleSettings.setAttribute('aria-expanded', String(!ui.settings.hidden));
