@@ -51,7 +51,7 @@ public static class SuccessorModel
     }
 
     public static void Write(string path, string? chatTemplate = null) =>
-        LlamaModelBuilder.Write(path, Shape, Vocabulary, new Weights(Successors()), name: "successor-test-model", chatTemplate: chatTemplate);
+        LlamaModelBuilder.Write(path, Shape, Vocabulary, new SuccessorWeights(Successors(), Vocabulary.Count), name: "successor-test-model", chatTemplate: chatTemplate);
 
     /// <summary>Writes the model once per process into a temp folder and returns its path.</summary>
     public static string SharedPath => s_shared.Value;
@@ -89,51 +89,5 @@ public static class SuccessorModel
 
         map[SpmVocabulary.ByteToken((byte)'\n')] = v["a"];
         return map;
-    }
-
-    private sealed class Weights(Dictionary<int, int> successors) : ILlamaWeights
-    {
-        private const float Embedding = 4f;
-        private readonly RandomLlamaWeights _random = new(seed: 7, scale: 0.005f);
-        private readonly Dictionary<int, List<int>> _predecessors = successors
-            .GroupBy(kv => kv.Value)
-            .ToDictionary(g => g.Key, g => g.Select(kv => kv.Key).ToList());
-
-        public void FillRow(string tensor, int row, Span<float> values)
-        {
-            switch (tensor)
-            {
-                case "token_embd.weight":
-                    values.Clear();
-                    values[row] = Embedding;
-                    break;
-                case "output.weight":
-                    // Row j scores token j: 1 at every token whose successor is j. Tokens with no successor lead to EOS.
-                    values.Clear();
-                    if (_predecessors.TryGetValue(row, out var from))
-                    {
-                        foreach (var t in from)
-                        {
-                            values[t] = 1f;
-                        }
-                    }
-
-                    if (row == SpmVocabulary.Eos)
-                    {
-                        for (var t = 0; t < Vocabulary.Count; t++)
-                        {
-                            if (!successors.ContainsKey(t))
-                            {
-                                values[t] = 1f;
-                            }
-                        }
-                    }
-
-                    break;
-                default:
-                    _random.FillRow(tensor, row, values);
-                    break;
-            }
-        }
     }
 }

@@ -6,6 +6,7 @@ using EdgeServer.Ollama;
 using EdgeServer.OpenAi;
 using EdgeServer.Security;
 using EdgeServer.Telemetry;
+using EdgeServer.WebUi;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Connections;
@@ -152,6 +153,11 @@ public static class EdgeServerHosting
         app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = ReadinessCheck.WriteAsync })
             .WithTags("Health").WithSummary("Ready: a model is loaded and a decode works.").AllowAnonymous();
         app.MapEdgeServerTelemetry();
+        if (options.WebUi.Enabled)
+        {
+            app.MapWebUi();
+        }
+
         var v1 = app.MapOpenAiApi();
         var tokenizer = app.MapTokenizer();
         var ollama = app.MapOllamaApi();

@@ -49,6 +49,8 @@ public sealed class EdgeServerOptions
 
     public Telemetry.TelemetryOptions Telemetry { get; set; } = new();
 
+    public WebUiOptions WebUi { get; set; } = new();
+
     /// <summary>The engine's scheduler settings, before any model's own.</summary>
     public SchedulerOptions ToSchedulerOptions() => new()
     {
@@ -61,6 +63,13 @@ public sealed class EdgeServerOptions
         KvCacheType = Scheduler.KvCacheType,
         FlashAttention = Scheduler.FlashAttention,
     };
+}
+
+/// <summary>The chat page at / (<see cref="EdgeServer.WebUi.WebUiEndpoints"/>).</summary>
+public sealed class WebUiOptions
+{
+    /// <summary>Serve the page; false leaves / unmapped (404) while the API works as before.</summary>
+    public bool Enabled { get; set; } = true;
 }
 
 public sealed class SecurityOptions

@@ -1,3 +1,5 @@
+using Microsoft.AspNetCore.Connections;
+
 namespace EdgeServer.OpenAi;
 
 /// <summary>
@@ -17,9 +19,9 @@ internal sealed partial class OpenAiErrorMiddleware(RequestDelegate next, ILogge
                 await OpenAiResults.WriteErrorAsync(context, error);
             }
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException e) when (context.RequestAborted.IsCancellationRequested || e is ConnectionAbortedException)
         {
-            // The client went away; there is nobody to answer.
+            // The client went away (a stop button mid-stream); there is nobody to answer.
         }
         catch (Exception e)
         {

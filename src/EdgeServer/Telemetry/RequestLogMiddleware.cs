@@ -18,6 +18,9 @@ public sealed class GenerationOutcome
 
     public FinishReason? FinishReason { get; private set; }
 
+    /// <summary>The client closed the connection before the response was complete (logged as status 499).</summary>
+    public bool ClientLeft { get; set; }
+
     public void Record(GenerationUsage usage, GenerationTimings? timings, FinishReason? finishReason) =>
         (Usage, Timings, FinishReason) = (usage, timings, finishReason);
 }
@@ -38,7 +41,7 @@ internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMet
         finally
         {
             var endpoint = context.GetEndpoint() is RouteEndpoint route ? route.RoutePattern.RawText ?? context.Request.Path.Value! : "unmatched";
-            var status = context.RequestAborted.IsCancellationRequested && outcome.FinishReason is null && outcome.Usage is null ? 499 : context.Response.StatusCode;
+            var status = (context.RequestAborted.IsCancellationRequested || outcome.ClientLeft) && outcome.FinishReason is null && outcome.Usage is null ? 499 : context.Response.StatusCode;
             var model = outcome.Model ?? "none";
             metrics.Request(endpoint, model, status);
             var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;

@@ -50,6 +50,12 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         {
             throw OpenAiException.From(e, names);
         }
+        catch (Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+        {
+            // Seen by a write before the request's abort token says so.
+            outcome.ClientLeft = true;
+            throw;
+        }
     }
 
     /// <summary>

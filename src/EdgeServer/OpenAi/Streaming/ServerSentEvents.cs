@@ -1,6 +1,8 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace EdgeServer.OpenAi;
@@ -14,6 +16,7 @@ internal sealed class ServerSentEvents(HttpResponse response) : IEventStream<Ser
     private static readonly byte[] Prefix = "data: "u8.ToArray();
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+    private readonly ArrayBufferWriter<byte> _event = new(1024);
 
     public static ServerSentEvents Open(HttpResponse response) => new(response);
 
@@ -30,30 +33,52 @@ internal sealed class ServerSentEvents(HttpResponse response) : IEventStream<Ser
         Started = true;
     }
 
-    public async Task WriteAsync<T>(T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    public Task WriteAsync<T>(T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken) =>
+        WriteAsync(null, value, typeInfo, cancellationToken);
+
+    /// <summary>An event with a name line first (<c>event: name</c>), as the Responses API sends them.</summary>
+    public async Task WriteAsync<T>(string? eventName, T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
     {
-        var writer = response.BodyWriter;
-        writer.Write(Prefix);
+        // Composed apart from the response, so a failure to write it can only be the connection's.
+        _event.ResetWrittenCount();
+        if (eventName is not null)
+        {
+            _event.Write(System.Text.Encoding.UTF8.GetBytes($"event: {eventName}\n"));
+        }
+
+        _event.Write(Prefix);
         // The writer's own options decide escaping; take the context's, so streamed text is written as whole bodies are.
-        using (var json = new Utf8JsonWriter(writer, new JsonWriterOptions { Encoder = typeInfo.Options.Encoder }))
+        using (var json = new Utf8JsonWriter(_event, new JsonWriterOptions { Encoder = typeInfo.Options.Encoder }))
         {
             JsonSerializer.Serialize(json, value, typeInfo);
         }
 
-        writer.Write(EventEnd);
-        await writer.FlushAsync(cancellationToken);
+        _event.Write(EventEnd);
+        await SendAsync(_event.WrittenMemory, cancellationToken);
     }
 
-    /// <summary>An event with a name line first (<c>event: name</c>), as the Responses API sends them.</summary>
-    public Task WriteAsync<T>(string eventName, T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
-    {
-        response.BodyWriter.Write(System.Text.Encoding.UTF8.GetBytes($"event: {eventName}\n"));
-        return WriteAsync(value, typeInfo, cancellationToken);
-    }
+    public Task WriteDoneAsync(CancellationToken cancellationToken) => SendAsync(Done, cancellationToken);
 
-    public async Task WriteDoneAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes and flushes. A client that closed the connection (a stop button) ends the stream with
+    /// <see cref="ConnectionAbortedException"/>, whichever way the pipe reports it: the request's abort token is
+    /// signalled a moment later, on another thread.
+    /// </summary>
+    private async Task SendAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
     {
-        await response.BodyWriter.WriteAsync(Done, cancellationToken);
-        await response.BodyWriter.FlushAsync(cancellationToken);
+        FlushResult result;
+        try
+        {
+            result = await response.BodyWriter.WriteAsync(bytes, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new ConnectionAbortedException("The client closed the connection.", e);
+        }
+
+        if (result.IsCompleted)
+        {
+            throw new ConnectionAbortedException("The client closed the connection.");
+        }
     }
 }
