@@ -54,7 +54,7 @@ public static class NodeClients
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(300));
         try
         {
             await process.WaitForExitAsync(timeout.Token);
@@ -62,7 +62,7 @@ public static class NodeClients
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"node {script} ran longer than 120 s; its output so far: {await errors}");
+            throw new TimeoutException($"node {script} ran longer than 300 s; its output so far: {await errors}");
         }
 
         Assert.True(process.ExitCode == 0, $"node {script} {string.Join(' ', arguments)} exited with {process.ExitCode}:\n{await errors}\n{await output}");
