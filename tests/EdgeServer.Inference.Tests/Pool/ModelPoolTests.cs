@@ -15,11 +15,18 @@ public sealed class ModelPoolTests : IDisposable
     private static readonly SamplingParameters Greedy = new() { Temperature = 0 };
     private static readonly string[] Models = ["a", "b", "c"];
     private readonly FakeTimeProvider _clock = new(DateTimeOffset.UtcNow);
+    private readonly List<ManualResetEventSlim> _gates = [];
     private InferenceEngine? _engine;
 
     public ModelPoolTests() => TestRuntime.Ensure();
 
-    public void Dispose() => _engine?.Dispose();
+    public void Dispose()
+    {
+        // A gate left shut would hold a decode loop, and the engine's disposal with it.
+        _gates.ForEach(g => g.Set());
+        _engine?.Dispose();
+        _gates.ForEach(g => g.Dispose());
+    }
 
     private static readonly Lazy<long> OneModel = new(() =>
     {
@@ -55,6 +62,16 @@ public sealed class ModelPoolTests : IDisposable
         }
 
         return text.ToString();
+    }
+
+    /// <summary>Loads a model and shuts its decode loop behind a gate: a request to it stays busy until the gate opens, however fast this machine decodes.</summary>
+    private async Task<ManualResetEventSlim> Hold(InferenceEngine engine, string id)
+    {
+        await engine.LoadAsync(id);
+        var gate = new ManualResetEventSlim();
+        _gates.Add(gate);
+        engine.GetLoadedScheduler(id)!.LoopHook = () => gate.Wait();
+        return gate;
     }
 
     private ModelStatus Status(string id) => _engine!.FindModel(id)!.Status;
@@ -106,12 +123,14 @@ public sealed class ModelPoolTests : IDisposable
     public async Task WithEveryOtherModelBusyARequestWaitsForRoomWithinItsDeadline()
     {
         var engine = Start(models: 1.5);
+        var gate = await Hold(engine, "a");
         var busy = await engine.StartAsync(Ask("a", "Hello 1", endless: true), default);
         using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => engine.StartAsync(Ask("b"), deadline.Token));
 
         // Once "a" has finished, "b" gets its room.
         var waiting = engine.StartAsync(Ask("b"), default);
+        gate.Set();
         Assert.StartsWith("23456789", await Collect(busy), StringComparison.Ordinal);
         Assert.Equal("klmnopqrstuvwxyzé€", await Collect(await waiting));
         Assert.Equal(ModelStatus.Available, Status("a"));
@@ -216,9 +235,11 @@ public sealed class ModelPoolTests : IDisposable
     public async Task UnloadWaitsForABusyModelOrRefusesWhenAskedNotToWait()
     {
         var engine = Start(models: 3);
+        var gate = await Hold(engine, "a");
         var busy = await engine.StartAsync(Ask("a", "Hello 1", endless: true), default);
         await Assert.ThrowsAsync<ModelBusyException>(() => engine.UnloadAsync("a", wait: false, default));
         var unloading = engine.UnloadAsync("a", wait: true, default);
+        gate.Set();
         Assert.StartsWith("23456789", await Collect(busy), StringComparison.Ordinal);
         Assert.True(await unloading);
         Assert.Equal(ModelStatus.Available, Status("a"));
