@@ -33,6 +33,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory, IMeterFactory? meterFactory = null, TimeProvider? clock = null)
     {
+        ContextParameters.CheckThreads(options.Scheduler);
         _options = options;
         _metrics = new InferenceMetrics(meterFactory, LoadedSnapshots);
         _loggerFactory = loggerFactory;
@@ -192,6 +193,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         }
     }
 
+    /// <summary>Embeddings decode with the thread count the model's decode loop uses at the time.</summary>
+    private Embedder NewEmbedder(ModelScheduler scheduler) =>
+        new(scheduler.Model, _options.Scheduler.ContextPerSlot, () => scheduler.Threads, _options.Scheduler.ThreadPoll);
+
     public async Task<EmbeddingResult> EmbedAsync(string model, IReadOnlyList<EmbeddingInput> inputs, CancellationToken cancellationToken)
     {
         ThrowIfShuttingDown();
@@ -211,8 +216,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 {
                     var extra = MemoryEstimator.EstimateEmbedding(Gguf.GgufReader.Read(_descriptors[model].Path), _options.Scheduler);
                     await _pool.GrowAsync(model, extra.Total, "its embedding context", cancellationToken);
-                    _embedders.TryAdd(scheduler, new Lazy<Embedder>(() =>
-                        new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount)));
+                    _embedders.TryAdd(scheduler, new Lazy<Embedder>(() => NewEmbedder(scheduler)));
                 }
             }
             finally
@@ -221,8 +225,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             }
         }
 
-        var embedder = _embedders.GetOrAdd(scheduler, _ => new Lazy<Embedder>(() =>
-            new Embedder(scheduler.Model, _options.Scheduler.ContextPerSlot, _options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : Environment.ProcessorCount))).Value;
+        var embedder = _embedders.GetOrAdd(scheduler, _ => new Lazy<Embedder>(() => NewEmbedder(scheduler))).Value;
         var tokens = new List<int[]>(inputs.Count);
         for (var i = 0; i < inputs.Count; i++)
         {

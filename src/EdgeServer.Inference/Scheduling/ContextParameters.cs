@@ -8,6 +8,20 @@ namespace EdgeServer.Inference.Scheduling;
 /// </summary>
 internal static class ContextParameters
 {
+    /// <summary>Refuses thread settings llama.cpp and ggml cannot take, naming them.</summary>
+    public static void CheckThreads(SchedulerOptions options)
+    {
+        if (options.Threads is < 0 or > GgmlThreadPoolParams.MaxThreads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"Threads must be 0 (adaptive) to {GgmlThreadPoolParams.MaxThreads}.");
+        }
+
+        if (options.ThreadPoll is < 0 or > 100)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.ThreadPoll, "ThreadPoll must be 0 to 100.");
+        }
+    }
+
     /// <summary>Tokens each slot holds: the setting, capped at the model's training length (at least 256).</summary>
     public static int ContextPerSlot(SchedulerOptions options, int trainingContextLength) =>
         Math.Min(options.ContextPerSlot, Math.Max(trainingContextLength, 256));

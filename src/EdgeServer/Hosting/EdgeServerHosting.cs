@@ -197,6 +197,7 @@ public static class EdgeServerHosting
                 QueueCapacity = options.Scheduler.QueueCapacity,
                 SamplingBudget = TimeSpan.FromSeconds(options.Scheduler.SamplingBudgetSeconds),
                 Threads = options.Runtime.Threads,
+                ThreadPoll = options.Runtime.ThreadPoll,
             },
         };
         return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>(), services.GetService<System.Diagnostics.Metrics.IMeterFactory>(), services.GetRequiredService<TimeProvider>());
