@@ -208,9 +208,7 @@ internal sealed class ThreadCountPolicy
 
         _mismatched = 0;
         _samples.Add(milliseconds);
-        var best = _medians.Count == 0 ? double.PositiveInfinity : _medians.Values.Min();
-        var clearlySlower = _samples.Count >= _tuning.EarlySamples && _samples.All(s => s > best * (1 + _tuning.Margin));
-        if (_samples.Count < _tuning.Samples && !clearlySlower)
+        if (_samples.Count < _tuning.Samples && !(_samples.Count >= _tuning.EarlySamples && ClearlySlower()))
         {
             return;
         }
@@ -271,6 +269,26 @@ internal sealed class ThreadCountPolicy
         {
             Measure(ThreadChangeReason.LoadChanged);
         }
+    }
+
+    /// <summary>Every step of the count under test so far is slower than the best median by more than the margin.</summary>
+    private bool ClearlySlower()
+    {
+        if (_medians.Count == 0)
+        {
+            return false;
+        }
+
+        var limit = _medians[Fastest()] * (1 + _tuning.Margin);
+        foreach (var sample in _samples)
+        {
+            if (sample <= limit)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>The count with the lowest median; on a tie the fewer threads.</summary>
