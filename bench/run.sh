@@ -15,3 +15,5 @@ bench=bench/EdgeServer.Bench/bin/Release/net10.0/EdgeServer.Bench.dll
 dotnet "$bench" models --models-dir "$cache/models" >&2
 dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll src/EdgeServer/bin/Release/net10.0/EdgeServer.dll \
   --models-dir "$cache/models" --out docs/benchmarks.md --chart docs/benchmarks.png --command "bench/run.sh $*" "$@"
+dotnet "$bench" busy --peer-bin "$peer_bin" --edge-dll src/EdgeServer/bin/Release/net10.0/EdgeServer.dll \
+  --models-dir "$cache/models" --out docs/benchmarks.md --command "bench/run.sh $*" "$@"

@@ -41,7 +41,22 @@ switch (command)
             output: Opt("--out"),
             threads: int.Parse(Opt("--threads", $"{Environment.ProcessorCount}"), CultureInfo.InvariantCulture),
             settingsFilter: Opt("--settings", ""));
+    case "busy":
+        return await BusyBox.RunAsync(
+            peerBin: Opt("--peer-bin"),
+            edgeDll: Opt("--edge-dll"),
+            modelsDir: Opt("--models-dir"),
+            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            only: Opt("--only", ""),
+            output: Opt("--out"),
+            polls: Opt("--polls", ""),
+            peerThreads: Opt("--peer-threads", ""),
+            baselineDll: Opt("--baseline-dll", ""),
+            quietLoad: double.Parse(Opt("--quiet-load", "1.0"), CultureInfo.InvariantCulture),
+            quietWait: TimeSpan.FromSeconds(int.Parse(Opt("--quiet-wait", "600"), CultureInfo.InvariantCulture)),
+            commandLine: Opt("--command", "bench/run.sh"));
     default:
+        Console.Error.WriteLine("usage: EdgeServer.Bench busy --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--polls 0,100] [--peer-threads 2,1] [--baseline-dll PATH] [--quiet-load 1.0] [--quiet-wait 600] (writes or replaces its section of FILE.md)");
         Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR | residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4] | run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
         return 2;
 }
