@@ -23,7 +23,7 @@ internal static partial class BusyBox
 
     private sealed record Sample(double IdleTps, double BusyTps, int? IdleThreads, int? BusyThreads, double LoadBefore, double LoadAfter);
 
-    /// <param name="polls">EdgeServer's thread poll levels to run besides its default (adaptive threads each).</param>
+    /// <param name="polls">EdgeServer's thread poll levels to run besides its default (with the cores as fixed threads).</param>
     /// <param name="peerThreads">llama-server's -t values; empty: the cores.</param>
     /// <param name="baselineDll">Another EdgeServer build (e.g. before thread pools) to run with the cores as fixed threads.</param>
     public static async Task<int> RunAsync(string peerBin, string edgeDll, string modelsDir, int rounds, string only, string output,
@@ -35,8 +35,9 @@ internal static partial class BusyBox
             new("EdgeServer (adaptive threads)", true, []),
             new($"EdgeServer, {cores} threads fixed", true, ["--threads", $"{cores}"]),
         };
+        // With one thread a pool has no workers to poll: the poll level shows with the cores as fixed threads.
         variants.AddRange(polls.Split(',', StringSplitOptions.RemoveEmptyEntries)
-            .Select(p => new Variant($"EdgeServer (adaptive), poll {p}", true, [$"--EdgeServer:Runtime:ThreadPoll={p}"])));
+            .Select(p => new Variant($"EdgeServer, {cores} threads fixed, poll {p}", true, ["--threads", $"{cores}", $"--EdgeServer:Runtime:ThreadPoll={p}"])));
         if (baselineDll.Length > 0)
         {
             variants.Add(new($"EdgeServer before thread pools, {cores} threads", true, ["--threads", $"{cores}"], baselineDll));
