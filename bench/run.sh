@@ -7,6 +7,9 @@
 # With --memory it runs only the memory scenario (three models, room for two; a few minutes) and rewrites only its
 # section of docs/benchmarks.md:
 #   bench/run.sh --memory [--rounds 3] [--only EdgeServer]
+# With --busy it runs only the busy-box scenario (one stream idle, then beside a CPU-bound process) and rewrites only
+# its section:
+#   bench/run.sh --busy [--rounds 3] [--polls 0,100] [--baseline-dll PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${EDGESERVER_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeserver-bench}
@@ -21,6 +24,14 @@ if [ "${1:-}" = "--memory" ]; then
   exec dotnet "$bench" memory --peer-bin "$peer_bin" --edge-dll "$edge" --models-dir "$cache/models" \
     --out docs/benchmarks.md --command "bench/run.sh --memory${*:+ $*}" "$@"
 fi
+if [ "${1:-}" = "--busy" ]; then
+  shift
+  dotnet "$bench" models --models-dir "$cache/models" >&2
+  exec dotnet "$bench" busy --peer-bin "$peer_bin" --edge-dll "$edge" --models-dir "$cache/models" \
+    --out docs/benchmarks.md --command "bench/run.sh --busy${*:+ $*}" "$@"
+fi
 dotnet "$bench" models --models-dir "$cache/models" >&2
 dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll "$edge" \
   --models-dir "$cache/models" --out docs/benchmarks.md --chart docs/benchmarks.png --command "bench/run.sh $*" "$@"
+dotnet "$bench" busy --peer-bin "$peer_bin" --edge-dll "$edge" \
+  --models-dir "$cache/models" --out docs/benchmarks.md --command "bench/run.sh $*" "$@"

@@ -51,8 +51,26 @@ switch (command)
             threads: int.Parse(Opt("--threads", $"{Environment.ProcessorCount}"), CultureInfo.InvariantCulture),
             commandLine: Opt("--command", "bench/run.sh --memory"),
             only: Opt("--only", ""));
+    case "busy":
+        return await BusyBox.RunAsync(
+            peerBin: Opt("--peer-bin"),
+            edgeDll: Opt("--edge-dll"),
+            modelsDir: Opt("--models-dir"),
+            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            only: Opt("--only", ""),
+            output: Opt("--out"),
+            polls: Opt("--polls", ""),
+            peerThreads: Opt("--peer-threads", ""),
+            baselineDll: Opt("--baseline-dll", ""),
+            quietLoad: double.Parse(Opt("--quiet-load", "1.0"), CultureInfo.InvariantCulture),
+            quietWait: TimeSpan.FromSeconds(int.Parse(Opt("--quiet-wait", "600"), CultureInfo.InvariantCulture)),
+            commandLine: Opt("--command", "bench/run.sh --busy"));
     default:
-        Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR | memory --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--threads N] [--only SERVER] | residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4] | run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
+        Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR");
+        Console.Error.WriteLine("       EdgeServer.Bench run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
+        Console.Error.WriteLine("       EdgeServer.Bench residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4]");
+        Console.Error.WriteLine("       EdgeServer.Bench memory --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--threads N] [--only SERVER]");
+        Console.Error.WriteLine("       EdgeServer.Bench busy --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--polls 0,100] [--peer-threads 2,1] [--baseline-dll PATH] [--quiet-load 1.0] [--quiet-wait 600] (writes or replaces its section of FILE.md)");
         return 2;
 }
 

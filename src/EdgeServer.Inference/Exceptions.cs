@@ -52,6 +52,13 @@ internal static class ModelFileText
     }
 }
 
+/// <summary>ggml could not make a thread pool for a llama_context.</summary>
+public sealed class ThreadPoolException(int threads)
+    : InferenceException($"ggml could not make a thread pool of {threads} threads (out of memory). Free memory, or lower EdgeServer:Runtime:Threads.")
+{
+    public int Threads { get; } = threads;
+}
+
 /// <summary>No model is known by the requested name.</summary>
 public sealed class ModelNotFoundException(string model)
     : InferenceException($"The model '{model}' does not exist.")

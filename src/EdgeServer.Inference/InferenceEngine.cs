@@ -40,6 +40,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     public InferenceEngine(EngineOptions options, ILoggerFactory loggerFactory, IMeterFactory? meterFactory = null, TimeProvider? clock = null)
     {
+        ContextParameters.CheckThreads(options.Scheduler);
         _options = options;
         _metrics = new InferenceMetrics(meterFactory, LoadedSnapshots);
         _loggerFactory = loggerFactory;
@@ -355,7 +356,8 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     /// <summary>Prompt tokens a model has run through llama_decode so far (prefix-cache hits excluded).</summary>
     public long PromptTokensEvaluated(string id) => GetLoadedScheduler(id)?.PromptTokensEvaluated ?? 0;
 
-    private List<SchedulerSnapshot> LoadedSnapshots() => _pool.LoadedSchedulers().Select(s => s.Snapshot()).ToList();
+    /// <summary>For the gauges, which a listener may read while the constructor has not made the pool yet.</summary>
+    private List<SchedulerSnapshot> LoadedSnapshots() => (Pool.ModelPool?)_pool is { } pool ? pool.LoadedSchedulers().Select(s => s.Snapshot()).ToList() : [];
 
     public async Task<IGenerationSession> StartAsync(GenerationRequest request, CancellationToken cancellationToken)
     {
@@ -504,11 +506,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return m.Detokenize(tokens.ToArray());
     }
 
-    private static Embedder NewEmbedder(ModelScheduler scheduler)
-    {
-        var options = scheduler.Options;
-        return new Embedder(scheduler.Model, options.ContextPerSlot, options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
-    }
+    /// <summary>Embeddings decode with the model's context size and the thread count its decode loop uses at the time.</summary>
+    private static Embedder NewEmbedder(ModelScheduler scheduler) =>
+        new(scheduler.Model, scheduler.Options.ContextPerSlot, () => scheduler.Threads, scheduler.Options.ThreadPoll);
 
     /// <summary>The header of a loaded model's file; the file may have left the models folder since the load.</summary>
     private static Gguf.GgufFile ReadLoadedFile(ModelScheduler scheduler)

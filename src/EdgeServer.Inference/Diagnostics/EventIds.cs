@@ -20,6 +20,7 @@ internal static class EventIds
     public const int DecodeLoopFailed = 2004;
     public const int ContextRecreated = 2005;
     public const int SamplingOverBudget = 2006;
+    public const int ThreadsChanged = 2007;
 
     // Models in the engine: found, unavailable, loaded, reloaded after a stopped loop, and the pool (3000-3099).
     public const int ModelFound = 3000;

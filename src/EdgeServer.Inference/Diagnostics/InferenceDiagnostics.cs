@@ -57,6 +57,7 @@ internal sealed class InferenceMetrics : IDisposable
         _meter.CreateObservableGauge("edgeserver.slots.busy", () => snapshot().Select(s => new Measurement<int>(s.BusySlots, Model(s))), "{slot}", "Slots generating or reading a prompt.");
         _meter.CreateObservableGauge("edgeserver.slots.total", () => snapshot().Select(s => new Measurement<int>(s.Slots, Model(s))), "{slot}", "Slots of each loaded model.");
         _meter.CreateObservableGauge("edgeserver.kv_cache.cells_used", () => snapshot().Select(s => new Measurement<long>(s.KvCellsUsed, Model(s))), "{cell}", "KV cache cells holding tokens, over all slots.");
+        _meter.CreateObservableGauge("edgeserver.decode.threads", () => snapshot().Select(s => new Measurement<int>(s.Threads, Model(s))), "{thread}", "CPU threads each loaded model's decode loop runs on now: the configured count, or the one measured fastest under the box's load.");
         _meter.CreateObservableGauge("edgeserver.model.size", () => snapshot().Select(s => new Measurement<long>(s.ModelBytes, Model(s))), "By", "Size of each loaded model's tensors.");
     }
 
@@ -110,4 +111,4 @@ internal sealed class InferenceMetrics : IDisposable
     private static KeyValuePair<string, object?>[] Model(SchedulerSnapshot s) => [new("model", s.Model)];
 }
 
-internal readonly record struct SchedulerSnapshot(string Model, int Slots, int BusySlots, int Queued, long KvCellsUsed, long ModelBytes);
+internal readonly record struct SchedulerSnapshot(string Model, int Slots, int BusySlots, int Queued, long KvCellsUsed, long ModelBytes, int Threads);

@@ -5,26 +5,43 @@ namespace EdgeServer.Inference.Models;
 /// <summary>
 /// Embeddings for one model: its own llama_context in embedding mode, next to the generation context, used by
 /// one request at a time. Pooling is the model's own (GGUF <c>pooling_type</c>); a model without one, such as a
-/// decoder-only chat model, is mean-pooled. Vectors are L2-normalised, as OpenAI's are.
+/// decoder-only chat model, is mean-pooled. Vectors are L2-normalised, as OpenAI's are. It decodes on a persistent
+/// thread pool with the thread count its model's decode loop uses at that moment.
 /// </summary>
 internal sealed class Embedder : IDisposable
 {
     private readonly LlamaModel _model;
     private readonly SafeLlamaContextHandle _context;
+    private readonly ContextThreadPool _threadPool;
+    private readonly Func<int> _threads;
     private readonly IntPtr _memory;
     private readonly SemaphoreSlim _gate = new(1, 1);
 
-    public Embedder(LlamaModel model, int contextLength, int threads)
+    /// <param name="threads">The thread count to decode with, asked before each input (the decode loop's current one).</param>
+    /// <param name="threadPoll">Poll level of the thread pool (<see cref="Scheduling.SchedulerOptions.ThreadPoll"/>).</param>
+    public Embedder(LlamaModel model, int contextLength, Func<int> threads, int threadPoll)
     {
         _model = model;
+        _threads = threads;
         ContextLength = Math.Min(contextLength, Math.Max(model.TrainingContextLength, 256));
-        _context = Create(model, ContextLength, threads, poolingType: -1);
+        var count = Math.Max(1, threads());
+        _context = Create(model, ContextLength, count, poolingType: -1);
         Pooling = (EmbeddingPooling)NativeMethods.llama_pooling_type(_context);
         if (Pooling is EmbeddingPooling.None or EmbeddingPooling.Rank)
         {
             _context.Dispose();
-            _context = Create(model, ContextLength, threads, poolingType: (int)EmbeddingPooling.Mean);
+            _context = Create(model, ContextLength, count, poolingType: (int)EmbeddingPooling.Mean);
             Pooling = EmbeddingPooling.Mean;
+        }
+
+        try
+        {
+            _threadPool = new ContextThreadPool(_context, count, threadPoll);
+        }
+        catch
+        {
+            _context.Dispose();
+            throw;
         }
 
         _memory = NativeMethods.llama_get_memory(_context);
@@ -36,6 +53,9 @@ internal sealed class Embedder : IDisposable
     public int Dimensions { get; }
 
     public EmbeddingPooling Pooling { get; }
+
+    /// <summary>For tests: the embedding context's pool.</summary>
+    internal ContextThreadPool ThreadPool => _threadPool;
 
     private static SafeLlamaContextHandle Create(LlamaModel model, int contextLength, int threads, int poolingType)
     {
@@ -85,7 +105,9 @@ internal sealed class Embedder : IDisposable
         }
 
         b.NTokens = tokens.Length;
+        _threadPool.Resize(Math.Max(1, _threads()));
         var status = NativeMethods.llama_decode(_context, b);
+        _threadPool.Decoded(status == 0);
         if (status != 0)
         {
             throw new DecodeException(status);
@@ -112,6 +134,7 @@ internal sealed class Embedder : IDisposable
 
     public void Dispose()
     {
+        _threadPool.Dispose();
         _context.Dispose();
         _gate.Dispose();
     }

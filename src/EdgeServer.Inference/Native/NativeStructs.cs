@@ -158,3 +158,20 @@ internal enum GgmlLogLevel
     Error = 4,
     Cont = 5,
 }
+
+/// <summary>
+/// ggml_threadpool_params (ggml/include/ggml.h). Filled by <c>ggml_threadpool_params_init</c>; an all-zero
+/// <see cref="CpuMask"/> keeps the threads' inherited affinity.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct GgmlThreadPoolParams
+{
+    public const int MaxThreads = 512; // GGML_MAX_N_THREADS
+
+    public fixed byte CpuMask[MaxThreads];
+    public int NThreads;
+    public int Prio;
+    public uint Poll;
+    public byte StrictCpu;
+    public byte Paused;
+}

@@ -82,3 +82,47 @@ internal sealed unsafe class SafeLlamaBatchHandle : SafeHandle
         return true;
     }
 }
+
+/// <summary>
+/// Owns a <c>ggml_threadpool*</c>: persistent compute threads a llama_context runs its graphs on; freed with
+/// <c>ggml_threadpool_free</c>, which stops and joins them. Detach it from every context first
+/// (<see cref="ContextThreadPool"/> does).
+/// </summary>
+internal sealed unsafe class SafeGgmlThreadPoolHandle : SafeHandle
+{
+    public SafeGgmlThreadPoolHandle() : base(IntPtr.Zero, ownsHandle: true) { }
+
+    /// <summary>Threads the pool runs, the caller's own counted (ggml makes <c>threads - 1</c> workers).</summary>
+    public int Threads { get; private init; }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    /// <param name="poll">How long idle threads spin for new work before they sleep, 0 to 100 (llama.cpp's --poll).</param>
+    public static SafeGgmlThreadPoolHandle Create(int threads, int poll)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(threads, GgmlThreadPoolParams.MaxThreads);
+        ArgumentOutOfRangeException.ThrowIfNegative(poll);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(poll, 100);
+
+        GgmlThreadPoolParams parameters;
+        NativeMethods.ggml_threadpool_params_init(&parameters, threads);
+        parameters.Poll = (uint)poll;
+        var pool = new SafeGgmlThreadPoolHandle { Threads = threads };
+        var created = GgmlThreadPoolApi.New(&parameters);
+        if (created == IntPtr.Zero)
+        {
+            pool.SetHandleAsInvalid();
+            throw new ThreadPoolException(threads);
+        }
+
+        pool.SetHandle(created);
+        return pool;
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        GgmlThreadPoolApi.Free(handle);
+        return true;
+    }
+}

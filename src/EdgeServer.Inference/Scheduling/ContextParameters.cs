@@ -8,6 +8,15 @@ namespace EdgeServer.Inference.Scheduling;
 /// </summary>
 internal static class ContextParameters
 {
+    /// <summary>Refuses thread settings llama.cpp and ggml cannot take, naming them.</summary>
+    public static void CheckThreads(SchedulerOptions options)
+    {
+        if (options.ThreadsProblem() is { } problem)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), problem + ".");
+        }
+    }
+
     /// <summary>Tokens each slot holds: the setting, capped at the model's training length (at least 256).</summary>
     public static int ContextPerSlot(SchedulerOptions options, int trainingContextLength) =>
         Math.Min(options.ContextPerSlot, Math.Max(trainingContextLength, 256));

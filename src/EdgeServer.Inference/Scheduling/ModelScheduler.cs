@@ -23,6 +23,12 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private readonly ILogger _logger;
     private readonly LlamaContextParams _contextParameters;
     private SafeLlamaContextHandle _context;
+    private ContextThreadPool _threadPool;
+    private readonly ThreadCountPolicy _threadPolicy;
+    private readonly int _threadPoll;
+    private int _threads; // the pool's count, for readers off the decode thread
+    private int _maxThreads; // asked for by MaxThreads; the decode loop applies it between steps
+    private readonly int _threadLimit; // the configured or detected count, which MaxThreads cannot exceed
     private readonly SafeLlamaBatchHandle _batch;
     private IntPtr _memory;
     private readonly Slot[] _slots;
@@ -57,12 +63,15 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _clock = clock ?? TimeProvider.System;
         _faulted = faulted;
         _samplingBudget = options.SamplingBudget;
-        var threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
-        _contextParameters = ContextParameters.Generation(options, model.TrainingContextLength, threads);
+        ContextParameters.CheckThreads(options);
+        _threadPolicy = options.Threads > 0 ? ThreadCountPolicy.Fixed(options.Threads) : ThreadCountPolicy.Adaptive(Environment.ProcessorCount, _clock);
+        _threadPoll = options.ThreadPoll;
+        _threadLimit = _maxThreads = _threadPolicy.Ceiling;
+        _contextParameters = ContextParameters.Generation(options, model.TrainingContextLength, _threadPolicy.Threads);
         _abortFlag = (int*)NativeMemory.AllocZeroed(sizeof(int));
         try
         {
-            _context = CreateContext();
+            (_context, _threadPool) = CreateContext();
         }
         catch
         {
@@ -78,7 +87,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _queue = Channel.CreateUnbounded<GenerationSession>(new UnboundedChannelOptions { SingleReader = true });
         _thread = new Thread(Run) { IsBackground = true, Name = $"decode:{id}" };
         _thread.Start();
-        LogStarted(logger, id, options.Slots, ContextPerSlot, BatchCapacity, threads);
+        LogStarted(logger, id, options.Slots, ContextPerSlot, BatchCapacity, _threadPolicy.Threads, _threadPolicy.IsAdaptive ? "adaptive" : "fixed");
     }
 
     public string Id { get; }
@@ -94,6 +103,39 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
 
     /// <summary>For tests: runs once per loop turn, outside any slot.</summary>
     internal Action? LoopHook { get; set; }
+
+    /// <summary>For tests: given the thread count and the measured time of a decode step, returns the time the thread policy sees.</summary>
+    internal Func<int, TimeSpan, TimeSpan>? StepTimeHook { get; set; }
+
+    /// <summary>CPU threads the decode loop runs on now: the configured count, or the one measured fastest under the box's load.</summary>
+    public int Threads => Volatile.Read(ref _threads);
+
+    /// <summary>True when the thread count follows measurement (no fixed Threads setting).</summary>
+    public bool AdaptiveThreads => _threadPolicy.IsAdaptive;
+
+    /// <summary>
+    /// The most CPU threads the decode loop may use: at first the configured count, or the cores this process may
+    /// use. Lower it to shed heat or leave cores to others (a thermal back-off); values beyond the first are
+    /// capped there. Applied by the decode loop before its next step.
+    /// </summary>
+    public int MaxThreads
+    {
+        get => Volatile.Read(ref _maxThreads);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            Volatile.Write(ref _maxThreads, Math.Min(value, _threadLimit));
+        }
+    }
+
+    /// <summary>For tests: true while the adaptive policy is trying counts (read off the decode thread: a hint).</summary>
+    internal bool MeasuringThreads => _threadPolicy.Measuring;
+
+    /// <summary>For tests: the decode context's pool.</summary>
+    internal ContextThreadPool ThreadPool => _threadPool;
+
+    /// <summary>For tests: the thread count llama.cpp's context holds for single-token and batch decodes.</summary>
+    internal (int Decode, int Batch) ContextThreads => (NativeMethods.llama_n_threads(_context), NativeMethods.llama_n_threads_batch(_context));
 
     public LlamaModel Model => _model;
 
@@ -118,7 +160,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             cells += slot.Cached.Count;
         }
 
-        return new SchedulerSnapshot(Id, _slots.Length, busy, Math.Max(0, Volatile.Read(ref _inFlight) - busy), cells, (long)_model.SizeBytes);
+        return new SchedulerSnapshot(Id, _slots.Length, busy, Math.Max(0, Volatile.Read(ref _inFlight) - busy), cells, (long)_model.SizeBytes, Threads);
     }
 
     /// <summary>
@@ -381,6 +423,11 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     private void Step()
     {
         _steps++;
+        if (Volatile.Read(ref _maxThreads) is var ceiling && ceiling != _threadPolicy.Ceiling && _threadPolicy.SetCeiling(ceiling))
+        {
+            ApplyThreads();
+        }
+
         ref var batch = ref _batch.Batch;
         batch.NTokens = 0;
         foreach (var slot in _slots)
@@ -408,6 +455,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
 
         // Then prompt chunks, as far as the batch allows.
+        var generating = batch.NTokens;
         foreach (var slot in _slots)
         {
             if (slot.Session is not { } session || slot.PromptPosition >= session.Prompt.Length || batch.NTokens >= BatchCapacity)
@@ -439,7 +487,9 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             return;
         }
 
+        var stepStarted = Stopwatch.GetTimestamp();
         var status = DecodeHook?.Invoke() is { } forced and not 0 ? forced : NativeMethods.llama_decode(_context, batch);
+        _threadPool.Decoded(status == 0);
         if (status != 0)
         {
             DecodeFailed(status, batch.NTokens);
@@ -472,6 +522,12 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             }
         }
 
+        if (generating == batch.NTokens)
+        {
+            // Only steps of generating slots alone: a prompt chunk's cost says nothing of the decode speed.
+            ObserveStep(generating, Stopwatch.GetElapsedTime(stepStarted));
+        }
+
         // A grammar step normally takes milliseconds: wait a little so that it joins the next batch.
         var patience = _clock.GetTimestamp();
         foreach (var slot in _slots)
@@ -488,6 +544,36 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
 
         Harvest();
+    }
+
+    /// <summary>Feeds the thread policy one step's time (decode and sampling on this thread), and applies a new count.</summary>
+    private void ObserveStep(int tokens, TimeSpan elapsed)
+    {
+        if (StepTimeHook is { } hook)
+        {
+            elapsed = hook(_threadPool.Threads, elapsed);
+        }
+
+        if (_threadPolicy.Observe(tokens, elapsed))
+        {
+            ApplyThreads();
+        }
+    }
+
+    /// <summary>Between steps, on the decode thread: the context gets a pool of the policy's count.</summary>
+    private void ApplyThreads()
+    {
+        var previous = _threadPool.Threads;
+        var next = _threadPolicy.Threads;
+        if (next == previous)
+        {
+            return;
+        }
+
+        _threadPool.Resize(next);
+        Volatile.Write(ref _threads, next);
+        var medians = string.Join(", ", _threadPolicy.MedianMilliseconds.OrderByDescending(m => m.Key).Select(m => FormattableString.Invariant($"{m.Key}: {m.Value:0.00} ms")));
+        LogThreadsChanged(_logger, Id, next, previous, _threadPolicy.Reason, medians);
     }
 
     /// <summary>How long a step waits for grammar steps before it goes on without them.</summary>
@@ -606,18 +692,33 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
     }
 
-    private SafeLlamaContextHandle CreateContext()
+    /// <summary>A llama_context with a thread pool of the policy's count attached.</summary>
+    private (SafeLlamaContextHandle, ContextThreadPool) CreateContext()
     {
-        var context = NativeMethods.llama_init_from_model(_model.Handle, _contextParameters);
+        var parameters = _contextParameters;
+        parameters.NThreads = parameters.NThreadsBatch = _threadPolicy.Threads;
+        var context = NativeMethods.llama_init_from_model(_model.Handle, parameters);
         if (context.IsInvalid)
         {
             context.Dispose();
             throw new ModelLoadException(_model.Path, $"llama.cpp could not create a context of {_contextParameters.NCtx} tokens for {_contextParameters.NSeqMax} slots (not enough memory?). Lower ContextPerSlot or Slots.");
         }
 
+        ContextThreadPool pool;
+        try
+        {
+            pool = new ContextThreadPool(context, _threadPolicy.Threads, _threadPoll);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+
+        Volatile.Write(ref _threads, pool.Threads);
         NativeMethods.llama_set_abort_callback(context, &ShouldAbort, (IntPtr)_abortFlag);
         _memory = NativeMethods.llama_get_memory(context);
-        return context;
+        return (context, pool);
     }
 
     /// <summary>A fresh llama_context in place of one that may be broken; every slot's cache is gone with the old one.</summary>
@@ -625,8 +726,9 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     {
         LogContextRecreated(_logger, Id);
         _memory = IntPtr.Zero;
+        _threadPool.Dispose();
         _context.Dispose();
-        _context = CreateContext();
+        (_context, _threadPool) = CreateContext();
         foreach (var slot in _slots)
         {
             slot.Cached.Clear();
@@ -954,14 +1056,18 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         }
 
         _batch.Dispose();
+        _threadPool.Dispose();
         _context.Dispose();
         NativeMemory.Free(_abortFlag);
         _stopping.Dispose();
         _wake.Dispose();
     }
 
-    [LoggerMessage(EventId = EventIds.SchedulerStarted, Level = LogLevel.Information, Message = "Model {Model}: {Slots} slots of {ContextPerSlot} tokens, batch {BatchSize}, {Threads} threads")]
-    private static partial void LogStarted(ILogger logger, string model, int slots, int contextPerSlot, int batchSize, int threads);
+    [LoggerMessage(EventId = EventIds.SchedulerStarted, Level = LogLevel.Information, Message = "Model {Model}: {Slots} slots of {ContextPerSlot} tokens, batch {BatchSize}, {Threads} threads ({ThreadMode})")]
+    private static partial void LogStarted(ILogger logger, string model, int slots, int contextPerSlot, int batchSize, int threads, string threadMode);
+
+    [LoggerMessage(EventId = EventIds.ThreadsChanged, Level = LogLevel.Information, Message = "Model {Model}: decoding with {Threads} threads (was {PreviousThreads}): {Reason}; median step time per count: {StepTimes}")]
+    private static partial void LogThreadsChanged(ILogger logger, string model, int threads, int previousThreads, ThreadChangeReason reason, string stepTimes);
 
     [LoggerMessage(EventId = EventIds.DecodeFailed, Level = LogLevel.Error, Message = "Model {Model}: llama_decode returned {Status} for a batch of {Tokens} tokens")]
     private static partial void LogDecodeFailed(ILogger logger, string model, int status, int tokens);

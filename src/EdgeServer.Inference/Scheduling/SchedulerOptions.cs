@@ -12,8 +12,17 @@ public sealed record SchedulerOptions
     /// <summary>Most tokens in one llama_decode call (prompt chunks plus one token per generating slot).</summary>
     public int BatchSize { get; init; } = 512;
 
-    /// <summary>CPU threads for decoding; 0 uses every core.</summary>
+    /// <summary>
+    /// CPU threads for decoding. 0: adaptive, up to the cores this process may use; the decode loop measures its steps
+    /// and runs on the count that decodes fastest under the box's load (see <see cref="ThreadCountPolicy"/>).
+    /// </summary>
     public int Threads { get; init; }
+
+    /// <summary>
+    /// How long idle threads of a context's ggml thread pool spin for the next step before they sleep, 0 to 100
+    /// (llama.cpp's --poll; its default is 50). Spinning answers sooner and takes a core from other work meanwhile.
+    /// </summary>
+    public int ThreadPoll { get; init; } = 50;
 
     /// <summary>Requests that may wait for a free slot before new ones are refused as busy.</summary>
     public int QueueCapacity { get; init; } = 16;
@@ -35,9 +44,16 @@ public sealed record SchedulerOptions
 
     /// <summary>Why these options cannot make a context, or null. Refused before llama.cpp would refuse them.</summary>
     public string? Problem() =>
-        KvCacheType != KvCacheType.F16 && FlashAttention == FlashAttention.Off
+        ThreadsProblem()
+        ?? (KvCacheType != KvCacheType.F16 && FlashAttention == FlashAttention.Off
             ? $"a {KvCacheType.Name()} KV cache needs flash attention, which is Off; set FlashAttention to Auto or On, or KvCacheType to f16"
-            : null;
+            : null);
+
+    /// <summary>Why ggml cannot run these thread settings, or null.</summary>
+    internal string? ThreadsProblem() =>
+        Threads is < 0 or > Native.GgmlThreadPoolParams.MaxThreads ? $"Threads must be 0 (adaptive) to {Native.GgmlThreadPoolParams.MaxThreads}, not {Threads}"
+        : ThreadPoll is < 0 or > 100 ? $"ThreadPoll must be 0 to 100, not {ThreadPoll}"
+        : null;
 }
 
 /// <summary>The KV cache types a server can pick: f16 (llama.cpp's default) and the two quantized types that hold up in quality.</summary>

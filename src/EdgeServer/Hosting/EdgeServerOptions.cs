@@ -60,6 +60,7 @@ public sealed class EdgeServerOptions
         QueueCapacity = Scheduler.QueueCapacity,
         SamplingBudget = TimeSpan.FromSeconds(Scheduler.SamplingBudgetSeconds),
         Threads = Runtime.Threads,
+        ThreadPoll = Runtime.ThreadPoll,
         KvCacheType = Scheduler.KvCacheType,
         FlashAttention = Scheduler.FlashAttention,
     };
@@ -293,9 +294,13 @@ public sealed class RuntimeOptions
     /// <summary>A folder with libllama.so and libggml.so of llama.cpp 0.5.x, instead of the bundled libraries.</summary>
     public string? NativeDirectory { get; set; }
 
-    /// <summary>CPU threads for decoding; 0 uses every core.</summary>
+    /// <summary>CPU threads for decoding; 0: adaptive, the count that decodes fastest under the box's load, up to the cores this process may use.</summary>
     [Range(0, 512)]
     public int Threads { get; set; }
+
+    /// <summary>How long idle decode threads spin for the next step before they sleep, 0 to 100 (llama.cpp's --poll).</summary>
+    [Range(0, 100)]
+    public int ThreadPoll { get; set; } = SchedulerDefaults.ThreadPoll;
 
     /// <summary>Memory-map model files (true), read them (false), or Auto: read those whose weights llama.cpp repacks, map the rest.</summary>
     [EnumDataType(typeof(MmapMode))]
@@ -312,6 +317,8 @@ public sealed class RuntimeOptions
     public int ProbeTimeoutSeconds { get; set; } = (int)Defaults.ProbeTimeout.TotalSeconds;
 
     private static EngineOptions Defaults { get; } = new();
+
+    private static SchedulerOptions SchedulerDefaults { get; } = new();
 }
 
 /// <summary>How each model's decode loop is sized; the defaults are the engine's (<see cref="SchedulerOptions"/>).</summary>

@@ -68,7 +68,7 @@ public partial class MemoryEstimateTests(ITestOutputHelper output)
                 generation = Reported.From(capture.Lines).Since(model);
             }
 
-            using (new Embedder(llama, options.ContextPerSlot, threads: 1))
+            using (new Embedder(llama, options.ContextPerSlot, threads: () => 1, threadPoll: 0))
             {
                 embedder = Reported.From(capture.Lines).Since(generation);
             }

@@ -95,6 +95,43 @@ public class NativeAbiTests
     }
 
     [Fact]
+    public void ThreadPoolParamsLayoutMatchesHeader()
+    {
+        Assert.Equal(528, Marshal.SizeOf<GgmlThreadPoolParams>());
+        Assert.Equal(512, Offset<GgmlThreadPoolParams>(nameof(GgmlThreadPoolParams.NThreads)));
+        Assert.Equal(516, Offset<GgmlThreadPoolParams>(nameof(GgmlThreadPoolParams.Prio)));
+        Assert.Equal(520, Offset<GgmlThreadPoolParams>(nameof(GgmlThreadPoolParams.Poll)));
+        Assert.Equal(524, Offset<GgmlThreadPoolParams>(nameof(GgmlThreadPoolParams.StrictCpu)));
+        Assert.Equal(525, Offset<GgmlThreadPoolParams>(nameof(GgmlThreadPoolParams.Paused)));
+    }
+
+    [Fact]
+    public unsafe void ThreadPoolDefaultParamsReadBackAsGgmlDefines()
+    {
+        TestRuntime.Ensure();
+        GgmlThreadPoolParams p;
+        new Span<byte>(&p, sizeof(GgmlThreadPoolParams)).Fill(0xAB);
+        NativeMethods.ggml_threadpool_params_init(&p, 3);
+        Assert.Equal(3, p.NThreads);
+        Assert.Equal(0, p.Prio);           // GGML_SCHED_PRIO_NORMAL
+        Assert.Equal(50u, p.Poll);         // hybrid polling
+        Assert.Equal(0, p.StrictCpu);
+        Assert.Equal(0, p.Paused);
+        Assert.True(new ReadOnlySpan<byte>(p.CpuMask, GgmlThreadPoolParams.MaxThreads).IndexOfAnyExcept((byte)0) < 0, "an all-zero mask keeps the inherited affinity");
+    }
+
+    [Fact]
+    public void ThreadPoolArgumentsOutsideWhatGgmlTakesAreRefusedBeforeTheNativeCall()
+    {
+        TestRuntime.Ensure();
+        Assert.Throws<ArgumentOutOfRangeException>(() => SafeGgmlThreadPoolHandle.Create(0, 50));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SafeGgmlThreadPoolHandle.Create(GgmlThreadPoolParams.MaxThreads + 1, 50));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SafeGgmlThreadPoolHandle.Create(1, 101));
+        using var pool = SafeGgmlThreadPoolHandle.Create(1, 0);
+        Assert.False(pool.IsInvalid);
+    }
+
+    [Fact]
     public void RuntimeReportsTheBoundReleaseAndACpuDevice()
     {
         var info = TestRuntime.Ensure();
