@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using EdgeServer.Inference;
 using EdgeServer.TestSupport;
 
 namespace EdgeServer.Tests.Ollama;
@@ -217,24 +218,38 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
     [Fact]
     public async Task AClientLeavingMidStreamCancelsItsGeneration()
     {
-        // A grammar makes the successor model write a string of at least 500 characters: far longer than the wait below.
+        // A grammar makes the successor model write a string of at least 500 characters, and once the first line is
+        // read the model's decode loop is held: a fast box cannot finish the reply before the client leaves.
         var endless = $"{{\"model\":\"{Model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"format\":{{\"type\":\"string\",\"minLength\":500}},\"options\":{{\"temperature\":0}}}}";
-        using (var request = new HttpRequestMessage(HttpMethod.Post, "/api/chat") { Content = new StringContent(endless, Encoding.UTF8, "application/json") })
-        using (var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        var engine = (InferenceEngine)server.App.Services.GetService(typeof(IInferenceEngine))!;
+        Inference.Scheduling.ModelScheduler? scheduler = null;
+        using var gate = new ManualResetEventSlim();
+        try
         {
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            var first = JsonDocument.Parse((await reader.ReadLineAsync())!).RootElement;
-            Assert.False(first.GetProperty("done").GetBoolean());
-        }
+            using (var request = new HttpRequestMessage(HttpMethod.Post, "/api/chat") { Content = new StringContent(endless, Encoding.UTF8, "application/json") })
+            using (var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                var first = JsonDocument.Parse((await reader.ReadLineAsync())!).RootElement;
+                scheduler = engine.GetLoadedScheduler(Model)!;
+                scheduler.LoopHook = () => gate.Wait();
+                Assert.False(first.GetProperty("done").GetBoolean());
+            }
 
-        // The runner saw the cancellation: the request line records the client leaving (499), not a finished reply.
-        for (var i = 0; i < 200 && !server.Logs.Entries.Any(Left); i++)
+            // The runner saw the cancellation: the request line records the client leaving (499), not a finished reply.
+            for (var i = 0; i < 200 && !server.Logs.Entries.Any(Left); i++)
+            {
+                await Task.Delay(50);
+            }
+
+            Assert.Contains(server.Logs.Entries, Left);
+        }
+        finally
         {
-            await Task.Delay(50);
+            scheduler?.LoopHook = null;
+            gate.Set();
         }
-
-        Assert.Contains(server.Logs.Entries, Left);
 
         // Its slot was given back: both of the model's slots serve again.
         var replies = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => WholeAsync("/api/chat", Chat(stream: false, options: "{\"temperature\":0,\"num_predict\":2}"))));
