@@ -588,6 +588,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
         scheduler.Dispose();
         scheduler.Model.Dispose();
+
+        // Without this, the buffers just freed stay in malloc's arenas and each switch leaves the process larger.
+        CAllocator.Trim();
     }
 
     private ModelScheduler Load(string id)
