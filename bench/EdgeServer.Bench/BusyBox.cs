@@ -177,7 +177,8 @@ internal static partial class BusyBox
         double M(Variant v, Func<Sample, double> f) => Median(samples[v].Select(f));
         string Ratio(Variant v, Func<Sample, double> f) => (M(v, f) / M(peer, f)).ToString("0.00", CultureInfo.InvariantCulture);
         string Range(Variant v, Func<Sample, double> f) => FormattableString.Invariant($"{M(v, f):0.0} ({samples[v].Min(f):0.0}-{samples[v].Max(f):0.0})");
-        string Threads(Variant v, Func<Sample, int?> f) => v.Edge ? string.Join(", ", samples[v].Select(s => f(s)?.ToString(CultureInfo.InvariantCulture) ?? "?")) : "";
+        // A build without the metric (the baseline) has nothing to show.
+        string Threads(Variant v, Func<Sample, int?> f) => samples[v].Any(s => f(s) is not null) ? string.Join(", ", samples[v].Select(s => f(s)?.ToString(CultureInfo.InvariantCulture) ?? "?")) : "";
 
         md.AppendLine(CultureInfo.InvariantCulture, $"#### {spec.Name} ({spec.MaxTokens} tokens per completion)");
         md.AppendLine();
