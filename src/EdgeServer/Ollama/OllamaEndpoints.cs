@@ -115,7 +115,9 @@ public static class OllamaEndpoints
             return OllamaResults.Json(new OllamaEmbedResponse(body.Model!, [], 0, 0, 0), OllamaJsonContext.Web.OllamaEmbedResponse);
         }
 
-        var result = await EmbedTextsAsync(context, engine, deadline, model, texts, body.Input is { ValueKind: JsonValueKind.Array });
+        // A list's texts are input[i]; a single string is input, as the request named it.
+        IFieldNames names = body.Input is { ValueKind: JsonValueKind.Array } ? OllamaFieldNames.Chat : new OneEmbeddingText("input");
+        var result = await EmbedTextsAsync(context, engine, deadline, model, texts, names);
         if (body.Dimensions is { } dimensions && dimensions != result.Dimensions)
         {
             throw OllamaResults.BadRequest($"dimensions is {dimensions}, but '{body.Model}' makes {result.Dimensions}-dimensional vectors and EdgeServer does not shorten them");
@@ -138,11 +140,11 @@ public static class OllamaEndpoints
             return OllamaResults.Json(new OllamaEmbeddingResponse([]), OllamaJsonContext.Web.OllamaEmbeddingResponse);
         }
 
-        var result = await EmbedTextsAsync(context, engine, deadline, model, [body.Prompt], inputIsList: false);
+        var result = await EmbedTextsAsync(context, engine, deadline, model, [body.Prompt], new OneEmbeddingText("prompt"));
         return OllamaResults.Json(new OllamaEmbeddingResponse(result.Vectors[0]), OllamaJsonContext.Web.OllamaEmbeddingResponse);
     }
 
-    private static async Task<EmbeddingResult> EmbedTextsAsync(HttpContext context, IInferenceEngine engine, RequestDeadline deadline, string model, List<string> texts, bool inputIsList)
+    private static async Task<EmbeddingResult> EmbedTextsAsync(HttpContext context, IInferenceEngine engine, RequestDeadline deadline, string model, List<string> texts, IFieldNames names)
     {
         try
         {
@@ -151,7 +153,7 @@ public static class OllamaEndpoints
         }
         catch (Exception e) when (e is InvalidGenerationParameterException or ContextLengthExceededException)
         {
-            throw OpenAiException.From(e, inputIsList ? OllamaFieldNames.Chat : new EmbeddingPromptNames());
+            throw OpenAiException.From(e, names);
         }
     }
 
@@ -298,10 +300,10 @@ public static class OllamaEndpoints
         }
     }
 
-    /// <summary>/api/embeddings names its one text <c>prompt</c>.</summary>
-    private sealed class EmbeddingPromptNames : IFieldNames
+    /// <summary>A request with one text to embed, named <paramref name="name"/> (<c>input</c> of /api/embed, <c>prompt</c> of /api/embeddings).</summary>
+    private sealed class OneEmbeddingText(string name) : IFieldNames
     {
-        public string Name(FieldRef field) => field.Field == GenerationField.EmbeddingInput ? "prompt" : OllamaFieldNames.Chat.Name(field);
+        public string Name(FieldRef field) => field.Field == GenerationField.EmbeddingInput ? name : OllamaFieldNames.Chat.Name(field);
 
         public string Setting(GenerationLimit limit) => OllamaFieldNames.Chat.Setting(limit);
     }

@@ -85,7 +85,7 @@ internal static class OllamaMapper
             });
         }
 
-        var tools = ChatMapper.ReadTools(body.Tools);
+        var tools = ChatMapper.ReadTools(body.Tools, strict: false);
         return Common(body, model, defaults) with
         {
             Messages = messages,

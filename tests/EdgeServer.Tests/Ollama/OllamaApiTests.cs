@@ -37,6 +37,17 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
     }
 
     [Theory]
+    [InlineData("/api/embed", "input", "'input'")]
+    [InlineData("/api/embed", "input", "'input[0]'", true)]
+    [InlineData("/api/embeddings", "prompt", "'prompt'")]
+    public async Task AnEmbeddingTextTooLongIsNamedAsTheRequestNamedIt(string path, string field, string named, bool list = false)
+    {
+        var text = JsonSerializer.Serialize(string.Concat(Enumerable.Repeat("jklm ", 4000)));
+        var message = await ErrorAsync(path, $"{{\"model\":\"{Model}\",\"{field}\":{(list ? $"[{text}]" : text)}}}", HttpStatusCode.BadRequest);
+        Assert.StartsWith(named + " has ", message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("{\"temperature\":\"hot\"}", "option \"temperature\" must be of type number")]
     [InlineData("{\"num_predict\":\"ten\"}", "option \"num_predict\" must be of type integer")]
     [InlineData("{\"stop\":[1]}", "option \"stop\" must be an array of strings")]
@@ -73,6 +84,15 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
         var reply = await WholeAsync("/api/chat", Chat(options: "{\"temperature\":0,\"num_predict\":3,\"num_gpu\":99,\"main_gpu\":0,\"num_thread\":64,\"num_batch\":8,\"use_mmap\":false,\"num_ctx\":1000000,\"typical_p\":1,\"no_such_option\":true}", stream: false));
         Assert.Equal("abc", reply.GetProperty("message").GetProperty("content").GetString());
         Assert.Equal("length", reply.GetProperty("done_reason").GetString());
+    }
+
+    [Fact]
+    public async Task ToolFieldsOfOllamasOwnOrUnknownAreIgnoredAsOllamaIgnoresThem()
+    {
+        // Ollama's Tool has "items" beside "function"; like Ollama, other unknown fields are ignored too.
+        var tools = "[{\"type\":\"function\",\"items\":{\"type\":\"string\"},\"extra\":1,\"function\":{\"name\":\"get_time\",\"description\":\"now\",\"parameters\":{\"type\":\"object\",\"properties\":{}},\"extra\":true}}]";
+        var reply = await WholeAsync("/api/chat", $"{{\"model\":\"{Model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"tools\":{tools},\"stream\":false,\"options\":{{\"temperature\":0,\"num_predict\":3}}}}");
+        Assert.True(reply.GetProperty("done").GetBoolean());
     }
 
     [Theory]

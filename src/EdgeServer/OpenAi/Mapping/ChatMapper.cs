@@ -196,7 +196,8 @@ internal static class ChatMapper
         return calls;
     }
 
-    internal static List<ToolDefinition> ReadTools(List<ToolDto?>? tools)
+    /// <param name="strict">Refuse fields OpenAI does not define (OpenAI's API); false ignores them (Ollama's, whose tools carry more).</param>
+    internal static List<ToolDefinition> ReadTools(List<ToolDto?>? tools, bool strict = true)
     {
         if (tools is null)
         {
@@ -213,9 +214,13 @@ internal static class ChatMapper
                 throw OpenAiException.InvalidRequest($"Invalid value for '{at}.type': '{tool.Type}'. EdgeServer supports 'function' tools.", at + ".type", "invalid_value");
             }
 
-            WireReader.RejectUnrecognized(tool.Unrecognized, at + ".");
             var function = tool.Function ?? throw OpenAiException.MissingParameter(at + ".function");
-            WireReader.RejectUnrecognized(function.Unrecognized, at + ".function.");
+            if (strict)
+            {
+                WireReader.RejectUnrecognized(tool.Unrecognized, at + ".");
+                WireReader.RejectUnrecognized(function.Unrecognized, at + ".function.");
+            }
+
             var parameters = "{\"type\":\"object\",\"properties\":{}}";
             if (function.Parameters is { ValueKind: not JsonValueKind.Null } schema)
             {
