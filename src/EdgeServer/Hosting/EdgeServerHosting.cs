@@ -122,6 +122,10 @@ public static class EdgeServerHosting
         return builder;
     }
 
+    /// <summary>The API routes (OpenAI's and Anthropic's under /v1, Ollama's under /api, tokenize): logged, counted, traced.</summary>
+    internal static bool IsApiPath(PathString path) =>
+        path.StartsWithSegments("/v1") || path.StartsWithSegments("/api") || path.StartsWithSegments("/tokenize") || path.StartsWithSegments("/detokenize");
+
     public static WebApplication MapEdgeServer(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
@@ -131,7 +135,7 @@ public static class EdgeServerHosting
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
         }
 
-        app.UseWhen(c => c.Request.Path.StartsWithSegments("/v1") || c.Request.Path.StartsWithSegments("/api") || c.Request.Path.StartsWithSegments("/tokenize") || c.Request.Path.StartsWithSegments("/detokenize"), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
+        app.UseWhen(c => IsApiPath(c.Request.Path), v1 => v1.UseMiddleware<RequestLogMiddleware>().UseMiddleware<OpenAiErrorMiddleware>());
         // Swagger is middleware, not endpoints: before authorization it is open, after it the key is needed.
         if (options.Security.ApiDocsWithoutKey)
         {

@@ -22,7 +22,7 @@ public static class TelemetryExtensions
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0))
             .WithTracing(t => t
                 .AddSource(InferenceDiagnostics.ActivitySourceName)
-                .AddAspNetCoreInstrumentation(o => o.Filter = c => c.Request.Path.StartsWithSegments("/v1")));
+                .AddAspNetCoreInstrumentation(o => o.Filter = c => EdgeServerHosting.IsApiPath(c.Request.Path)));
         if (!string.IsNullOrWhiteSpace(options.OtlpEndpoint))
         {
             otel.UseOtlpExporter(OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf, new Uri(options.OtlpEndpoint));
