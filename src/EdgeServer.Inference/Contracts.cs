@@ -300,6 +300,12 @@ public interface IInferenceEngine
     /// </summary>
     Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Ollama's <c>keep_alive: 0</c>: an idle model is freed now (awaited); one with requests queued or running is
+    /// freed as soon as they finish, without waiting for that here. False when it is not loaded.
+    /// </summary>
+    Task<bool> UnloadWhenIdleAsync(string id, CancellationToken cancellationToken);
+
     ModelDescriptor? FindModel(string id);
 
     /// <summary>

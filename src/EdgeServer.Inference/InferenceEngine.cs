@@ -350,6 +350,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
     public Task<bool> UnloadAsync(string id, bool wait, CancellationToken cancellationToken) =>
         Resolve(id) is { } known ? _pool.UnloadAsync(known, wait, cancellationToken) : throw new ModelNotFoundException(id);
 
+    public Task<bool> UnloadWhenIdleAsync(string id, CancellationToken cancellationToken) =>
+        Resolve(id) is { } known ? _pool.UnloadWhenIdleAsync(known, cancellationToken) : throw new ModelNotFoundException(id);
+
     /// <summary>The running scheduler of a loaded model, or null; for counters and diagnostics.</summary>
     internal ModelScheduler? GetLoadedScheduler(string id) => _pool.LoadedSchedulers().FirstOrDefault(s => s.Id == id);
 

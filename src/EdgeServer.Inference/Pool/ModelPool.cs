@@ -226,6 +226,40 @@ internal sealed partial class ModelPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Unloads an idle model now, or a busy (or loading) one as soon as it is idle, without waiting for that: its
+    /// keep-alive becomes zero, until a later request sets its own. False when it is not loaded.
+    /// </summary>
+    public async Task<bool> UnloadWhenIdleAsync(string id, CancellationToken cancellationToken)
+    {
+        Task unloading;
+        lock (_lock)
+        {
+            var entry = Active(id);
+            if (entry.Unloading is { } already)
+            {
+                unloading = already;
+            }
+            else if (entry.Loading is null)
+            {
+                return false;
+            }
+            else if (entry.Scheduler is not null && entry.IsIdle)
+            {
+                unloading = StartUnload(entry, UnloadReason.Requested);
+            }
+            else
+            {
+                // Touch unloads it when its last request finishes.
+                entry.KeepAlive = TimeSpan.Zero;
+                return true;
+            }
+        }
+
+        await unloading.WaitAsync(cancellationToken);
+        return true;
+    }
+
     /// <summary>The state of a model in the pool, for listings.</summary>
     public PoolState State(string id)
     {

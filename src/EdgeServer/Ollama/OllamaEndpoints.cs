@@ -82,7 +82,8 @@ public static class OllamaEndpoints
         {
             if (unload)
             {
-                await engine.UnloadAsync(model, wait: true, ct);
+                // As in Ollama, a busy model is unloaded once its requests finish; the reply does not wait for them.
+                await engine.UnloadWhenIdleAsync(model, ct);
             }
             else
             {

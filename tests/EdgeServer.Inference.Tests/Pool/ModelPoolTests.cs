@@ -232,6 +232,28 @@ public sealed class ModelPoolTests : IDisposable
     }
 
     [Fact]
+    public async Task UnloadWhenIdleReturnsAtOnceForABusyModelAndFreesItWhenItsRequestEnds()
+    {
+        var engine = Start(models: 3);
+        var gate = await Hold(engine, "a");
+        var busy = await engine.StartAsync(Ask("a", "Hello 1", endless: true), default);
+
+        // The decode loop is held: a call that waited for the request would not return.
+        Assert.True(await engine.UnloadWhenIdleAsync("a", default).WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(ModelStatus.Loaded, Status("a"));
+
+        gate.Set();
+        Assert.StartsWith("23456789", await Collect(busy), StringComparison.Ordinal);
+        await Until(() => Status("a") == ModelStatus.Available);
+
+        // An idle model is freed before the call returns; one not loaded is a false.
+        await engine.LoadAsync("b");
+        Assert.True(await engine.UnloadWhenIdleAsync("b", default));
+        Assert.Equal(ModelStatus.Available, Status("b"));
+        Assert.False(await engine.UnloadWhenIdleAsync("c", default));
+    }
+
+    [Fact]
     public async Task UnloadWaitsForABusyModelOrRefusesWhenAskedNotToWait()
     {
         var engine = Start(models: 3);

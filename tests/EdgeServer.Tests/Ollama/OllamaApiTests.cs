@@ -236,6 +236,45 @@ public class OllamaApiTests(ServerFixture server) : IClassFixture<ServerFixture>
     }
 
     [Fact]
+    public async Task AnUnloadRequestForABusyModelAnswersAtOnceAndTheModelGoesWhenItsRequestEnds()
+    {
+        await WholeAsync("/api/generate", $"{{\"model\":\"{Model}\",\"keep_alive\":\"5m\"}}");
+        var engine = (InferenceEngine)server.App.Services.GetService(typeof(IInferenceEngine))!;
+        var scheduler = engine.GetLoadedScheduler(Model)!;
+        using var gate = new ManualResetEventSlim();
+        scheduler.LoopHook = () => gate.Wait();
+        try
+        {
+            var busy = WholeAsync("/api/generate", $"{{\"model\":\"{Model}\",\"prompt\":\"hi\",\"stream\":false,\"options\":{{\"temperature\":0,\"num_predict\":8}}}}");
+            for (var i = 0; i < 200 && scheduler.InFlight == 0; i++)
+            {
+                await Task.Delay(25);
+            }
+
+            Assert.NotEqual(0, scheduler.InFlight);
+
+            // The decode loop is held, so a reply that waited for the busy request would never come.
+            var unload = await WholeAsync("/api/generate", $"{{\"model\":\"{Model}\",\"keep_alive\":0}}").WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal("unload", unload.GetProperty("done_reason").GetString());
+            Assert.Same(scheduler, engine.GetLoadedScheduler(Model));
+
+            gate.Set();
+            Assert.True((await busy).GetProperty("done").GetBoolean());
+            for (var i = 0; i < 200 && engine.GetLoadedScheduler(Model) is not null; i++)
+            {
+                await Task.Delay(25);
+            }
+
+            Assert.Null(engine.GetLoadedScheduler(Model));
+        }
+        finally
+        {
+            scheduler.LoopHook = null;
+            gate.Set();
+        }
+    }
+
+    [Fact]
     public async Task AClientLeavingMidStreamCancelsItsGeneration()
     {
         // A grammar makes the successor model write a string of at least 500 characters, and once the first line is
