@@ -295,6 +295,13 @@ public interface IInferenceEngine
     MemoryStatus Memory { get; }
 
     /// <summary>
+    /// The most CPU threads any model's decode loop may use now, for a thermal back-off; null: each model's own count
+    /// (its setting, or adaptive up to the cores). Applies to loaded models before their next step and to models
+    /// loaded later.
+    /// </summary>
+    int? ThreadCeiling { get; set; }
+
+    /// <summary>
     /// Frees a loaded model's memory. False when it is not loaded. A model with requests queued or running is
     /// unloaded when they finish if <paramref name="wait"/>, otherwise <see cref="ModelBusyException"/>.
     /// </summary>

@@ -310,6 +310,26 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     private MmapMode MmapFor(string id) => _sources[id].Settings.UseMmap ?? _options.UseMmap;
 
+    private int? _threadCeiling;
+
+    public int? ThreadCeiling
+    {
+        get => _threadCeiling;
+        set
+        {
+            if (value is < 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "A thread ceiling is at least 1.");
+            }
+
+            _threadCeiling = value;
+            foreach (var scheduler in _pool.LoadedSchedulers())
+            {
+                scheduler.MaxThreads = value ?? int.MaxValue;
+            }
+        }
+    }
+
     public MemoryStatus Memory => new(_pool.Budget, _pool.Used, _options.MemoryBudget?.Derivation);
 
     /// <summary>The catalog's view of a model with its state in the pool.</summary>
@@ -620,6 +640,11 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             BeforeLoad?.Invoke(id);
             model = LlamaModel.Load(descriptor.Path, source.Settings.UseMmap ?? _options.UseMmap, _options.Repack);
             var scheduler = new ModelScheduler(id, model, SchedulerFor(source), _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
+            if (_threadCeiling is { } ceiling)
+            {
+                scheduler.MaxThreads = ceiling;
+            }
+
             Publish(source, descriptor with
             {
                 ContextLength = scheduler.ContextPerSlot,

@@ -30,6 +30,11 @@ internal static class EventIds
     public const int ConnectionsLowered = 6102;
     public const int AcceptFailed = 6103;
 
+    // The device: heat
+    public const int ThermalBackoff = 8000;
+    public const int ThermalNoZones = 8001;
+    public const int ThermalCheckFailed = 8002;
+
     // Request log
     public const int Generation = 7000;
     public const int Request = 7001;

@@ -91,6 +91,8 @@ public static class EdgeServerHosting
         services.TryAddSingleton<InFlightRequests>();
         services.AddHostedService<GracefulShutdown>();
         services.AddHostedService<SystemdWatchdog>();
+        services.TryAddSingleton<Device.ThermalMonitor>();
+        services.AddHostedService(sp => sp.GetRequiredService<Device.ThermalMonitor>());
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)

@@ -40,6 +40,9 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public MemorySettings Memory { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public ThermalSettings Thermal { get; set; } = new();
+
     /// <summary>
     /// On shutdown (SIGTERM, Ctrl+C), running generations may finish within this many seconds; new ones get 503.
     /// Those still running then end with a shutting-down error event.
@@ -162,6 +165,29 @@ public sealed class ConnectionSettings
     /// <summary>Time to send a request's headers once it has begun (Kestrel's default: 30 s).</summary>
     [Range(1, 600)]
     public int RequestHeadersTimeoutSeconds { get; set; } = 10;
+}
+
+/// <summary>The heat back-off (see Device/ThermalMonitor).</summary>
+public sealed class ThermalSettings
+{
+    /// <summary>Read the thermal zones and back decoding off when the board is hot.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>°C of the hottest zone at which decode threads are taken away, one per reading.</summary>
+    [Range(30.0, 120.0)]
+    public double SlowDownAt { get; set; } = 75;
+
+    /// <summary>°C below <see cref="SlowDownAt"/> at which threads are given back, one per reading.</summary>
+    [Range(0.5, 50.0)]
+    public double Hysteresis { get; set; } = 5;
+
+    /// <summary>Seconds between readings.</summary>
+    [Range(1, 3600)]
+    public int IntervalSeconds { get; set; } = 5;
+
+    /// <summary>Where sysfs is mounted (its class/thermal is read); another folder for a test tree.</summary>
+    [Required]
+    public string SysfsRoot { get; set; } = "/sys";
 }
 
 /// <summary>The memory budget of the loaded models, and how long an idle model stays loaded.</summary>

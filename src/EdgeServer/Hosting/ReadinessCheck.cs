@@ -8,7 +8,7 @@ namespace EdgeServer.Hosting;
 /// Ready when a model can serve: the first model that is not unavailable is loaded (if it was not yet) and
 /// generates one token. A success is remembered for 30 s so probes stay cheap.
 /// </summary>
-internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock) : IHealthCheck
+internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock, Device.ThermalMonitor? thermal = null) : IHealthCheck
 {
     private static readonly TimeSpan Remember = TimeSpan.FromSeconds(30);
     private static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -19,7 +19,7 @@ internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock
     {
         if (clock.GetUtcNow() - _lastSuccess < Remember)
         {
-            return HealthCheckResult.Healthy(_lastDescription);
+            return HealthCheckResult.Healthy(_lastDescription + Heat());
         }
 
         var model = engine.ListModels().FirstOrDefault(m => m.Status != ModelStatus.Unavailable);
@@ -38,13 +38,18 @@ internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock
 
             _lastDescription = $"Model '{model.Id}' decoded a token in {clock.GetElapsedTime(started).TotalMilliseconds:0} ms.";
             _lastSuccess = clock.GetUtcNow();
-            return HealthCheckResult.Healthy(_lastDescription);
+            return HealthCheckResult.Healthy(_lastDescription + Heat());
         }
         catch (InferenceException e)
         {
             return HealthCheckResult.Unhealthy($"Model '{model.Id}' could not decode: {e.Message}");
         }
     }
+
+    /// <summary>" Hot: ..." while the heat back-off holds threads back; the server still serves.</summary>
+    private string Heat() => thermal?.Status is { ThreadCeiling: { } ceiling, Hottest: { } hottest }
+        ? FormattableString.Invariant($" Hot: {hottest.Celsius:0.0} °C in {hottest.Type}; decode threads capped at {ceiling}.")
+        : string.Empty;
 
     public static Task WriteAsync(HttpContext context, HealthReport report)
     {

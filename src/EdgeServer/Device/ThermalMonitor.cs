@@ -1,0 +1,196 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using EdgeServer.Hosting;
+using EdgeServer.Inference;
+using Microsoft.Extensions.Options;
+
+namespace EdgeServer.Device;
+
+/// <summary>One thermal zone's reading: its sysfs name (thermal_zone0), its type (cpu-thermal) and °C.</summary>
+public sealed record ThermalReading(string Zone, string Type, double Celsius);
+
+/// <summary>What the monitor last read and did, for health and metrics.</summary>
+public sealed record ThermalStatus(IReadOnlyList<ThermalReading> Zones, int Level, int? ThreadCeiling)
+{
+    public ThermalReading? Hottest => Zones.Count == 0 ? null : Zones.MaxBy(z => z.Celsius);
+}
+
+/// <summary>
+/// Backs decoding off when the board gets hot. Every <c>IntervalSeconds</c> it reads the thermal zones
+/// (<c>/sys/class/thermal/thermal_zone*/temp</c>, millidegrees); while the hottest is at or above
+/// <c>SlowDownAt</c> it lowers the engine's decode-thread ceiling by one thread per reading (down to one), and once
+/// it is at or below <c>SlowDownAt - Hysteresis</c> it raises it by one per reading until the back-off is gone. The
+/// ceiling is the knob the adaptive thread count also works under. A box without thermal zones is left alone.
+/// </summary>
+internal sealed partial class ThermalMonitor : IHostedService, IDisposable
+{
+    private readonly IInferenceEngine _engine;
+    private readonly ThermalSettings _settings;
+    private readonly TimeProvider _clock;
+    private readonly ILogger<ThermalMonitor> _logger;
+    private readonly int _cores;
+    private readonly Lock _lock = new();
+    private ITimer? _timer;
+    private ThermalStatus _status = new([], 0, null);
+    private bool _toldNoZones;
+
+    public ThermalMonitor(IInferenceEngine engine, IOptions<EdgeServerOptions> options, TimeProvider clock, ILogger<ThermalMonitor> logger, IMeterFactory meters, int? cores = null)
+    {
+        _engine = engine;
+        _settings = options.Value.Thermal;
+        _clock = clock;
+        _logger = logger;
+        _cores = Math.Max(1, cores ?? Environment.ProcessorCount);
+        var meter = meters.Create(Telemetry.HostMetrics.MeterName);
+        meter.CreateObservableGauge("edgeserver.thermal.temperature", () => Status.Zones.Select(z => new Measurement<double>(z.Celsius,
+            new KeyValuePair<string, object?>("zone", z.Zone), new KeyValuePair<string, object?>("type", z.Type))), "Cel", "Temperature of each thermal zone at the last reading.");
+        meter.CreateObservableGauge("edgeserver.thermal.backoff", () => Status.Level, "{thread}", "Decode threads taken away because the board is hot (0: none).");
+    }
+
+    /// <summary>The last reading and the back-off in force.</summary>
+    public ThermalStatus Status
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _status;
+            }
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_settings.Enabled)
+        {
+            var interval = TimeSpan.FromSeconds(_settings.IntervalSeconds);
+            _timer = _clock.CreateTimer(_ => CheckSafely(), null, TimeSpan.Zero, interval);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _timer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _timer?.Dispose();
+
+    /// <summary>A timer callback must not throw: that would end the process.</summary>
+    private void CheckSafely()
+    {
+        try
+        {
+            Check();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            LogCheckFailed(_logger, e);
+        }
+    }
+
+    /// <summary>One reading and, if it calls for one, one step of back-off or recovery.</summary>
+    internal void Check()
+    {
+        var zones = ReadZones(_settings.SysfsRoot);
+        lock (_lock)
+        {
+            var level = _status.Level;
+            if (zones.Count == 0)
+            {
+                if (!_toldNoZones)
+                {
+                    _toldNoZones = true;
+                    LogNoZones(_logger, _settings.SysfsRoot);
+                }
+            }
+            else
+            {
+                var hottest = zones.MaxBy(z => z.Celsius)!;
+                var was = level;
+                if (hottest.Celsius >= _settings.SlowDownAt && level < _cores - 1)
+                {
+                    level++;
+                }
+                else if (hottest.Celsius <= _settings.SlowDownAt - _settings.Hysteresis && level > 0)
+                {
+                    level--;
+                }
+
+                if (level != was)
+                {
+                    int? ceiling = level == 0 ? null : _cores - level;
+                    _engine.ThreadCeiling = ceiling;
+                    var cap = ceiling is { } c ? c.ToString(CultureInfo.InvariantCulture) : "none (each model's own count)";
+                    LogBackoff(_logger, hottest.Celsius, hottest.Type, hottest.Zone, level, cap);
+                }
+            }
+
+            _status = new ThermalStatus(zones, level, level == 0 ? null : _cores - level);
+        }
+    }
+
+    /// <summary>
+    /// The zones under <paramref name="root"/>/class/thermal. A zone whose temp cannot be read or is not a plausible
+    /// temperature (sysfs gives EIO for some sensors; a file could hold anything) is left out.
+    /// </summary>
+    internal static List<ThermalReading> ReadZones(string root)
+    {
+        var result = new List<ThermalReading>();
+        var folder = Path.Combine(root, "class", "thermal");
+        string[] zones;
+        try
+        {
+            zones = Directory.Exists(folder) ? Directory.GetDirectories(folder, "thermal_zone*") : [];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return result;
+        }
+
+        foreach (var zone in zones.Order(StringComparer.Ordinal).Take(MaxZones))
+        {
+            if (ReadSmall(Path.Combine(zone, "temp")) is { } text
+                && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var milli)
+                && milli is > -100_000 and < 250_000)
+            {
+                var type = ReadSmall(Path.Combine(zone, "type")) is { Length: > 0 } t ? t : "unknown";
+                result.Add(new ThermalReading(Path.GetFileName(zone), type, milli / 1000.0));
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Real boards have a handful of zones; a tree with thousands is not read in full every few seconds.</summary>
+    private const int MaxZones = 64;
+
+    /// <summary>The first line of a small file, or null; at most 64 bytes are read.</summary>
+    private static string? ReadSmall(string path)
+    {
+        try
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1);
+            Span<byte> buffer = stackalloc byte[64];
+            var read = file.Read(buffer);
+            var text = System.Text.Encoding.ASCII.GetString(buffer[..read]);
+            var end = text.IndexOf('\n');
+            return (end >= 0 ? text[..end] : text).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    [LoggerMessage(EventId = EventIds.ThermalBackoff, Level = LogLevel.Warning, Message = "Thermal: {Celsius:0.0} °C in {ZoneType} ({Zone}); back-off level {Level}, decode threads capped at {Ceiling}")]
+    private static partial void LogBackoff(ILogger logger, double celsius, string zoneType, string zone, int level, string ceiling);
+
+    [LoggerMessage(EventId = EventIds.ThermalCheckFailed, Level = LogLevel.Warning, Message = "Thermal: the reading failed")]
+    private static partial void LogCheckFailed(ILogger logger, Exception error);
+
+    [LoggerMessage(EventId = EventIds.ThermalNoZones, Level = LogLevel.Information, Message = "Thermal: no readable thermal zone in {SysfsRoot}/class/thermal; no heat back-off on this box")]
+    private static partial void LogNoZones(ILogger logger, string sysfsRoot);
+}
