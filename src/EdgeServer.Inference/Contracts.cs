@@ -302,6 +302,12 @@ public interface IInferenceEngine
     int? ThreadCeiling { get; set; }
 
     /// <summary>
+    /// The decode threads of the loaded models: the most any uses now (under the ceiling), and the most any may use
+    /// without one (its configured count, or the cores). With no model loaded, both are what one would get.
+    /// </summary>
+    (int InUse, int Limit) DecodeThreads { get; }
+
+    /// <summary>
     /// Frees a loaded model's memory. False when it is not loaded. A model with requests queued or running is
     /// unloaded when they finish if <paramref name="wait"/>, otherwise <see cref="ModelBusyException"/>.
     /// </summary>

@@ -106,4 +106,10 @@ public sealed record EngineOptions
 
     /// <summary>A probe child still running after this long is killed and its model is unavailable.</summary>
     public TimeSpan ProbeTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// A file that keeps the model files found servable across runs, so a restart does not probe them again (see
+    /// <see cref="Models.ProbeVerdictStore"/>); null: every start probes every file.
+    /// </summary>
+    public string? ProbeCacheFile { get; init; }
 }

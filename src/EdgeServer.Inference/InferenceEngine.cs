@@ -104,6 +104,15 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         _order = models.Select(m => m.Id).ToArray();
         _pool = new Pool.ModelPool(_order, options.MemoryBudget?.Bytes, options.KeepAlive, Footprint, Load, Unload, clock ?? TimeProvider.System, loggerFactory.CreateLogger<Pool.ModelPool>());
         _metrics.Watch(_pool);
+
+        // A ceiling set while a model loaded may have missed it: the loaded model is visible to the setter from now.
+        _pool.Loaded += (id, _) =>
+        {
+            if (GetLoadedScheduler(id) is { } scheduler)
+            {
+                ApplyCeiling(scheduler);
+            }
+        };
         if (options.MemoryBudget is { } budget)
         {
             LogBudget(_logger, budget.Derivation);
@@ -310,11 +319,12 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
 
     private MmapMode MmapFor(string id) => _sources[id].Settings.UseMmap ?? _options.UseMmap;
 
-    private int? _threadCeiling;
+    // 0: none. An int, not an int?, so that reads are whole on a 32-bit runtime too.
+    private int _threadCeiling;
 
     public int? ThreadCeiling
     {
-        get => _threadCeiling;
+        get => Volatile.Read(ref _threadCeiling) is > 0 and var ceiling ? ceiling : null;
         set
         {
             if (value is < 1)
@@ -322,13 +332,28 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 throw new ArgumentOutOfRangeException(nameof(value), value, "A thread ceiling is at least 1.");
             }
 
-            _threadCeiling = value;
+            Volatile.Write(ref _threadCeiling, value ?? 0);
             foreach (var scheduler in _pool.LoadedSchedulers())
             {
-                scheduler.MaxThreads = value ?? int.MaxValue;
+                ApplyCeiling(scheduler);
             }
         }
     }
+
+    public (int InUse, int Limit) DecodeThreads
+    {
+        get
+        {
+            var loaded = _pool.LoadedSchedulers();
+            var cores = Math.Min(Environment.ProcessorCount, Native.GgmlThreadPoolParams.MaxThreads);
+            var limit = loaded.Count == 0 ? (_options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : cores) : loaded.Max(s => s.ThreadLimit);
+            var inUse = loaded.Count == 0 ? Math.Min(limit, ThreadCeiling ?? limit) : loaded.Max(s => s.Threads);
+            return (inUse, limit);
+        }
+    }
+
+    /// <summary>The ceiling as it is now onto one scheduler (also called when a model has just loaded, so none is missed).</summary>
+    private void ApplyCeiling(ModelScheduler scheduler) => scheduler.MaxThreads = ThreadCeiling ?? int.MaxValue;
 
     public MemoryStatus Memory => new(_pool.Budget, _pool.Used, _options.MemoryBudget?.Derivation);
 
@@ -640,11 +665,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             BeforeLoad?.Invoke(id);
             model = LlamaModel.Load(descriptor.Path, source.Settings.UseMmap ?? _options.UseMmap, _options.Repack);
             var scheduler = new ModelScheduler(id, model, SchedulerFor(source), _loggerFactory.CreateLogger<ModelScheduler>(), _metrics, faulted: OnFaulted);
-            if (_threadCeiling is { } ceiling)
-            {
-                scheduler.MaxThreads = ceiling;
-            }
-
+            ApplyCeiling(scheduler);
             Publish(source, descriptor with
             {
                 ContextLength = scheduler.ContextPerSlot,

@@ -84,6 +84,8 @@ public class ServerFixture : IAsyncLifetime
             "--ctx-size", ContextPerSlot.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--Logging:LogLevel:Default=Warning",
             "--Logging:LogLevel:EdgeServer.Telemetry=Information",
+            // A hot developer laptop must not cap the threads of unrelated tests (ThermalMonitorTests cover the back-off).
+            "--EdgeServer:Thermal:Enabled=false",
             .. ExtraArguments(scratch),
         ]);
         builder.Logging.AddProvider(Logs);

@@ -50,4 +50,5 @@ internal static class EventIds
     public const int ProbeChildNotStarted = 3103;
     public const int ProbingInProcess = 3104;
     public const int ProbeChildStarting = 3105;
+    public const int ProbeRemembered = 3106;
 }

@@ -27,6 +27,10 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
     private static readonly Lock InProcess = new();
     private readonly ConcurrentDictionary<(string Path, long Length, DateTime Time, ModelSettings Settings), Lazy<ModelDescriptor>> _verdicts = new();
     private int _notedInProcess;
+    private readonly ProbeVerdictStore _store = new(options.ProbeCacheFile);
+
+    /// <summary>The llama.cpp build a verdict holds for: the binding's release and the libraries' folder.</summary>
+    private static string Build => $"{LlamaRuntime.BindingVersion} {LlamaRuntime.Current?.LibraryDirectory}";
 
     /// <summary>The model's descriptor, Unavailable with the reason when it cannot be served.</summary>
     public ModelDescriptor Check(ModelSource source)
@@ -51,9 +55,21 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
 
         var started = Stopwatch.GetTimestamp();
         var scheduler = source.Settings.Apply(options.Scheduler);
+        var key = ProbeVerdictStore.Key(new FileInfo(source.Path), scheduler.ToString(), Build);
+        if (key is not null && _store.Contains(key))
+        {
+            LogProbeRemembered(logger, source.Path);
+            return descriptor;
+        }
+
         var refusal = options.ProbeCommand is { } command ? ProbeInChild(command, source.Path, scheduler) : ProbeHere(source.Path, scheduler);
         var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         LogProbed(logger, source.Path, elapsedMs, refusal ?? "servable");
+        if (refusal is null && key is not null)
+        {
+            _store.Add(key);
+        }
+
         return refusal is null ? descriptor : descriptor with { Status = ModelStatus.Unavailable, Error = refusal };
     }
 
@@ -199,6 +215,9 @@ internal sealed partial class ModelProber(EngineOptions options, ILogger logger)
 
     [LoggerMessage(EventId = EventIds.ModelProbed, Level = LogLevel.Debug, Message = "Model file {Path} probed in {ElapsedMs:0} ms: {Verdict}")]
     private static partial void LogProbed(ILogger logger, string path, double elapsedMs, string verdict);
+
+    [LoggerMessage(EventId = EventIds.ProbeRemembered, Level = LogLevel.Debug, Message = "Model file {Path} was found servable in an earlier run and is not probed again")]
+    private static partial void LogProbeRemembered(ILogger logger, string path);
 
     [LoggerMessage(EventId = EventIds.ProbeChildFailed, Level = LogLevel.Warning, Message = "The probe child for model file {Path} exited with code {ExitCode}; its last lines: {Lines}")]
     private static partial void LogChildFailed(ILogger logger, string path, int exitCode, string lines);

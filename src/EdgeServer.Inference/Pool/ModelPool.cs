@@ -392,11 +392,9 @@ internal sealed partial class ModelPool : IDisposable
         {
             if (load.IsCompletedSuccessfully)
             {
-                entry.LastUsed = _clock.GetUtcNow();
-                if (_retired.Contains(entry) && entry.IsIdle)
-                {
-                    StartUnload(entry, UnloadReason.FileChanged);
-                }
+                // As if just used: a retired or keep-alive-0 model nobody waits for any more is freed now, and the
+                // keep-alive timer counts from here.
+                Touch(entry);
             }
             else if (entry.Loading == load)
             {

@@ -64,7 +64,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _faulted = faulted;
         _samplingBudget = options.SamplingBudget;
         ContextParameters.CheckThreads(options);
-        _threadPolicy = options.Threads > 0 ? ThreadCountPolicy.Fixed(options.Threads) : ThreadCountPolicy.Adaptive(Environment.ProcessorCount, _clock);
+        _threadPolicy = options.Threads > 0 ? ThreadCountPolicy.Fixed(options.Threads) : ThreadCountPolicy.Adaptive(Math.Min(Environment.ProcessorCount, GgmlThreadPoolParams.MaxThreads), _clock);
         _threadPoll = options.ThreadPoll;
         _threadLimit = _maxThreads = _threadPolicy.Ceiling;
         _contextParameters = ContextParameters.Generation(options, model.TrainingContextLength, _threadPolicy.Threads);
@@ -107,8 +107,15 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
     /// <summary>For tests: given the thread count and the measured time of a decode step, returns the time the thread policy sees.</summary>
     internal Func<int, TimeSpan, TimeSpan>? StepTimeHook { get; set; }
 
-    /// <summary>CPU threads the decode loop runs on now: the configured count, or the one measured fastest under the box's load.</summary>
-    public int Threads => Volatile.Read(ref _threads);
+    /// <summary>
+    /// CPU threads the decode loop runs on now: the configured count, or the one measured fastest under the box's
+    /// load, and never more than <see cref="MaxThreads"/> (an idle loop applies a lowered ceiling at its next step;
+    /// its embedder and the metric follow the ceiling at once).
+    /// </summary>
+    public int Threads => Math.Min(Volatile.Read(ref _threads), Volatile.Read(ref _maxThreads));
+
+    /// <summary>The most threads this model may use: its configured count, or the cores this process may use.</summary>
+    public int ThreadLimit => _threadLimit;
 
     /// <summary>True when the thread count follows measurement (no fixed Threads setting).</summary>
     public bool AdaptiveThreads => _threadPolicy.IsAdaptive;

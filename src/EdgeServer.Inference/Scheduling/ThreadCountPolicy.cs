@@ -122,11 +122,23 @@ internal sealed class ThreadCountPolicy
             return false;
         }
 
+        var raised = ceiling > Ceiling;
         Ceiling = ceiling;
         var before = Threads;
-        if (IsAdaptive)
+        if (IsAdaptive && (raised || Threads > ceiling))
         {
+            // Raised: more threads may be faster again. Lowered below the count in use: measure from the new top.
             Measure(ThreadChangeReason.Ceiling);
+        }
+        else if (IsAdaptive)
+        {
+            // Lowered, still above the count in use: keep it (a thermal back-off must never add threads).
+            foreach (var above in _medians.Keys.Where(k => k > ceiling).ToList())
+            {
+                _medians.Remove(above);
+            }
+
+            return false;
         }
         else
         {

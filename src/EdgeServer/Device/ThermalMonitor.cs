@@ -18,9 +18,10 @@ public sealed record ThermalStatus(IReadOnlyList<ThermalReading> Zones, int Leve
 /// <summary>
 /// Backs decoding off when the board gets hot. Every <c>IntervalSeconds</c> it reads the thermal zones
 /// (<c>/sys/class/thermal/thermal_zone*/temp</c>, millidegrees); while the hottest is at or above
-/// <c>SlowDownAt</c> it lowers the engine's decode-thread ceiling by one thread per reading (down to one), and once
-/// it is at or below <c>SlowDownAt - Hysteresis</c> it raises it by one per reading until the back-off is gone. The
-/// ceiling is the knob the adaptive thread count also works under. A box without thermal zones is left alone.
+/// <c>SlowDownAt</c> it sets the engine's decode-thread ceiling one below the most threads any model uses now (down
+/// to one), and once it is at or below <c>SlowDownAt - Hysteresis</c>, or no zone can be read any more, it raises the
+/// ceiling by one per reading until it is gone. The ceiling is the knob the adaptive thread count also works under.
+/// A box without thermal zones is left alone.
 /// </summary>
 internal sealed partial class ThermalMonitor : IHostedService, IDisposable
 {
@@ -28,23 +29,21 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
     private readonly ThermalSettings _settings;
     private readonly TimeProvider _clock;
     private readonly ILogger<ThermalMonitor> _logger;
-    private readonly int _cores;
     private readonly Lock _lock = new();
     private ITimer? _timer;
     private ThermalStatus _status = new([], 0, null);
     private bool _toldNoZones;
 
-    public ThermalMonitor(IInferenceEngine engine, IOptions<EdgeServerOptions> options, TimeProvider clock, ILogger<ThermalMonitor> logger, IMeterFactory meters, int? cores = null)
+    public ThermalMonitor(IInferenceEngine engine, IOptions<EdgeServerOptions> options, TimeProvider clock, ILogger<ThermalMonitor> logger, IMeterFactory meters)
     {
         _engine = engine;
         _settings = options.Value.Thermal;
         _clock = clock;
         _logger = logger;
-        _cores = Math.Max(1, cores ?? Environment.ProcessorCount);
         var meter = meters.Create(Telemetry.HostMetrics.MeterName);
         meter.CreateObservableGauge("edgeserver.thermal.temperature", () => Status.Zones.Select(z => new Measurement<double>(z.Celsius,
             new KeyValuePair<string, object?>("zone", z.Zone), new KeyValuePair<string, object?>("type", z.Type))), "Cel", "Temperature of each thermal zone at the last reading.");
-        meter.CreateObservableGauge("edgeserver.thermal.backoff", () => Status.Level, "{thread}", "Decode threads taken away because the board is hot (0: none).");
+        meter.CreateObservableGauge("edgeserver.thermal.backoff", () => Status.Level, "{thread}", "Decode threads held back because the board is hot: the most a model may use less the ceiling (0: none).");
     }
 
     /// <summary>The last reading and the back-off in force.</summary>
@@ -63,8 +62,8 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
     {
         if (_settings.Enabled)
         {
-            var interval = TimeSpan.FromSeconds(_settings.IntervalSeconds);
-            _timer = _clock.CreateTimer(_ => CheckSafely(), null, TimeSpan.Zero, interval);
+            // One-shot, armed again after each reading: a sensor read that blocks cannot pile readings up.
+            _timer = _clock.CreateTimer(_ => CheckSafely(), null, TimeSpan.Zero, Timeout.InfiniteTimeSpan);
         }
 
         return Task.CompletedTask;
@@ -89,6 +88,15 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
         {
             LogCheckFailed(_logger, e);
         }
+
+        try
+        {
+            _timer?.Change(TimeSpan.FromSeconds(_settings.IntervalSeconds), Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopped meanwhile.
+        }
     }
 
     /// <summary>One reading and, if it calls for one, one step of back-off or recovery.</summary>
@@ -97,38 +105,35 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
         var zones = ReadZones(_settings.SysfsRoot);
         lock (_lock)
         {
-            var level = _status.Level;
-            if (zones.Count == 0)
+            var hottest = zones.MaxBy(z => z.Celsius);
+            var ceiling = _engine.ThreadCeiling;
+            var (inUse, limit) = _engine.DecodeThreads;
+            int? next = ceiling;
+            if (hottest is null && !_toldNoZones)
             {
-                if (!_toldNoZones)
-                {
-                    _toldNoZones = true;
-                    LogNoZones(_logger, _settings.SysfsRoot);
-                }
-            }
-            else
-            {
-                var hottest = zones.MaxBy(z => z.Celsius)!;
-                var was = level;
-                if (hottest.Celsius >= _settings.SlowDownAt && level < _cores - 1)
-                {
-                    level++;
-                }
-                else if (hottest.Celsius <= _settings.SlowDownAt - _settings.Hysteresis && level > 0)
-                {
-                    level--;
-                }
-
-                if (level != was)
-                {
-                    int? ceiling = level == 0 ? null : _cores - level;
-                    _engine.ThreadCeiling = ceiling;
-                    var cap = ceiling is { } c ? c.ToString(CultureInfo.InvariantCulture) : "none (each model's own count)";
-                    LogBackoff(_logger, hottest.Celsius, hottest.Type, hottest.Zone, level, cap);
-                }
+                _toldNoZones = true;
+                LogNoZones(_logger, _settings.SysfsRoot);
             }
 
-            _status = new ThermalStatus(zones, level, level == 0 ? null : _cores - level);
+            if (hottest is { } hot && hot.Celsius >= _settings.SlowDownAt)
+            {
+                // One thread fewer than the most any model uses now, never below one.
+                next = Math.Max(1, Math.Min(ceiling ?? int.MaxValue, inUse) - 1);
+            }
+            else if (ceiling is { } held && (hottest is null || hottest.Celsius <= _settings.SlowDownAt - _settings.Hysteresis))
+            {
+                // Cool again, or the sensors can no longer be read: give one thread back.
+                next = held + 1 >= limit ? null : held + 1;
+            }
+
+            if (next != ceiling)
+            {
+                _engine.ThreadCeiling = next;
+                var cap = next is { } c ? c.ToString(CultureInfo.InvariantCulture) : "none (each model's own count)";
+                LogBackoff(_logger, hottest?.Celsius ?? double.NaN, hottest?.Type ?? "no readable zone", hottest?.Zone ?? "-", cap);
+            }
+
+            _status = new ThermalStatus(zones, next is { } n ? Math.Max(0, limit - n) : 0, next);
         }
     }
 
@@ -185,8 +190,8 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
         }
     }
 
-    [LoggerMessage(EventId = EventIds.ThermalBackoff, Level = LogLevel.Warning, Message = "Thermal: {Celsius:0.0} °C in {ZoneType} ({Zone}); back-off level {Level}, decode threads capped at {Ceiling}")]
-    private static partial void LogBackoff(ILogger logger, double celsius, string zoneType, string zone, int level, string ceiling);
+    [LoggerMessage(EventId = EventIds.ThermalBackoff, Level = LogLevel.Warning, Message = "Thermal: {Celsius:0.0} °C in {ZoneType} ({Zone}); decode threads capped at {Ceiling}")]
+    private static partial void LogBackoff(ILogger logger, double celsius, string zoneType, string zone, string ceiling);
 
     [LoggerMessage(EventId = EventIds.ThermalCheckFailed, Level = LogLevel.Warning, Message = "Thermal: the reading failed")]
     private static partial void LogCheckFailed(ILogger logger, Exception error);

@@ -47,9 +47,12 @@ internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock
     }
 
     /// <summary>" Hot: ..." while the heat back-off holds threads back; the server still serves.</summary>
-    private string Heat() => thermal?.Status is { ThreadCeiling: { } ceiling, Hottest: { } hottest }
-        ? FormattableString.Invariant($" Hot: {hottest.Celsius:0.0} °C in {hottest.Type}; decode threads capped at {ceiling}.")
-        : string.Empty;
+    private string Heat() => thermal?.Status switch
+    {
+        { ThreadCeiling: { } ceiling, Hottest: { } hottest } => FormattableString.Invariant($" Hot: {hottest.Celsius:0.0} °C in {hottest.Type}; decode threads capped at {ceiling}."),
+        { ThreadCeiling: { } ceiling } => FormattableString.Invariant($" Hot before the thermal zones became unreadable; decode threads capped at {ceiling}, given back one per reading."),
+        _ => string.Empty,
+    };
 
     public static Task WriteAsync(HttpContext context, HealthReport report)
     {

@@ -208,6 +208,24 @@ public class ThreadCountPolicyTests
     }
 
     [Fact]
+    public void ALoweredCeilingAboveTheCountInUseKeepsItAndNeverAddsThreads()
+    {
+        // Four cores, two of them busy: two threads decode fastest. A heat back-off then caps at three.
+        var box = new Dictionary<int, double> { [4] = 30, [3] = 20, [2] = 8, [1] = 14 };
+        var policy = ThreadCountPolicy.Adaptive(4, _clock);
+        Settle(policy, box);
+        Assert.Equal(2, policy.Threads);
+
+        Assert.False(policy.SetCeiling(3));
+        Assert.Equal(2, policy.Threads);
+        Assert.False(policy.Measuring);
+
+        // Below the count in use, it measures downward from the ceiling.
+        Assert.True(policy.SetCeiling(1));
+        Assert.Equal(1, policy.Threads);
+    }
+
+    [Fact]
     public void OneCoreLeavesNothingToMeasure()
     {
         var policy = ThreadCountPolicy.Adaptive(1, _clock);

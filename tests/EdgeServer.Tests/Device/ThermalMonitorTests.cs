@@ -39,19 +39,18 @@ public sealed class ThermalMonitorTests : IDisposable
         }
     }
 
-    private ThermalMonitor Monitor(IInferenceEngine engine, int cores) => new(
+    private ThermalMonitor Monitor(IInferenceEngine engine) => new(
         engine,
         Microsoft.Extensions.Options.Options.Create(new EdgeServerOptions { Thermal = new ThermalSettings { SysfsRoot = _root, SlowDownAt = 75, Hysteresis = 5, IntervalSeconds = 5 } }),
         _clock,
         NullLogger<ThermalMonitor>.Instance,
-        _services.GetRequiredService<IMeterFactory>(),
-        cores);
+        _services.GetRequiredService<IMeterFactory>());
 
-    private static InferenceEngine Engine() => new(
+    private static InferenceEngine Engine(int threads = 3) => new(
         new EngineOptions
         {
             Models = [new ModelSource("m", SuccessorModel.SharedPath)],
-            Scheduler = new() { Slots = 1, ContextPerSlot = 256, BatchSize = 64, Threads = 2 },
+            Scheduler = new() { Slots = 1, ContextPerSlot = 256, BatchSize = 64, Threads = threads },
         },
         NullLoggerFactory.Instance);
 
@@ -74,7 +73,7 @@ public sealed class ThermalMonitorTests : IDisposable
         await engine.LoadAsync("m");
         var scheduler = engine.GetLoadedScheduler("m")!;
         Zone(0, "45000");
-        using var monitor = Monitor(engine, cores: 3);
+        using var monitor = Monitor(engine);
 
         // The timer reads at start and every interval.
         await monitor.StartAsync(default);
@@ -86,9 +85,10 @@ public sealed class ThermalMonitorTests : IDisposable
         monitor.Check();
         Assert.Equal(2, engine.ThreadCeiling);
         Assert.Equal(2, scheduler.MaxThreads);
+        Assert.Equal(2, scheduler.Threads);
         monitor.Check();
         Assert.Equal(1, engine.ThreadCeiling);
-        Assert.Equal(1, scheduler.MaxThreads);
+        Assert.Equal(1, scheduler.Threads);
 
         // It never goes below one thread, and requests are served on it.
         monitor.Check();
@@ -100,21 +100,56 @@ public sealed class ThermalMonitorTests : IDisposable
         var ready = await readiness.CheckHealthAsync(new HealthCheckContext());
         Assert.Equal(HealthStatus.Healthy, ready.Status);
         Assert.Contains("Hot: 80.0 °C in cpu-thermal; decode threads capped at 1.", ready.Description, StringComparison.Ordinal);
+        Assert.Equal(2, monitor.Status.Level);
 
         // Between SlowDownAt - Hysteresis and SlowDownAt nothing changes.
         Zone(0, "72000");
         monitor.Check();
         Assert.Equal(1, engine.ThreadCeiling);
 
+        // Cool: one thread back per reading, until none is held back.
         Zone(0, "70000");
         monitor.Check();
         Assert.Equal(2, engine.ThreadCeiling);
         monitor.Check();
         Assert.Null(engine.ThreadCeiling);
-        Assert.Equal(2, scheduler.MaxThreads);
+        Assert.Equal(3, scheduler.MaxThreads);
         Assert.Equal("klmn", await Generate(engine));
-        Assert.Equal(2, scheduler.Threads);
+        Assert.Equal(3, scheduler.Threads);
         Assert.DoesNotContain("Hot", (await readiness.CheckHealthAsync(new HealthCheckContext())).Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AModelUsingFewerThreadsThanTheCeilingLosesOneFromWhatItUses()
+    {
+        // Two of three allowed threads in use: the first step caps at one, not at two (which would take nothing).
+        using var engine = Engine(threads: 3);
+        await engine.LoadAsync("m");
+        engine.ThreadCeiling = 2;
+        Zone(0, "80000");
+        using var monitor = Monitor(engine);
+        monitor.Check();
+        Assert.Equal(1, engine.ThreadCeiling);
+    }
+
+    [Fact]
+    public async Task SensorsThatStopAnsweringGiveTheThreadsBackStepByStep()
+    {
+        using var engine = Engine(threads: 3);
+        await engine.LoadAsync("m");
+        Zone(0, "90000");
+        using var monitor = Monitor(engine);
+        monitor.Check();
+        monitor.Check();
+        Assert.Equal(1, engine.ThreadCeiling);
+
+        File.WriteAllText(Path.Combine(_root, "class", "thermal", "thermal_zone0", "temp"), "EIO\n");
+        monitor.Check();
+        Assert.Equal(2, engine.ThreadCeiling);
+        var ready = await new ReadinessCheck(engine, _clock, monitor).CheckHealthAsync(new HealthCheckContext());
+        Assert.Contains("decode threads capped at 2", ready.Description, StringComparison.Ordinal);
+        monitor.Check();
+        Assert.Null(engine.ThreadCeiling);
     }
 
     [Fact]
@@ -122,12 +157,14 @@ public sealed class ThermalMonitorTests : IDisposable
     {
         using var engine = Engine();
         Zone(0, "90000");
-        using var monitor = Monitor(engine, cores: 2);
+        using var monitor = Monitor(engine);
         monitor.Check();
-        Assert.Equal(1, engine.ThreadCeiling);
+        Assert.Equal(2, engine.ThreadCeiling);
 
         await engine.LoadAsync("m");
-        Assert.Equal(1, engine.GetLoadedScheduler("m")!.MaxThreads);
+        var scheduler = engine.GetLoadedScheduler("m")!;
+        Assert.Equal(2, scheduler.MaxThreads);
+        Assert.Equal(2, scheduler.Threads);
     }
 
     [Fact]
@@ -150,7 +187,7 @@ public sealed class ThermalMonitorTests : IDisposable
     {
         using var engine = Engine();
         Directory.Delete(Path.Combine(_root, "class", "thermal"));
-        using var monitor = Monitor(engine, cores: 2);
+        using var monitor = Monitor(engine);
         monitor.Check();
         Assert.Empty(monitor.Status.Zones);
         Assert.Null(engine.ThreadCeiling);
