@@ -209,6 +209,7 @@ public static class EdgeServerHosting
             KeepAlive = options.Memory.KeepAliveTime,
             ProbeCommand = ProbeChild.Command(),
             ProbeTimeout = TimeSpan.FromSeconds(options.Runtime.ProbeTimeoutSeconds),
+            ProbeCacheFile = options.Runtime.ProbeCacheFile(),
             Scheduler = options.ToSchedulerOptions(),
         };
         return new InferenceEngine(engineOptions, services.GetRequiredService<ILoggerFactory>(), services.GetService<System.Diagnostics.Metrics.IMeterFactory>(), services.GetRequiredService<TimeProvider>());

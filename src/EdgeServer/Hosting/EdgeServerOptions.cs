@@ -342,6 +342,35 @@ public sealed class RuntimeOptions
     [Range(1, 3600)]
     public int ProbeTimeoutSeconds { get; set; } = (int)Defaults.ProbeTimeout.TotalSeconds;
 
+    /// <summary>
+    /// Where model files found servable are remembered across runs, so a restart does not probe them again:
+    /// "auto" (systemd's $CACHE_DIRECTORY, else $XDG_CACHE_HOME/edgeserver, else ~/.cache/edgeserver), "none", or
+    /// a file.
+    /// </summary>
+    [Required]
+    public string ProbeCache { get; set; } = "auto";
+
+    /// <summary>The file <see cref="ProbeCache"/> names; null when none is kept or no folder is known.</summary>
+    public string? ProbeCacheFile()
+    {
+        var value = ProbeCache.Trim();
+        if (value.Equals("none", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        if (!value.Equals("auto", StringComparison.OrdinalIgnoreCase))
+        {
+            return Path.GetFullPath(value);
+        }
+
+        var folder = Environment.GetEnvironmentVariable("CACHE_DIRECTORY") is { Length: > 0 } systemd ? systemd.Split(':')[0]
+            : Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? Path.Combine(xdg, "edgeserver")
+            : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) is { Length: > 0 } home ? Path.Combine(home, ".cache", "edgeserver")
+            : null;
+        return folder is null ? null : Path.Combine(folder, "probed-models");
+    }
+
     private static EngineOptions Defaults { get; } = new();
 
     private static SchedulerOptions SchedulerDefaults { get; } = new();

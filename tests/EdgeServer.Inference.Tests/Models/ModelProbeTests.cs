@@ -117,4 +117,69 @@ public class ModelProbeTests
         Assert.Equal(ModelStatus.Available, prober.Check(source).Status);
         Assert.Equal(2, File.ReadAllLines(runs).Length);
     }
+
+    [Fact]
+    public void AServableVerdictIsRememberedAcrossRunsUntilTheFileChangesAndARefusalIsNot()
+    {
+        TestRuntime.Ensure();
+        var dir = Scratch("remembered");
+        var model = Path.Combine(dir, "tiny.gguf");
+        HostileModels.Write(model);
+        var runs = Path.Combine(dir, "runs");
+        File.Delete(runs);
+        var cache = Path.Combine(dir, "cache", "probed-models");
+        if (Directory.Exists(Path.GetDirectoryName(cache)))
+        {
+            Directory.Delete(Path.GetDirectoryName(cache)!, recursive: true);
+        }
+
+        ModelProber Prober(int exitCode = 0) => new(
+            new EngineOptions { ProbeCacheFile = cache, ProbeCommand = new ProbeCommand("/bin/sh", ["-c", $"echo run >> '{runs}'; exit {exitCode}", "sh"]) }, NullLogger.Instance);
+        var source = new ModelSource("tiny", model);
+
+        // Each prober is a new run of the server.
+        Assert.Equal(ModelStatus.Available, Prober().Check(source).Status);
+        Assert.Equal(ModelStatus.Available, Prober().Check(source).Status);
+        Assert.Single(File.ReadAllLines(runs));
+
+        // Other settings, or a changed file, are probed again.
+        Assert.Equal(ModelStatus.Available, Prober().Check(source with { Settings = new ModelSettings { Slots = 3 } }).Status);
+        Assert.Equal(2, File.ReadAllLines(runs).Length);
+        File.SetLastWriteTimeUtc(model, File.GetLastWriteTimeUtc(model).AddMinutes(-5));
+        Assert.Equal(ModelStatus.Unavailable, Prober(exitCode: 3).Check(source).Status);
+        Assert.Equal(ModelStatus.Unavailable, Prober(exitCode: 3).Check(source).Status);
+        Assert.Equal(4, File.ReadAllLines(runs).Length);
+
+        // A cache file that is garbage, or too large to be one, is ignored and rewritten.
+        File.WriteAllText(cache, "\0\0garbage|||\n" + new string('x', 100));
+        Assert.Equal(ModelStatus.Available, Prober().Check(source).Status);
+        Assert.Equal(ModelStatus.Available, Prober().Check(source).Status);
+        Assert.Equal(5, File.ReadAllLines(runs).Length);
+        using (var huge = File.Create(cache))
+        {
+            huge.SetLength(64L << 20);
+        }
+
+        Assert.Equal(ModelStatus.Available, Prober().Check(source).Status);
+        Assert.Equal(6, File.ReadAllLines(runs).Length);
+        Assert.True(new FileInfo(cache).Length < 4096);
+    }
+
+    [Fact]
+    public void TheVerdictFileKeepsOnlyTheNewestEntries()
+    {
+        var dir = Scratch("bounded");
+        var store = new ProbeVerdictStore(Path.Combine(dir, "verdicts"));
+        File.Delete(Path.Combine(dir, "verdicts"));
+        for (var i = 0; i < ProbeVerdictStore.MaxEntries + 10; i++)
+        {
+            Assert.True(store.Add($"key {i}"));
+        }
+
+        var kept = File.ReadAllLines(Path.Combine(dir, "verdicts"));
+        Assert.Equal(ProbeVerdictStore.MaxEntries, kept.Length);
+        Assert.Equal($"key {ProbeVerdictStore.MaxEntries + 9}", kept[^1]);
+        Assert.False(new ProbeVerdictStore(Path.Combine(dir, "verdicts")).Contains("key 0"));
+        Assert.Null(ProbeVerdictStore.Key(new FileInfo(Path.Combine(dir, "a\nb.gguf")), "", ""));
+    }
 }
