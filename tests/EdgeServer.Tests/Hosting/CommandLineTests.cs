@@ -96,6 +96,15 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void TheSystemdUnitDoesNotRestartOnAConfigurationError()
+    {
+        var unit = File.ReadAllLines(Path.Combine(SharedPaths.RepositoryRoot, "deploy", "systemd", "edge-server.service"));
+        var line = Assert.Single(unit, l => l.StartsWith("RestartPreventExitStatus=", StringComparison.Ordinal));
+        Assert.Contains(EdgeServer.Hosting.ExitCodes.ConfigurationError.ToString(System.Globalization.CultureInfo.InvariantCulture), line["RestartPreventExitStatus=".Length..].Split(' '));
+        Assert.Contains("Restart=on-failure", unit);
+    }
+
+    [Fact]
     public async Task ServeWithSwitchesAndSettingsServesTheModel()
     {
         var port = FreePort();
