@@ -105,7 +105,7 @@ public sealed record GenerationRequest
 
     public string? Prompt { get; init; }
 
-    /// <summary>Null: until the end of the context.</summary>
+    /// <summary>Null: the host's default (<see cref="GenerationLimits.DefaultMaxTokens"/>), at most to the end of the context.</summary>
     public int? MaxTokens { get; init; }
 
     public IReadOnlyList<string> Stop { get; init; } = [];

@@ -433,7 +433,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 try
                 {
                     // After the grammar: a grammar llama.cpp refuses is named before the prompt's length.
-                    var maxTokens = GenerationRequestValidator.ForContext(request, prepared.Tokens.Length, scheduler.ContextPerSlot);
+                    var maxTokens = GenerationRequestValidator.ForContext(request, prepared.Tokens.Length, scheduler.ContextPerSlot, _options.Limits);
                     session = scheduler.Enqueue(reservation, choice, prepared.Tokens, maxTokens, sampler, cancellationToken, prepared.RenderSpecialTokens);
                 }
                 catch

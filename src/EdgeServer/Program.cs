@@ -12,10 +12,7 @@ if (args is [EdgeServer.Inference.Models.ModelProbeChild.Switch, ..])
     return EdgeServer.Inference.Models.ModelProbeChild.Run(args);
 }
 
-var app = EdgeServerHosting.CreateBuilder(args).Build();
-app.MapEdgeServer();
-app.Run();
-return 0;
+return EdgeServerCommandLine.Run(args);
 
 /// <summary>Entry point; public so functional tests can reference the assembly.</summary>
 public partial class Program;

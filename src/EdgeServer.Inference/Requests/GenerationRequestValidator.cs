@@ -11,6 +11,13 @@ public sealed record GenerationLimits
     /// <summary>Highest max_tokens a request may ask for.</summary>
     public int MaxTokens { get; init; } = 4096;
 
+    /// <summary>
+    /// Tokens a request that names no max_tokens may generate, at most what its slot's context has left; 0: up to
+    /// the end of the context. Small models that never write end-of-text would otherwise hold a slot for the whole
+    /// context.
+    /// </summary>
+    public int DefaultMaxTokens { get; init; } = 1024;
+
     public int MaxMessages { get; init; } = 256;
 
     /// <summary>Characters in one message's content, in a prompt, or in one text to embed.</summary>
@@ -99,8 +106,11 @@ public static class GenerationRequestValidator
     public static void ForModel(GenerationRequest request, int vocabularySize) =>
         Tokens(request.LogitBias.Keys, GenerationField.LogitBias, vocabularySize);
 
-    /// <summary>The tokenized prompt against a slot's context: returns the tokens the completion may have.</summary>
-    public static int ForContext(GenerationRequest request, int promptTokens, int contextPerSlot)
+    /// <summary>
+    /// The tokenized prompt against a slot's context: returns the tokens the completion may have. The one place
+    /// where a request without max_tokens gets the host's default (<see cref="GenerationLimits.DefaultMaxTokens"/>).
+    /// </summary>
+    public static int ForContext(GenerationRequest request, int promptTokens, int contextPerSlot, GenerationLimits limits)
     {
         var field = request.Messages is null ? GenerationField.Prompt : GenerationField.Messages;
         if (promptTokens == 0)
@@ -114,7 +124,7 @@ public static class GenerationRequestValidator
             throw new ContextLengthExceededException(promptTokens, request.MaxTokens ?? 1, contextPerSlot, field);
         }
 
-        return request.MaxTokens ?? room;
+        return request.MaxTokens ?? (limits.DefaultMaxTokens > 0 ? Math.Min(limits.DefaultMaxTokens, room) : room);
     }
 
     /// <summary>Texts or token lists to embed: not empty, not too many, each within the text limit.</summary>

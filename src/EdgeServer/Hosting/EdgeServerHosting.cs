@@ -95,8 +95,17 @@ public static class EdgeServerHosting
         services.AddHostedService(sp => sp.GetRequiredService<Device.ThermalMonitor>());
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
-        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        // The key scheme exists only with keys: without any, no request is authenticated at all, so none is logged
+        // or counted (aspnetcore.authentication metrics) as an authentication failure.
+        services.AddAuthentication();
+        services.AddOptions<AuthenticationOptions>().Configure<ApiKeyStore>((authentication, keys) =>
+        {
+            if (keys.Enabled)
+            {
+                authentication.AddScheme<ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+                authentication.DefaultScheme = ApiKeyAuthenticationHandler.SchemeName;
+            }
+        });
         // With keys, every request needs one unless its endpoint allows anonymous callers (health) or a setting
         // opens it: the fallback policy also covers middleware without endpoints (Swagger) and unknown paths.
         services.AddAuthorization();

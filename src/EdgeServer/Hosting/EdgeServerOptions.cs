@@ -113,6 +113,10 @@ public sealed class LimitsOptions
     [Range(1, 1_048_576)]
     public int MaxTokens { get; set; } = Defaults.MaxTokens;
 
+    /// <summary>Tokens generated for a request that names no max_tokens (at most to the end of the context); 0: to the end of the context.</summary>
+    [Range(0, 1_048_576)]
+    public int DefaultMaxTokens { get; set; } = Defaults.DefaultMaxTokens;
+
     /// <summary>Highest n (choices per request).</summary>
     [Range(1, 16)]
     public int MaxN { get; set; } = Defaults.MaxChoices;
@@ -135,6 +139,7 @@ public sealed class LimitsOptions
     public GenerationLimits ToGenerationLimits() => new()
     {
         MaxTokens = MaxTokens,
+        DefaultMaxTokens = DefaultMaxTokens,
         MaxMessages = MaxMessages,
         MaxMessageChars = MaxMessageChars,
         MaxStopSequences = MaxStopSequences,
@@ -466,6 +471,11 @@ public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServer
         if (duplicates.Count > 0)
         {
             errors.Add($"EdgeServer:Models: the names {string.Join(", ", duplicates)} are used more than once (as ids or aliases).");
+        }
+
+        if (options.Limits.DefaultMaxTokens > options.Limits.MaxTokens)
+        {
+            errors.Add($"EdgeServer:Limits:DefaultMaxTokens ({options.Limits.DefaultMaxTokens}) is above EdgeServer:Limits:MaxTokens ({options.Limits.MaxTokens}), the most a request may ask for; lower it or raise MaxTokens.");
         }
 
         var scheduler = options.ToSchedulerOptions();

@@ -39,7 +39,7 @@ internal static class OllamaOptions
         new("top_k", "integer", OptionHandling.Honoured, "As chat's `top_k`."),
         new("min_p", "number", OptionHandling.Honoured, "As chat's `min_p`."),
         new("seed", "integer", OptionHandling.Honoured, "Same seed, same output; -1 or absent: random."),
-        new("num_predict", "integer", OptionHandling.Honoured, "Most tokens to generate (`max_tokens`); -1 and -2: until the end of the context."),
+        new("num_predict", "integer", OptionHandling.Honoured, "Most tokens to generate (`max_tokens`). Absent, -1 (Ollama's default, no limit) and -2 (fill the context): `EdgeServer:Limits:DefaultMaxTokens`, at most to the end of the context; that setting at 0 gives Ollama's behaviour."),
         new("stop", "array of strings", OptionHandling.Honoured, "As chat's `stop`."),
         new("repeat_penalty", "number", OptionHandling.Honoured, "As chat's `repeat_penalty`."),
         new("repeat_last_n", "integer", OptionHandling.Honoured, "Tokens the repetition penalties look back on; -1: the whole context."),
@@ -114,6 +114,7 @@ internal static class OllamaOptions
                     break;
                 case "num_predict":
                     var predict = Integer(option, value);
+                    // Ollama's "no limit" and "fill the context" take the host's default cap, as an absent num_predict does.
                     maxTokens = predict is -1 or -2 ? null : predict;
                     break;
                 case "stop": stop = Strings(option, value); break;

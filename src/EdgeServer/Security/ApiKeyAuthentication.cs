@@ -9,13 +9,14 @@ namespace EdgeServer.Security;
 /// <summary>
 /// "Authorization: Bearer &lt;key&gt;", or "x-api-key: &lt;key&gt;" as Anthropic's SDKs send it, against
 /// <see cref="ApiKeyStore"/>. A missing or wrong key is a 401 in the route's error shape with <c>WWW-Authenticate: Bearer</c>.
+/// Registered only when keys are configured. A request without a key is no result rather than a failure, so health
+/// probes and other open routes are not logged or counted as failed authentications; a wrong key is one.
 /// </summary>
 public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ApiKeyStore keys)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
-    private const string MissingKey = "missing";
     private const string ApiKeyHeader = "x-api-key";
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
@@ -24,7 +25,7 @@ public sealed class ApiKeyAuthenticationHandler(
         string? apiKey = Request.Headers[ApiKeyHeader];
         if (string.IsNullOrEmpty(header) && string.IsNullOrEmpty(apiKey))
         {
-            return Task.FromResult(AuthenticateResult.Fail(MissingKey));
+            return Task.FromResult(AuthenticateResult.NoResult());
         }
 
         const string bearer = "Bearer ";
@@ -43,7 +44,7 @@ public sealed class ApiKeyAuthenticationHandler(
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
     {
         var result = await HandleAuthenticateOnceSafeAsync();
-        var missing = result.Failure?.Message == MissingKey;
+        var missing = result.None;
         Response.Headers.WWWAuthenticate = "Bearer";
         var error = new OpenAiException(
             StatusCodes.Status401Unauthorized,

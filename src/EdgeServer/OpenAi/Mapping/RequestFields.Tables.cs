@@ -46,7 +46,7 @@ internal static class RequestFields
     [
         new("messages", "array", Honoured, "Up to {limit}. Roles `system`, `developer` (treated as `system`), `user`, `assistant`, `tool`. Content is a string or an array of `text` parts of at most `EdgeServer:Limits:MaxMessageChars` characters in all; other part types are a 400. Assistant `tool_calls` and `tool` results (with `tool_call_id`) are rendered by the model's chat template. Everything a client sends here and in `tools` stays text: a control token's text in it (`<|im_end|>`, `</s>`, `[INST]`) reaches the model as those characters, never as the token, so it cannot end a turn or open a new one; only the template's own text yields control tokens. User-defined tokens such as `<think>` are read as tokens, as in a plain prompt. A message's `name` has at most 64 characters (OpenAI's spec gives no limit; 64 is its limit for function names); a function name in `tool_calls` follows OpenAI's rule for function names, `^[a-zA-Z0-9_-]{1,64}$`.") { Engine = GenerationField.Messages, Limit = GenerationLimit.MaxMessages },
         new("model", "string", Honoured, "A model id from `/v1/models`.") { Engine = GenerationField.Model },
-        new("max_completion_tokens", "integer", Honoured, "{range} and at most {limit}; `max_completion_tokens` wins over `max_tokens`. Default: until the end of the context.") { Aliases = ["max_tokens"], Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
+        new("max_completion_tokens", "integer", Honoured, "{range} and at most {limit}; `max_completion_tokens` wins over `max_tokens`. Default: `EdgeServer:Limits:DefaultMaxTokens` (default " + GenerationLimits.Default.DefaultMaxTokens + "), at most to the end of the context; OpenAI's default is the model's whole output limit.") { Aliases = ["max_tokens"], Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
         .. Sampling,
         new("logprobs", "boolean", Honoured, "Each generated token's log probability under the model (log-softmax of the raw logits, before temperature and cuts) with its UTF-8 bytes.") { Engine = GenerationField.Logprobs },
         new("top_logprobs", "integer", Honoured, "{range} alternatives per token; needs `logprobs`.") { Engine = GenerationField.TopLogprobs },
@@ -91,7 +91,7 @@ internal static class RequestFields
         new("model", "string", Honoured, "A model id from `/v1/models`.") { Engine = GenerationField.Model },
         new("input", "string or array", Honoured, "A string, or messages whose content is a string or `input_text` / `output_text` parts.") { Engine = GenerationField.Messages, Limit = GenerationLimit.MaxMessages },
         new("instructions", "string", Honoured, "A system message before the input."),
-        new("max_output_tokens", "integer", Honoured, "{range} and at most {limit}. A reply cut by it has status `incomplete`.") { Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
+        new("max_output_tokens", "integer", Honoured, "{range} and at most {limit}. Default: `EdgeServer:Limits:DefaultMaxTokens`, at most to the end of the context. A reply cut by it has status `incomplete`.") { Engine = GenerationField.MaxTokens, Limit = GenerationLimit.MaxTokens },
         new("temperature", "number", Honoured, "{range}; 0 is greedy. Default {default}.") { Engine = GenerationField.Temperature },
         new("top_p", "number", Honoured, "{range}. Default {default}.") { Engine = GenerationField.TopP },
         new("stream", "boolean", Honoured, "Typed server-sent events."),
