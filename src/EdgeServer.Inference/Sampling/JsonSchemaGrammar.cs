@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 using System.Text.Json;
+using EdgeServer.Inference.Sampling.Automata;
 using EdgeServer.Inference.Text;
 
 namespace EdgeServer.Inference.Sampling;
@@ -10,7 +12,8 @@ namespace EdgeServer.Inference.Sampling;
 /// validates against the schema. A keyword the grammar cannot enforce is refused with
 /// <see cref="UnsupportedSchemaException"/> naming it, never silently dropped.
 /// Whitespace is limited to one optional space between tokens, and numbers to 16 digits, so a small model
-/// cannot wander off into endless padding.
+/// cannot wander off into endless padding. Patterns, formats and number ranges become deterministic automata
+/// (<see cref="Dfa"/>) written as one rule per state, so llama.cpp follows one path through them.
 /// </summary>
 public sealed class JsonSchemaGrammar
 {
@@ -25,19 +28,11 @@ public sealed class JsonSchemaGrammar
     {
         ["object"] = new(StringComparer.Ordinal) { "type", "properties", "required", "additionalProperties" },
         ["array"] = new(StringComparer.Ordinal) { "type", "items", "prefixItems", "minItems", "maxItems" },
-        ["string"] = new(StringComparer.Ordinal) { "type", "minLength", "maxLength", "format" },
-        ["number"] = new(StringComparer.Ordinal) { "type" },
-        ["integer"] = new(StringComparer.Ordinal) { "type" },
+        ["string"] = new(StringComparer.Ordinal) { "type", "minLength", "maxLength", "format", "pattern" },
+        ["number"] = new(StringComparer.Ordinal) { "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf" },
+        ["integer"] = new(StringComparer.Ordinal) { "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf" },
         ["boolean"] = new(StringComparer.Ordinal) { "type" },
         ["null"] = new(StringComparer.Ordinal) { "type" },
-    };
-
-    private static readonly Dictionary<string, string> Formats = new(StringComparer.Ordinal)
-    {
-        ["date"] = "\"\\\"\" date \"\\\"\" space",
-        ["time"] = "\"\\\"\" time \"\\\"\" space",
-        ["date-time"] = "\"\\\"\" date \"T\" time \"\\\"\" space",
-        ["uuid"] = "\"\\\"\" [0-9a-fA-F]{8} \"-\" [0-9a-fA-F]{4} \"-\" [0-9a-fA-F]{4} \"-\" [0-9a-fA-F]{4} \"-\" [0-9a-fA-F]{12} \"\\\"\" space",
     };
 
     private const int MaxDepth = 32;
@@ -55,8 +50,6 @@ public sealed class JsonSchemaGrammar
         ("value", "object | array | string | number | boolean | null"),
         ("object", "\"{\" space (string \":\" space value (\",\" space string \":\" space value)*)? \"}\" space"),
         ("array", "\"[\" space (value (\",\" space value)*)? \"]\" space"),
-        ("date", "[0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])"),
-        ("time", "([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})? (\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])"),
     ];
 
     /// <summary>
@@ -72,6 +65,17 @@ public sealed class JsonSchemaGrammar
     /// <summary>llama.cpp treats a repetition bound above this as unbounded (MAX_REPETITION_THRESHOLD).</summary>
     private const int MaxRepetition = 2000;
 
+    /// <summary>Rules one automaton (pattern, format, number range) may add to the grammar, one per state, minimized.</summary>
+    private const int MaxAutomatonRules = 4_000;
+
+    /// <summary>Rules all automata together may add to one grammar.</summary>
+    private const int MaxAutomatonStates = 20_000;
+
+    /// <summary>Characters all automata together may add to one grammar (a class of many ranges is long).</summary>
+    private const int MaxAutomatonText = 1_000_000;
+
+    private static readonly string[] NumberKeywords = ["minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf"];
+
     private JsonElement _document;
     private FieldRef _field;
     private readonly int _maxAlternatives;
@@ -82,6 +86,10 @@ public sealed class JsonSchemaGrammar
     private readonly Dictionary<string, string> _rules = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _byBody = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _refs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _automata = new(StringComparer.Ordinal);
+    private readonly AutomatonBudget _budget = new();
+    private int _automatonStates;
+    private long _automatonText;
 
     private JsonSchemaGrammar(JsonElement document, FieldRef field, int maxAlternatives)
     {
@@ -694,6 +702,7 @@ public sealed class JsonSchemaGrammar
         "object" => VisitObject(schema, hint, path, depth),
         "array" => VisitArray(schema, hint, path, depth),
         "string" => VisitString(schema, hint, path),
+        "integer" or "number" => VisitNumber(schema, type == "integer", hint, path),
         _ => type,
     };
 
@@ -829,31 +838,245 @@ public sealed class JsonSchemaGrammar
 
     private string VisitString(JsonElement schema, string hint, string path)
     {
-        if (schema.TryGetProperty("format", out var format))
-        {
-            var name = format.ValueKind == JsonValueKind.String ? format.GetString()! : string.Empty;
-            if (!Formats.TryGetValue(name, out var body))
-            {
-                throw Unsupported("format", path, $"format '{name}' is not supported (supported: {string.Join(", ", Formats.Keys)})");
-            }
-
-            if (schema.TryGetProperty("minLength", out _) || schema.TryGetProperty("maxLength", out _))
-            {
-                throw Unsupported("minLength", path, "length limits cannot be combined with 'format'");
-            }
-
-            return Rule(hint, body);
-        }
-
         var min = ReadCount(schema, "minLength", path);
         var max = ReadCount(schema, "maxLength", path);
-        if (min is null && max is null)
+        if (max < min)
         {
-            return "string";
+            throw Unsupported("maxLength", path, $"'maxLength' {max} is below 'minLength' {min}, so no string can match");
         }
 
-        var repeat = max is { } m ? $"{{{min ?? 0},{m}}}" : $"{{{min},}}";
-        return Rule(hint, $"\"\\\"\" char{repeat} \"\\\"\" space");
+        var hasFormat = schema.TryGetProperty("format", out var format);
+        var hasPattern = schema.TryGetProperty("pattern", out var pattern);
+        if (!hasFormat && !hasPattern)
+        {
+            if (min is null && max is null)
+            {
+                return "string";
+            }
+
+            var repeat = max is { } m ? $"{{{min ?? 0},{m}}}" : $"{{{min},}}";
+            return Rule(hint, $"\"\\\"\" char{repeat} \"\\\"\" space");
+        }
+
+        var formatName = string.Empty;
+        if (hasFormat)
+        {
+            formatName = format.ValueKind == JsonValueKind.String ? format.GetString()! : string.Empty;
+            if (!StringFormats.Patterns.ContainsKey(formatName))
+            {
+                throw Unsupported("format", path, $"format '{formatName}' is not supported (supported: {string.Join(", ", StringFormats.Patterns.Keys)})");
+            }
+        }
+
+        if (hasPattern && pattern.ValueKind != JsonValueKind.String)
+        {
+            throw Unsupported("pattern", path, "'pattern' must be a string");
+        }
+
+        var keyword = hasPattern ? "pattern" : "format";
+        var key = $"string\0{formatName}\0{(hasPattern ? pattern.GetString() : null)}\0{min}\0{max}";
+        if (_automata.TryGetValue(key, out var known))
+        {
+            return known;
+        }
+
+        Dfa dfa;
+        try
+        {
+            var parts = new List<Dfa>();
+            if (hasPattern)
+            {
+                try
+                {
+                    parts.Add(RegexParser.Compile(pattern.GetString()!, _budget));
+                }
+                catch (RegexException e)
+                {
+                    throw Unsupported("pattern", path, e.Message);
+                }
+            }
+
+            if (hasFormat)
+            {
+                parts.Add(StringFormats.Automaton(formatName));
+            }
+
+            if (min is not null || max is not null)
+            {
+                parts.Add(Dfa.FromRegex(RegexNode.Repeat(RegexNode.Chars(CharSet.All), min ?? 0, max), _budget));
+            }
+
+            dfa = parts[0];
+            foreach (var part in parts.Skip(1))
+            {
+                dfa = dfa.Intersect(part, _budget).Minimize(_budget);
+            }
+        }
+        catch (AutomatonLimitException e)
+        {
+            throw Unsupported(keyword, path, $"its grammar would be too large ({e.Message}){(min is not null || max is not null ? "; length limits multiply its size" : string.Empty)}");
+        }
+
+        if (dfa.IsEmpty)
+        {
+            var together = new[] { hasPattern ? "'pattern'" : null, hasFormat ? $"format '{formatName}'" : null, min is not null ? "'minLength'" : null, max is not null ? "'maxLength'" : null };
+            throw Unsupported(keyword, path, $"no string matches {string.Join(" and ", together.OfType<string>())}, so no value can match");
+        }
+
+        return _automata[key] = Automaton(hint, dfa, jsonString: true, keyword, path);
+    }
+
+    private string VisitNumber(JsonElement schema, bool integer, string hint, string path)
+    {
+        var present = NumberKeywords.Where(k => schema.TryGetProperty(k, out _)).ToList();
+        if (present.Count == 0)
+        {
+            return integer ? "integer" : "number";
+        }
+
+        var key = (integer ? "integer" : "number") + string.Concat(present.Select(k => $"\0{k}={schema.GetProperty(k).GetRawText()}"));
+        if (_automata.TryGetValue(key, out var known))
+        {
+            return known;
+        }
+
+        var lo = Bound(schema, path, lower: true);
+        var hi = Bound(schema, path, lower: false);
+        var typeName = integer ? "integer" : "number";
+        var bounds = string.Join(" and ", present.Where(k => k != "multipleOf").Select(k => $"'{k}' {schema.GetProperty(k).GetRawText()}"));
+        var range = integer
+            ? NumberLanguage.Integers(lo is { } l ? NumberLanguage.LowestInteger(l) : -NumberLanguage.IntegerCap, hi is { } h ? NumberLanguage.HighestInteger(h) : NumberLanguage.IntegerCap)
+            : NumberLanguage.Decimals(lo, hi);
+        var upper = present.LastOrDefault(k => k is "maximum" or "exclusiveMaximum") ?? present[0];
+        if (range is null)
+        {
+            throw Unsupported(upper, path,
+                $"no {typeName} lies within {bounds} (numbers here have at most {NumberLanguage.MaxDigits} digits before the point), so no value can match");
+        }
+
+        (BigInteger Factor, int Decimals)? multiple = schema.TryGetProperty("multipleOf", out var factor) ? ReadFactor(factor, path) : null;
+        Dfa dfa;
+        try
+        {
+            dfa = Dfa.FromRegex(range, _budget).Minimize(_budget);
+            if (multiple is { } m && !(integer && m.Factor.IsOne && m.Decimals == 0))
+            {
+                dfa = dfa.Intersect(NumberLanguage.MultiplesOf(m.Factor, m.Decimals, integer), _budget).Minimize(_budget);
+            }
+        }
+        catch (AutomatonLimitException e)
+        {
+            throw Unsupported(multiple is null ? upper : "multipleOf", path, $"its grammar would be too large ({e.Message})");
+        }
+
+        if (dfa.IsEmpty)
+        {
+            throw Unsupported("multipleOf", path, $"no {typeName}{(bounds.Length > 0 ? " within " + bounds : string.Empty)} is a multiple of {factor.GetRawText()}, so no value can match");
+        }
+
+        return _automata[key] = Automaton(hint, dfa, jsonString: false, multiple is null ? upper : "multipleOf", path);
+    }
+
+    /// <summary>
+    /// The lower (or upper) bound: <c>minimum</c>, <c>exclusiveMinimum</c> as a number (JSON Schema 2020-12) or as
+    /// <c>true</c> beside <c>minimum</c> (draft 4, OpenAPI 3.0), whichever binds more.
+    /// </summary>
+    private NumberBound? Bound(JsonElement schema, string path, bool lower)
+    {
+        var (inclusive, exclusive) = lower ? ("minimum", "exclusiveMinimum") : ("maximum", "exclusiveMaximum");
+        NumberBound? result = null;
+        var flag = false;
+        if (schema.TryGetProperty(exclusive, out var ex))
+        {
+            if (ex.ValueKind is JsonValueKind.True or JsonValueKind.False)
+            {
+                flag = ex.ValueKind == JsonValueKind.True;
+                if (flag && !schema.TryGetProperty(inclusive, out _))
+                {
+                    throw Unsupported(exclusive, path, $"'{exclusive}': true needs '{inclusive}' beside it");
+                }
+            }
+            else
+            {
+                result = new NumberBound(ReadNumber(ex, exclusive, path, roundUp: lower), Strict: true);
+            }
+        }
+
+        if (schema.TryGetProperty(inclusive, out var inc))
+        {
+            var bound = new NumberBound(ReadNumber(inc, inclusive, path, roundUp: lower), flag);
+            if (result is not { } other || (lower ? bound.Scaled > other.Scaled : bound.Scaled < other.Scaled))
+            {
+                result = bound;
+            }
+        }
+
+        return result;
+    }
+
+    private BigInteger ReadNumber(JsonElement value, string keyword, string path, bool roundUp) =>
+        value.ValueKind != JsonValueKind.Number ? throw Unsupported(keyword, path, $"'{keyword}' must be a number")
+        : NumberLanguage.Read(value.GetRawText(), roundUp)
+            ?? throw Unsupported(keyword, path, $"'{keyword}' may be written with at most {NumberLanguage.MaxBoundText} characters");
+
+    private (BigInteger Factor, int Decimals) ReadFactor(JsonElement value, string path)
+    {
+        if (value.ValueKind != JsonValueKind.Number)
+        {
+            throw Unsupported("multipleOf", path, "'multipleOf' must be a number");
+        }
+
+        return NumberLanguage.ReadFactor(value.GetRawText(), out var why) ?? throw Unsupported("multipleOf", path, why!);
+    }
+
+    /// <summary>
+    /// One rule per state of <paramref name="dfa"/>, each written as the characters that lead on (inside a JSON
+    /// string when <paramref name="jsonString"/>, so escaped where JSON needs it) and, where the automaton accepts,
+    /// the end of the value. Returns the rule to use for the value.
+    /// </summary>
+    private string Automaton(string hint, Dfa dfa, bool jsonString, string keyword, string path)
+    {
+        if (dfa.Count > MaxAutomatonRules)
+        {
+            throw Unsupported(keyword, path, $"its grammar would be too large (it needs {dfa.Count} rules, more than {MaxAutomatonRules})");
+        }
+
+        _automatonStates += dfa.Count;
+        if (_automatonStates > MaxAutomatonStates)
+        {
+            throw Unsupported(keyword, path, $"the schema's patterns, formats and number bounds together would need more than {MaxAutomatonStates} grammar rules");
+        }
+
+        var names = new string[dfa.Count];
+        for (var s = 0; s < names.Length; s++)
+        {
+            names[s] = UniqueName($"{hint}-{s}");
+            _rules[names[s]] = string.Empty; // reserved, so the next name differs
+        }
+
+        for (var s = 0; s < names.Length; s++)
+        {
+            var options = new List<string>();
+            foreach (var (set, target) in dfa.Transitions[s])
+            {
+                IEnumerable<string> symbols = jsonString ? GbnfChars.InJsonString(set) : [GbnfChars.Class(set)];
+                options.AddRange(symbols.Select(symbol => $"{symbol} {names[target]}"));
+            }
+
+            if (dfa.Accepting[s])
+            {
+                options.Add(jsonString ? "\"\\\"\" space" : "space");
+            }
+
+            _rules[names[s]] = string.Join(" | ", options);
+            _automatonText += _rules[names[s]].Length;
+            if (_automatonText > MaxAutomatonText)
+            {
+                throw Unsupported(keyword, path, $"the schema's patterns, formats and number bounds together would make a grammar of more than {MaxAutomatonText} characters");
+            }
+        }
+
+        return jsonString ? Rule(hint, $"\"\\\"\" {names[0]}") : names[0];
     }
 
     private int? ReadCount(JsonElement schema, string keyword, string path)

@@ -33,6 +33,9 @@ public sealed class GrammarTests : IDisposable
         """{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["v","next"]}},"$ref":"#/$defs/node"}""",
         """{"type":"string","format":"date-time","description":"when"}""",
         """{"type":"string","format":"uuid"}""",
+        """{"type":"object","properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991},"x":{"type":"number","exclusiveMinimum":0,"multipleOf":0.5}}}""",
+        """{"type":"object","properties":{"e":{"type":"string","format":"email"},"ip":{"type":"string","format":"ipv6"},"d":{"type":"string","format":"duration"}}}""",
+        """{"type":"string","pattern":"^[A-Z]{2}-\\d{4}$","maxLength":7}""",
         """{"title":"anything"}""",
         """{"type":"object","properties":{"quote\"d":{"type":"string"},"new\nline":{"const":"a\\b"}},"required":["quote\"d"],"additionalProperties":false}""",
     };
@@ -66,13 +69,13 @@ public sealed class GrammarTests : IDisposable
     }
 
     [Theory]
-    [InlineData("""{"type":"string","pattern":"^a+$"}""", "pattern")]
-    [InlineData("""{"type":"integer","minimum":0}""", "minimum")]
-    [InlineData("""{"type":"number","multipleOf":2}""", "multipleOf")]
+    [InlineData("""{"type":"string","pattern":"^(a)\\1$"}""", "pattern")]
+    [InlineData("""{"type":"string","minimum":0}""", "minimum")]
+    [InlineData("""{"type":"number","multipleOf":0}""", "multipleOf")]
     [InlineData("""{"not":{"type":"string"}}""", "not")]
     [InlineData("""{"if":{"type":"string"},"then":{"maxLength":2}}""", "if")]
     [InlineData("""{"type":"object","patternProperties":{"^x":{}}}""", "patternProperties")]
-    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "format")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"uri"}}}""", "format")]
     [InlineData("""{"$ref":"https://example.com/schema.json"}""", "$ref")]
     [InlineData("""{"type":"array","uniqueItems":true}""", "uniqueItems")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"string"}},"required":["b"]}""", "required")]

@@ -174,6 +174,62 @@ public class ToolAndStructuredOutputTests(ServerFixture server)
     }
 
     [Theory]
+    [InlineData(0f, 1)]
+    [InlineData(1.5f, 1)]
+    [InlineData(1.5f, 2)]
+    [InlineData(1.5f, 3)]
+    public async Task ZodBoundsAndFormatsAreEnforced(float temperature, int seed)
+    {
+        // What zod writes for .int(), .int().min(1).max(5), .positive(), .regex() and .email(), as the OpenAI JS SDK sends it.
+        const string schema = """
+            {"type":"object","properties":{
+              "age":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991},
+              "rating":{"type":"integer","minimum":1,"maximum":5},
+              "score":{"type":"number","exclusiveMinimum":0,"maximum":1},
+              "sku":{"type":"string","pattern":"^[A-Z]{3}-\\d{2}$"},
+              "email":{"type":"string","format":"email","maxLength":20}
+            },"required":["age","rating","score","sku","email"],"additionalProperties":false}
+            """;
+        var json = await server.PostOkAsync("/v1/chat/completions", $$$"""
+            {"model":"{{{ServerFixture.Model}}}","messages":[{"role":"user","content":"Rate it"}],"temperature":{{{temperature.ToString(System.Globalization.CultureInfo.InvariantCulture)}}},
+             "top_k":0,"top_p":1,"min_p":0,"seed":{{{seed}}},"max_tokens":300,
+             "response_format":{"type":"json_schema","json_schema":{"name":"review","strict":true,"schema":
+            """ + schema + "}}}");
+        server.AssertMatchesSchema("CreateChatCompletionResponse", json);
+        var choice = JsonDocument.Parse(json).RootElement.GetProperty("choices")[0];
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+
+        using var output = JsonDocument.Parse(choice.GetProperty("message").GetProperty("content").GetString()!);
+        var root = output.RootElement;
+        Assert.InRange(root.GetProperty("age").GetInt64(), -9007199254740991, 9007199254740991);
+        Assert.InRange(root.GetProperty("rating").GetInt32(), 1, 5);
+        var score = decimal.Parse(root.GetProperty("score").GetRawText(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(score is > 0 and <= 1, $"score {score}");
+        Assert.Matches(@"^[A-Z]{3}-[0-9]{2}$", root.GetProperty("sku").GetString());
+        var email = root.GetProperty("email").GetString()!;
+        Assert.InRange(email.Length, 3, 20);
+        Assert.Single(email, c => c == '@');
+    }
+
+    [Fact]
+    public async Task BoundsNoValueCanMeetAreA400SayingSo()
+    {
+        using var response = await server.PostAsync("/v1/chat/completions", """
+            {"model":"successor","messages":[{"role":"user","content":"hi"}],
+             "response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"n":{"type":"integer","minimum":10,"maximum":5}}}}}}
+            """);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+        server.AssertMatchesSchema("ErrorResponse", body);
+        var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+        Assert.Equal("response_format.json_schema.schema", error.GetProperty("param").GetString());
+        var message = error.GetProperty("message").GetString();
+        Assert.Contains("'maximum'", message, StringComparison.Ordinal);
+        Assert.Contains("/properties/n", message, StringComparison.Ordinal);
+        Assert.Contains("no value can match", message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData(0f)] // greedy: the model's favourite is mostly refused, so the grammar re-picks
     [InlineData(1.5f)] // sampled: the draw happens before and after the grammar's check
     public async Task JsonObjectOutputIsAnObject(float temperature)
