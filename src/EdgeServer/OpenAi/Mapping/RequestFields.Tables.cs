@@ -65,7 +65,7 @@ internal static class RequestFields
         new("audio", "object", Refused, "EdgeServer serves text models; there is no audio output."),
         new("prediction", "object", Refused, "predicted outputs are not implemented."),
         new("web_search_options", "object", Refused, "EdgeServer runs offline and does not search the web."),
-        new("reasoning_effort", "string", Refused, "the models it serves have no adjustable reasoning effort."),
+        new("reasoning_effort", "string", Honoured, "For models that think (their chat template marks thinking, e.g. `<think>`; see Reasoning below). `none` turns thinking off through the template's own switch, `enable_thinking: false`, where it has one (Qwen3, SmolLM3, DeepSeek-R1 distills as llama.cpp ships them); a template without one thinks anyway, and its thinking is still split out. `minimal`, `low`, `medium`, `high`, `xhigh` and `max` keep thinking on and are passed to the template as `reasoning_effort`: templates that read it (gpt-oss) adjust, the others ignore it, and nothing but `max_completion_tokens` bounds the thinking. Default: thinking on."),
         new("verbosity", "string", Refused, "the models it serves have no verbosity setting."),
         new("moderation", "object", Refused, "EdgeServer has no moderation model."),
         new("functions", "array", Refused, "the deprecated functions are not supported; send 'tools'."),
