@@ -285,6 +285,70 @@ public sealed class ReasoningTests(ReasoningServerFixture server)
         static int PromptTokens(string body) => JsonDocument.Parse(body).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
     }
 
+    [Fact]
+    public async Task ResponsesReturnThinkingAsAReasoningItem()
+    {
+        var request = $$"""{"model":"{{ReasoningServerFixture.Qwen3}}","input":"What is the answer?","temperature":0,"max_output_tokens":40}""";
+        var whole = await server.PostOkAsync("/v1/responses", request);
+        server.AssertMatchesSchema("Response", whole);
+        var root = JsonDocument.Parse(whole).RootElement;
+        var output = root.GetProperty("output").EnumerateArray().ToList();
+        Assert.Equal(["reasoning", "message"], output.Select(o => o.GetProperty("type").GetString()));
+        Assert.Equal("I plan", output[0].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal("reasoning_text", output[0].GetProperty("content")[0].GetProperty("type").GetString());
+        Assert.Equal(0, output[0].GetProperty("summary").GetArrayLength());
+        Assert.Equal("The answer", output[1].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal(6, root.GetProperty("usage").GetProperty("output_tokens_details").GetProperty("reasoning_tokens").GetInt32());
+
+        var events = (await server.PostOkAsync("/v1/responses", request.Replace("}", ",\"stream\":true}", StringComparison.Ordinal)))
+            .Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e.Split('\n')[1]["data: ".Length..]).ToList();
+        var types = new List<string>();
+        var thought = new StringBuilder();
+        var text = new StringBuilder();
+        for (var i = 0; i < events.Count; i++)
+        {
+            server.AssertMatchesSchema("ResponseStreamEvent", events[i]);
+            var data = JsonDocument.Parse(events[i]).RootElement;
+            Assert.Equal(i, data.GetProperty("sequence_number").GetInt32());
+            var type = data.GetProperty("type").GetString()!;
+            thought.Append(type == "response.reasoning_text.delta" ? data.GetProperty("delta").GetString() : null);
+            text.Append(type == "response.output_text.delta" ? data.GetProperty("delta").GetString() : null);
+            if (types.Count == 0 || types[^1] != type || !type.EndsWith(".delta", StringComparison.Ordinal))
+            {
+                types.Add(type);
+            }
+        }
+
+        Assert.Equal(
+            ["response.created", "response.in_progress", "response.output_item.added", "response.reasoning_text.delta", "response.reasoning_text.done", "response.output_item.done",
+             "response.output_item.added", "response.content_part.added", "response.output_text.delta", "response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"],
+            types);
+        Assert.Equal("I plan", thought.ToString());
+        Assert.Equal("The answer", text.ToString());
+    }
+
+    [Fact]
+    public async Task ResponsesTakeReasoningEffortAndAReplayedReasoningItem()
+    {
+        var on = Input(await server.PostOkAsync("/v1/responses", $$"""{"model":"{{ReasoningServerFixture.Qwen3}}","input":"Hi","max_output_tokens":1,"reasoning":{"effort":"high","summary":"auto"} }"""));
+        var off = Input(await server.PostOkAsync("/v1/responses", $$"""{"model":"{{ReasoningServerFixture.Qwen3}}","input":"Hi","max_output_tokens":1,"reasoning":{"effort":"none"} }"""));
+        Assert.True(off > on, $"{off} > {on}");
+
+        // A client without stored responses sends the earlier output back, reasoning item included.
+        const string Replay = """[{"role":"user","content":"Hi"},{"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"I plan"}]},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"The answer"}]},{"role":"user","content":null}]""";
+        using var response = await server.PostAsync("/v1/responses", $$"""{"model":"{{ReasoningServerFixture.Qwen3}}","max_output_tokens":1,"input":{{Replay}}}""");
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("input[3].content", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("param").GetString());
+        await server.PostOkAsync("/v1/responses", $$"""{"model":"{{ReasoningServerFixture.Qwen3}}","max_output_tokens":1,"input":{{Replay.Replace("null", "\"Again\"", StringComparison.Ordinal)}}}""");
+
+        using var bad = await server.PostAsync("/v1/responses", $$"""{"model":"{{ReasoningServerFixture.Qwen3}}","input":"Hi","reasoning":{"effort":"extreme"} }""");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal("reasoning.effort", JsonDocument.Parse(await bad.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
+
+        static int Input(string body) => JsonDocument.Parse(body).RootElement.GetProperty("usage").GetProperty("input_tokens").GetInt32();
+    }
+
     private sealed record StreamChunk(JsonElement Root, JsonElement Delta, string? Finish);
 
     /// <summary>Validates each chunk and joins the deltas' content, reasoning_content and reasoning.</summary>

@@ -449,6 +449,8 @@ public sealed record HealthResponse(string Status)
 [JsonSerializable(typeof(ResponseContentPartEvent))]
 [JsonSerializable(typeof(ResponseTextDeltaEvent))]
 [JsonSerializable(typeof(ResponseTextDoneEvent))]
+[JsonSerializable(typeof(ResponseReasoningDeltaEvent))]
+[JsonSerializable(typeof(ResponseReasoningDoneEvent))]
 [JsonSerializable(typeof(ResponseErrorEvent))]
 [JsonSerializable(typeof(float[]))]
 [JsonSerializable(typeof(string))]

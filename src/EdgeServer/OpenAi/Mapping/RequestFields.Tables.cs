@@ -113,7 +113,7 @@ internal static class RequestFields
         new("previous_response_id", "string", Refused, "EdgeServer stores no responses; send the whole conversation in 'input'."),
         new("conversation", "string or object", Refused, "EdgeServer stores no conversations; send the whole conversation in 'input'."),
         new("background", "boolean", Refused, "background runs are not supported.") { AcceptedWhen = v => v.ValueKind == JsonValueKind.False },
-        new("reasoning", "object", Refused, "the models it serves have no reasoning settings."),
+        new("reasoning", "object", Honoured, "`effort` as chat's `reasoning_effort`. `summary` and `generate_summary` are accepted; no summaries are written: a thinking model's thinking comes back as a `reasoning` output item holding its text."),
         new("include", "array", Refused, "no extra output items are available.") { AcceptedWhen = EmptyArray },
         new("prompt", "object", Refused, "stored prompt templates are not supported."),
         new("max_tool_calls", "integer", Refused, "tools are not supported here."),
