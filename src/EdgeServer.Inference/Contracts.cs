@@ -14,6 +14,10 @@ public sealed record ChatMessage(string Role, string? Content)
 
     /// <summary>For a tool result: the function's name; otherwise the speaker's name.</summary>
     public string? Name { get; init; }
+
+    /// <summary>For an assistant turn: its thinking, given to the template as <c>reasoning_content</c> (templates that
+    /// keep thinking in the history, such as Qwen3's within a tool-calling turn, show it).</summary>
+    public string? Reasoning { get; init; }
 }
 
 /// <summary>A function the model called, with its arguments as a JSON object's text.</summary>
@@ -144,10 +148,32 @@ public sealed record GenerationRequest
     public int Choices { get; init; } = 1;
 
     /// <summary>
+    /// How much a reasoning model thinks (OpenAI's reasoning_effort, Ollama's think, Anthropic's thinking).
+    /// <see cref="ReasoningEffort.None"/> turns thinking off through the chat template's own switch
+    /// (<c>enable_thinking</c>); other levels are passed to the template as <c>reasoning_effort</c>.
+    /// </summary>
+    public ReasoningEffort ReasoningEffort { get; init; }
+
+    /// <summary>
     /// How long the model stays loaded once idle after this request (Ollama's keep_alive): zero unloads it at once,
     /// a negative value keeps it until it must make room; null keeps the model's current setting.
     /// </summary>
     public TimeSpan? KeepAlive { get; init; }
+}
+
+/// <summary>A request's reasoning effort; <see cref="Default"/> leaves it to the model's chat template.</summary>
+public enum ReasoningEffort
+{
+    Default,
+
+    /// <summary>No thinking: <c>enable_thinking</c> is false in the chat template.</summary>
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    XHigh,
+    Max,
 }
 
 public enum FinishReason
@@ -182,6 +208,9 @@ public sealed record TokenLogprob(string Token, float Logprob, byte[] Bytes, IRe
 public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int CachedPromptTokens)
 {
     public int TotalTokens => PromptTokens + CompletionTokens;
+
+    /// <summary>Of <see cref="CompletionTokens"/>, those that carried the model's thinking (and its markers).</summary>
+    public int ReasoningTokens { get; init; }
 }
 
 /// <summary>A piece of generated text; the last chunk carries the finish reason, usage and timings.</summary>
@@ -201,6 +230,16 @@ public readonly record struct GenerationChunk(string Text, FinishReason? FinishR
 
     /// <summary>On the final chunk, when a stop sequence of the request ended the text: which one (Anthropic's API reports it).</summary>
     public string? StopSequence { get; init; }
+
+    /// <summary>
+    /// The model's thinking that came with this chunk, split out of <see cref="Text"/> (which then holds only the
+    /// answer) when the model's chat template marks thinking; null or empty otherwise.
+    /// </summary>
+    public string? Reasoning { get; init; }
+
+    /// <summary>Generated tokens whose text this chunk carries first (text held back for stop sequences or split
+    /// characters comes with a later chunk, counted there).</summary>
+    public int Tokens { get; init; }
 }
 
 /// <summary>A generation that was admitted: prompt tokenized, checked against the context, and queued.</summary>
@@ -260,6 +299,10 @@ public sealed record ModelDescriptor(
 
     /// <summary>The sampling a request gets for the fields it leaves out (the model's settings, else the engine's defaults).</summary>
     public SamplingParameters Sampling { get; init; } = SamplingParameters.Default;
+
+    /// <summary>How the model marks its thinking, read from its chat template; null when the template shows no
+    /// syntax EdgeServer splits (the model does not think, or thinks in a syntax that is left in the text).</summary>
+    public Chat.ReasoningSyntax? Reasoning { get; init; }
 }
 
 /// <summary>The memory budget of the loaded models and what they use of it; a null budget is no limit.</summary>

@@ -443,7 +443,10 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 }
 
                 queued.Add(session);
-                sessions.Add(prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(session, syntax, request.Tools) : session);
+
+                // Thinking is split off first, so calls are read from the answer alone.
+                IGenerationSession read = prepared.Reasoning is { } reasoning ? new Chat.ReasoningSession(session, reasoning, prepared.ReasoningOpen) : session;
+                sessions.Add(prepared.ToolSyntax is { } syntax ? new Chat.ToolCallSession(read, syntax, request.Tools) : read);
             }
         }
         catch
@@ -671,6 +674,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
                 ContextLength = scheduler.ContextPerSlot,
                 ParameterCount = model.ParameterCount,
                 ChatTemplate = model.ChatTemplateName,
+                Reasoning = model.Template.Reasoning,
             });
             var elapsedMs = TimeProvider.System.GetElapsedTime(started).TotalMilliseconds;
             LogModelLoaded(_logger, id, elapsedMs, model.Description, model.ChatTemplateName, model.Loading.Mmap, model.Loading.RepackedTensors);

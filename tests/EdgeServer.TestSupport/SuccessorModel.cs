@@ -43,6 +43,12 @@ public static class SuccessorModel
     /// <summary>Qwen 2.5's published chat template (tools in the Hermes syntax), for tests of tool calling.</summary>
     public static string QwenTemplate { get; } = ReadResource("qwen2.5.jinja");
 
+    /// <summary>Qwen 3's published chat template: the model opens its thinking with &lt;think&gt;; <c>enable_thinking: false</c> closes it in the prompt.</summary>
+    public static string Qwen3Template { get; } = ReadResource("qwen3.jinja");
+
+    /// <summary>A DeepSeek-R1 distill's chat template: its generation prompt opens &lt;think&gt;, so output starts inside thinking.</summary>
+    public static string DeepSeekR1DistillTemplate { get; } = ReadResource("deepseek-r1-distill.jinja");
+
     private static string ReadResource(string name)
     {
         using var stream = typeof(SuccessorModel).Assembly.GetManifestResourceStream(name)!;

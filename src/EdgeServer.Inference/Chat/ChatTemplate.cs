@@ -47,6 +47,9 @@ public sealed class ChatTemplate
 
     public bool SupportsSystemRole { get; private set; } = true;
 
+    /// <summary>How the model marks its thinking, when the template shows it; null for models that do not think.</summary>
+    public ReasoningSyntax? Reasoning { get; private set; }
+
     /// <param name="source">The GGUF's tokenizer.chat_template; null or empty when it has none.</param>
     /// <param name="builtin">llama.cpp's renderer for <paramref name="source"/> (null when it cannot render it).</param>
     /// <param name="tokenizerAddsBos">The tokenizer adds BOS itself, so a BOS the template writes is dropped.</param>
@@ -74,7 +77,10 @@ public sealed class ChatTemplate
 
         if (builtin is not null && builtin([new ChatMessage("system", "s"), new ChatMessage("user", "u")]) is not null)
         {
-            return new ChatTemplate($"model (llama.cpp's built-in renderer; the Jinja renderer failed: {why})", null, builtin, bos, eos, strip, clock);
+            return new ChatTemplate($"model (llama.cpp's built-in renderer; the Jinja renderer failed: {why})", null, builtin, bos, eos, strip, clock)
+            {
+                Reasoning = ReasoningFormat.Detect(source),
+            };
         }
 
         return Probe(new ChatTemplate($"chatml (fallback: the model's chat template cannot be rendered: {why})", JinjaTemplate.Parse(ChatMl), null, bos, eos, strip, clock), ChatMl);
@@ -83,6 +89,7 @@ public sealed class ChatTemplate
     private static ChatTemplate Probe(ChatTemplate template, string source)
     {
         template.SupportsSystemRole = Renders(template, [new ChatMessage("system", SystemProbe), new ChatMessage("user", "hi")], null, SystemProbe);
+        template.Reasoning = ReasoningFormat.Detect(source);
         var syntax = ToolCallFormat.Detect(source);
         var probeTool = new List<object?>
         {
@@ -119,10 +126,13 @@ public sealed class ChatTemplate
 
     /// <summary>
     /// The prompt for <paramref name="messages"/>, opening the assistant's turn. Tools are shown unless
-    /// <paramref name="choice"/> is none. Throws <see cref="TemplateRaisedException"/> when the template refuses
-    /// the conversation and <see cref="TemplateRenderException"/> when it fails on it.
+    /// <paramref name="choice"/> is none. <paramref name="enableThinking"/> and <paramref name="reasoningEffort"/>
+    /// become the template's <c>enable_thinking</c> and <c>reasoning_effort</c> (as llama.cpp passes them) unless
+    /// null. Throws <see cref="TemplateRaisedException"/> when the template refuses the conversation and
+    /// <see cref="TemplateRenderException"/> when it fails on it.
     /// </summary>
-    public string Render(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallelToolCalls)
+    public string Render(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallelToolCalls,
+        bool? enableThinking = null, string? reasoningEffort = null)
     {
         var showTools = tools.Count > 0 && choice.Mode != ToolChoiceMode.None;
         var list = messages.ToList();
@@ -144,7 +154,7 @@ public sealed class ChatTemplate
         if (_jinja is not null)
         {
             var toolValues = showTools && Syntax != ToolCallSyntax.Generic ? tools.Select(ToValue).ToList() : null;
-            prompt = RenderJinja(list, toolValues);
+            prompt = RenderJinja(list, toolValues, enableThinking, reasoningEffort);
         }
         else
         {
@@ -154,7 +164,7 @@ public sealed class ChatTemplate
         return _stripBos && prompt.StartsWith(_bos, StringComparison.Ordinal) ? prompt[_bos.Length..] : prompt;
     }
 
-    private string RenderJinja(List<ChatMessage> messages, List<object?>? tools)
+    private string RenderJinja(List<ChatMessage> messages, List<object?>? tools, bool? enableThinking = null, string? reasoningEffort = null)
     {
         var variables = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
@@ -165,6 +175,16 @@ public sealed class ChatTemplate
             ["bos_token"] = _bos,
             ["eos_token"] = _eos,
         };
+        if (enableThinking is { } thinking)
+        {
+            variables["enable_thinking"] = thinking;
+        }
+
+        if (reasoningEffort is not null)
+        {
+            variables["reasoning_effort"] = reasoningEffort;
+        }
+
         return _jinja!.Render(variables, _clock);
     }
 
@@ -198,6 +218,11 @@ public sealed class ChatTemplate
         if (m.Name is not null)
         {
             d["name"] = m.Name;
+        }
+
+        if (m.Reasoning is not null)
+        {
+            d["reasoning_content"] = m.Reasoning;
         }
 
         return d;

@@ -12,8 +12,17 @@ internal sealed record PreparedPrompt(int[] Tokens, string? Grammar, ToolCallSyn
     /// <summary>The request field the grammar comes from, to name in errors (tools, or the response format).</summary>
     public FieldRef? GrammarSource { get; init; }
 
-    /// <summary>Mistral's call marker is a control token, so its text must be kept in the output.</summary>
-    public bool RenderSpecialTokens => ToolSyntax == ToolCallSyntax.Mistral;
+    /// <summary>
+    /// Control tokens' text is kept in the output: Mistral's call marker and some models' thinking markers
+    /// (<c>[THINK]</c>) are control tokens.
+    /// </summary>
+    public bool RenderSpecialTokens { get; init; }
+
+    /// <summary>How to split the model's thinking from its answer; null when it is not split (no such model, a grammar).</summary>
+    public ReasoningSyntax? Reasoning { get; init; }
+
+    /// <summary>The prompt ends inside thinking (its template opened it), so the output starts with thinking.</summary>
+    public bool ReasoningOpen { get; init; }
 }
 
 internal static class PromptBuilder
@@ -22,6 +31,16 @@ internal static class PromptBuilder
     public static PreparedPrompt Prepare(LlamaModel model, GenerationRequest request, int maxSchemaAlternatives = JsonSchemaGrammar.DefaultMaxAlternatives)
     {
         var toolsActive = request.Messages is not null && request.Tools.Count > 0 && request.ToolChoice.Mode != ToolChoiceMode.None;
+        var forcedCall = toolsActive && request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function;
+
+        // A grammar constrains the reply from its first token, leaving no room to think: the template is asked for
+        // its non-thinking prompt and the output is not split. Otherwise thinking is on where the template marks it,
+        // as llama.cpp renders, and off when the request says none.
+        var constrained = forcedCall || request.ResponseFormat.Kind != ResponseFormatKind.Text;
+        var reasoning = request.Messages is null || constrained ? null : model.Template.Reasoning;
+        bool? enableThinking = constrained || request.ReasoningEffort == ReasoningEffort.None ? false : reasoning is not null ? true : null;
+        var effort = EffortName(request.ReasoningEffort);
+        var opensThinking = false;
         int[] tokens;
         if (request.Messages is { } messages)
         {
@@ -30,7 +49,7 @@ internal static class PromptBuilder
             string text;
             try
             {
-                text = model.Template.Render(shield.Messages, shield.Tools, shield.ToolChoice, request.ParallelToolCalls);
+                text = model.Template.Render(shield.Messages, shield.Tools, shield.ToolChoice, request.ParallelToolCalls, enableThinking, effort);
             }
             catch (TemplateRaisedException e)
             {
@@ -42,6 +61,7 @@ internal static class PromptBuilder
             }
 
             tokens = shield.Tokenize(model, text);
+            opensThinking = reasoning is not null && ReasoningFormat.OpensThinking(reasoning, text);
         }
         else
         {
@@ -50,7 +70,7 @@ internal static class PromptBuilder
 
         var syntax = model.Template.Syntax;
         string? grammar = null;
-        if (toolsActive && request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function)
+        if (forcedCall)
         {
             grammar = ToolCallFormat.Grammar(syntax, request.Tools, request.ToolChoice, request.ParallelToolCalls, maxSchemaAlternatives);
         }
@@ -65,10 +85,29 @@ internal static class PromptBuilder
         }
 
         FieldRef? source = grammar is null ? null
-            : toolsActive && request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function ? GenerationField.Tools
+            : forcedCall ? GenerationField.Tools
             : request.ResponseFormat.Kind == ResponseFormatKind.JsonSchema ? GenerationField.ResponseFormatSchema : GenerationField.ResponseFormat;
-        return new PreparedPrompt(tokens, grammar, toolsActive ? syntax : null) { GrammarSource = source };
+        var markersAreControl = reasoning is not null && (model.SpecialTokens.IsReserved(reasoning.Open) || model.SpecialTokens.IsReserved(reasoning.Close));
+        return new PreparedPrompt(tokens, grammar, toolsActive ? syntax : null)
+        {
+            GrammarSource = source,
+            RenderSpecialTokens = (toolsActive && syntax == ToolCallSyntax.Mistral) || markersAreControl,
+            Reasoning = reasoning,
+            ReasoningOpen = opensThinking,
+        };
     }
+
+    /// <summary>The level as OpenAI names it, which is what templates that read <c>reasoning_effort</c> compare with.</summary>
+    private static string? EffortName(ReasoningEffort effort) => effort switch
+    {
+        ReasoningEffort.Minimal => "minimal",
+        ReasoningEffort.Low => "low",
+        ReasoningEffort.Medium => "medium",
+        ReasoningEffort.High => "high",
+        ReasoningEffort.XHigh => "xhigh",
+        ReasoningEffort.Max => "max",
+        _ => null,
+    };
 
     private static string SchemaGrammar(string schema, int maxAlternatives)
     {

@@ -64,15 +64,16 @@ internal sealed class ToolCallSession(IGenerationSession inner, ToolCallSyntax s
                 yield return chunk with { Text = pending.ToString(0, safe) };
                 pending.Remove(0, safe);
             }
-            else if (chunk.Logprobs is not null)
+            else if (chunk.Logprobs is not null || chunk.Reasoning is { Length: > 0 })
             {
+                // Thinking (read by a ReasoningSession below) is never a call: it passes while the answer is held.
                 yield return chunk with { Text = string.Empty };
             }
         }
     }
 
     /// <summary>The length of the longest end of <paramref name="text"/> that could be the start of <paramref name="marker"/>.</summary>
-    private static int HeldSuffix(string text, string marker)
+    internal static int HeldSuffix(string text, string marker)
     {
         for (var n = Math.Min(marker.Length - 1, text.Length); n > 0; n--)
         {

@@ -106,6 +106,7 @@ internal sealed class UserTextShield
         {
             Content = Optional(m.Content),
             Name = Optional(m.Name),
+            Reasoning = Optional(m.Reasoning),
             ToolCallId = Optional(m.ToolCallId),
             ToolCalls = m.ToolCalls?.Select(c => new ToolCall(text(c.Id), text(c.Name), MapJson(c.Arguments, text))).ToList(),
         }).ToList();

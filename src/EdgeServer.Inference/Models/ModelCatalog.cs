@@ -71,7 +71,10 @@ public static class ModelCatalog
             GgufModelCheck.Validate(gguf);
             return new ModelDescriptor(source.Id, source.Path, created, ModelStatus.Available, null, gguf.Architecture,
                 gguf.Quantization, gguf.ParameterCount, gguf.FileLength, (int)(gguf.ContextLength ?? 0),
-                gguf.ChatTemplate is null ? LlamaModel.NoTemplateFallback : "model");
+                gguf.ChatTemplate is null ? LlamaModel.NoTemplateFallback : "model")
+            {
+                Reasoning = gguf.ChatTemplate is { } template ? Chat.ReasoningFormat.Detect(template) : null,
+            };
         }
         catch (GgufFormatException e)
         {

@@ -416,6 +416,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
             slot.PromptPosition = common;
             slot.CachedPromptTokens = common;
             slot.Generated = 0;
+            slot.Reported = 0;
             slot.PendingToken = -1;
             slot.Decoder = new Utf8StreamDecoder();
             slot.Stops = new StopSequenceMatcher(session.Request.Stop);
@@ -766,7 +767,8 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var text = slot.Stops!.Append(slot.Decoder!.Append(_pieceBuffer.AsSpan(0, length)));
         if (text.Length > 0)
         {
-            session.Writer.TryWrite(new GenerationChunk(text) { Logprobs = TakeLogprobs(slot) });
+            session.Writer.TryWrite(new GenerationChunk(text) { Logprobs = TakeLogprobs(slot), Tokens = slot.Generated - slot.Reported });
+            slot.Reported = slot.Generated;
         }
 
         if (slot.Stops.Stopped)
@@ -802,7 +804,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         var timings = new GenerationTimings(session.AdmittedAt - session.QueuedAt, first - session.AdmittedAt, finished - first);
         _metrics?.Finished(Id, usage, timings);
         Trace(session, usage, reason, finished);
-        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings) { Logprobs = TakeLogprobs(slot), StopSequence = slot.Stops.Matched });
+        session.Writer.TryWrite(new GenerationChunk(tail, reason, usage, timings) { Logprobs = TakeLogprobs(slot), StopSequence = slot.Stops.Matched, Tokens = slot.Generated - slot.Reported });
         Release(slot, error: null);
     }
 

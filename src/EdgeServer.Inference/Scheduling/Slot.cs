@@ -23,6 +23,9 @@ internal sealed class Slot(int id)
 
     public int Generated { get; set; }
 
+    /// <summary>Of <see cref="Generated"/>, the tokens whose text a chunk has carried.</summary>
+    public int Reported { get; set; }
+
     /// <summary>The last sampled token, to be decoded in the next step; -1 when none.</summary>
     public int PendingToken { get; set; } = -1;
 

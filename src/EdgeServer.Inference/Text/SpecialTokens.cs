@@ -62,6 +62,9 @@ internal sealed class SpecialTokens
 
     public bool HasReserved => _longest > 0;
 
+    /// <summary>Whether <paramref name="text"/> is a control or unknown token's text (its piece is only written when asked for).</summary>
+    public bool IsReserved(string text) => _reserved.Contains(text);
+
     /// <summary>Splits <paramref name="text"/> at its special tokens as llama.cpp does with special-token parsing on.</summary>
     public List<PromptFragment> Partition(string text)
     {

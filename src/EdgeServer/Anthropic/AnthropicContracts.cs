@@ -59,10 +59,17 @@ public sealed class AnthropicTool
     public JsonElement? InputSchema { get; set; }
 }
 
-/// <summary>A block of a reply: text (<see cref="Text"/>) or a tool call (<see cref="Id"/>, <see cref="Name"/>, <see cref="Input"/>).</summary>
+/// <summary>
+/// A block of a reply: text (<see cref="Text"/>), thinking (<see cref="Thinking"/> with an empty
+/// <see cref="Signature"/>: nothing here can be verified) or a tool call (<see cref="Id"/>, <see cref="Name"/>, <see cref="Input"/>).
+/// </summary>
 public sealed record AnthropicContentBlock(string Type)
 {
     public string? Text { get; init; }
+
+    public string? Thinking { get; init; }
+
+    public string? Signature { get; init; }
 
     public string? Id { get; init; }
 
@@ -71,6 +78,8 @@ public sealed record AnthropicContentBlock(string Type)
     public JsonElement? Input { get; init; }
 
     public static AnthropicContentBlock OfText(string text) => new("text") { Text = text };
+
+    public static AnthropicContentBlock OfThinking(string thinking) => new("thinking") { Thinking = thinking, Signature = string.Empty };
 }
 
 public sealed record AnthropicUsage(int InputTokens, int OutputTokens);
@@ -106,10 +115,17 @@ public sealed record AnthropicBlockStart(int Index, AnthropicContentBlock Conten
     public string Type => "content_block_start";
 }
 
-/// <summary>A delta of a block: <c>text_delta</c> with <see cref="Text"/>, or <c>input_json_delta</c> with <see cref="PartialJson"/>.</summary>
+/// <summary>
+/// A delta of a block: <c>text_delta</c> with <see cref="Text"/>, <c>input_json_delta</c> with <see cref="PartialJson"/>,
+/// <c>thinking_delta</c> with <see cref="Thinking"/> or <c>signature_delta</c> with <see cref="Signature"/>.
+/// </summary>
 public sealed record AnthropicDelta(string Type)
 {
     public string? Text { get; init; }
+
+    public string? Thinking { get; init; }
+
+    public string? Signature { get; init; }
 
     public string? PartialJson { get; init; }
 }

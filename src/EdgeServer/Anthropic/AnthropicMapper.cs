@@ -58,8 +58,10 @@ internal static class AnthropicMapper
         }
 
         var tools = ReadTools(body.Tools);
+        var effort = ReadThinking(body.Thinking, countOnly ? null : body.MaxTokens);
         var request = new GenerationRequest
         {
+            ReasoningEffort = effort,
             Model = body.Model,
             Messages = messages,
             MaxTokens = countOnly ? null : body.MaxTokens,
@@ -69,6 +71,52 @@ internal static class AnthropicMapper
             ToolChoice = ReadToolChoice(body.ToolChoice, tools.Count > 0),
         };
         return (request, new AnthropicFieldNames(paths));
+    }
+
+    /// <summary>
+    /// Anthropic's thinking: <c>disabled</c> turns a reasoning model's thinking off (its template's switch),
+    /// <c>enabled</c> (with <c>budget_tokens</c>, checked as Anthropic checks it) and <c>adaptive</c> leave it on, as
+    /// does no thinking at all: a model that thinks has its thinking returned in thinking blocks either way.
+    /// </summary>
+    private static ReasoningEffort ReadThinking(JsonElement? value, int? maxTokens)
+    {
+        if (value is not { } thinking || thinking.ValueKind == JsonValueKind.Null)
+        {
+            return ReasoningEffort.Default;
+        }
+
+        if (thinking.ValueKind != JsonValueKind.Object)
+        {
+            throw AnthropicResults.BadRequest("thinking: Input should be an object");
+        }
+
+        var type = thinking.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+        switch (type)
+        {
+            case "disabled":
+                return ReasoningEffort.None;
+            case "adaptive":
+                return ReasoningEffort.Default;
+            case "enabled":
+                if (!thinking.TryGetProperty("budget_tokens", out var budget) || budget.ValueKind != JsonValueKind.Number || !budget.TryGetInt32(out var tokens))
+                {
+                    throw AnthropicResults.BadRequest("thinking.enabled.budget_tokens: Field required (an integer)");
+                }
+
+                if (tokens < 1024)
+                {
+                    throw AnthropicResults.BadRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024");
+                }
+
+                if (maxTokens is { } max && tokens >= max)
+                {
+                    throw AnthropicResults.BadRequest("max_tokens must be greater than thinking.budget_tokens");
+                }
+
+                return ReasoningEffort.Default;
+            default:
+                throw AnthropicResults.BadRequest("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'");
+        }
     }
 
     /// <summary>A string, or text blocks joined by newlines.</summary>
@@ -119,6 +167,7 @@ internal static class AnthropicMapper
         var text = new StringBuilder();
         var hasText = false;
         var calls = new List<ToolCall>();
+        var thought = new StringBuilder();
         void FlushText()
         {
             if (hasText)
@@ -163,8 +212,11 @@ internal static class AnthropicMapper
                     messages.Add(new ChatMessage("tool", isError ? "Error: " + result : result) { ToolCallId = callId, Name = callNames.GetValueOrDefault(callId) });
                     paths.Add(p);
                     break;
-                case "thinking" or "redacted_thinking" when m.Role == "assistant":
-                    // Earlier reasoning is not shown to the model again, as chat templates drop it.
+                case "thinking" when m.Role == "assistant":
+                    // Given to the template, which shows it where the model expects it (Qwen3: within a tool-calling turn).
+                    thought.Append(block.TryGetProperty("thinking", out var thinking) && thinking.ValueKind == JsonValueKind.String ? thinking.GetString() : null);
+                    break;
+                case "redacted_thinking" when m.Role == "assistant":
                     break;
                 case "tool_use" or "tool_result" or "thinking" or "redacted_thinking":
                     throw AnthropicResults.BadRequest($"{p}: {type} blocks belong in {(type == "tool_result" ? "user" : "assistant")} messages");
@@ -175,7 +227,11 @@ internal static class AnthropicMapper
 
         if (m.Role == "assistant")
         {
-            messages.Add(new ChatMessage("assistant", hasText ? text.ToString() : calls.Count > 0 ? null : string.Empty) { ToolCalls = calls.Count > 0 ? calls : null });
+            messages.Add(new ChatMessage("assistant", hasText ? text.ToString() : calls.Count > 0 ? null : string.Empty)
+            {
+                ToolCalls = calls.Count > 0 ? calls : null,
+                Reasoning = thought.Length > 0 ? thought.ToString() : null,
+            });
             paths.Add(at + ".content");
             return;
         }

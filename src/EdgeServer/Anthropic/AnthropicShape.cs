@@ -5,7 +5,7 @@ using EdgeServer.OpenAi;
 namespace EdgeServer.Anthropic;
 
 /// <summary>
-/// Anthropic's reply: whole, one message with text and tool_use blocks; streamed, its event sequence over server-sent
+/// Anthropic's reply: whole, one message with thinking, text and tool_use blocks; streamed, its event sequence over server-sent
 /// events with <c>event:</c> names: message_start, per block content_block_start, deltas and content_block_stop,
 /// then message_delta (stop reason and usage) and message_stop. Tool calls are known when the reply ends, so their
 /// blocks come last, each input in one input_json_delta.
@@ -16,6 +16,7 @@ internal sealed class AnthropicShape(string model) : IResponseShape<ServerSentEv
     private int _promptTokens;
     private int _index;
     private bool _textOpen;
+    private bool _thinkingOpen;
     private FinishReason _reason;
     private string? _stopSequence;
 
@@ -30,6 +31,22 @@ internal sealed class AnthropicShape(string model) : IResponseShape<ServerSentEv
 
     public async Task WriteChunkAsync(ServerSentEvents stream, GenerationChunk chunk, CancellationToken ct)
     {
+        if (chunk.Reasoning is { Length: > 0 } thought)
+        {
+            if (!_thinkingOpen)
+            {
+                await stream.WriteAsync("content_block_start", new AnthropicBlockStart(_index, AnthropicContentBlock.OfThinking(string.Empty)), AnthropicJsonContext.Web.AnthropicBlockStart, ct);
+                _thinkingOpen = true;
+            }
+
+            await stream.WriteAsync("content_block_delta", new AnthropicBlockDelta(_index, new AnthropicDelta("thinking_delta") { Thinking = thought }), AnthropicJsonContext.Web.AnthropicBlockDelta, ct);
+        }
+
+        if (chunk.Text.Length > 0 || chunk.IsFinal || chunk.ToolCalls is { Count: > 0 })
+        {
+            await CloseThinkingAsync(stream, ct);
+        }
+
         if (chunk.Text.Length > 0)
         {
             if (!_textOpen)
@@ -76,6 +93,11 @@ internal sealed class AnthropicShape(string model) : IResponseShape<ServerSentEv
     {
         var c = choices[0];
         var content = new List<AnthropicContentBlock>();
+        if (c.Reasoning.Length > 0)
+        {
+            content.Add(AnthropicContentBlock.OfThinking(c.Reasoning));
+        }
+
         if (c.Text.Length > 0)
         {
             content.Add(AnthropicContentBlock.OfText(c.Text));
@@ -89,6 +111,17 @@ internal sealed class AnthropicShape(string model) : IResponseShape<ServerSentEv
                 StopSequence = c.StopSequence,
             },
             AnthropicJsonContext.Web.AnthropicMessageResponse);
+    }
+
+    /// <summary>A thinking block ends with its signature, as Anthropic sends it: empty here, since nothing can verify it.</summary>
+    private async Task CloseThinkingAsync(ServerSentEvents stream, CancellationToken ct)
+    {
+        if (_thinkingOpen)
+        {
+            await stream.WriteAsync("content_block_delta", new AnthropicBlockDelta(_index, new AnthropicDelta("signature_delta") { Signature = string.Empty }), AnthropicJsonContext.Web.AnthropicBlockDelta, ct);
+            await stream.WriteAsync("content_block_stop", new AnthropicBlockStop(_index++), AnthropicJsonContext.Web.AnthropicBlockStop, ct);
+            _thinkingOpen = false;
+        }
     }
 
     private async Task CloseTextAsync(ServerSentEvents stream, CancellationToken ct)

@@ -122,7 +122,11 @@ public sealed class OllamaShowRequest
 public sealed record OllamaChatResponse(string Model, string CreatedAt, OllamaMessage Message, bool Done) : OllamaStatistics;
 
 /// <summary>One object of a generate stream, or the whole reply.</summary>
-public sealed record OllamaGenerateResponse(string Model, string CreatedAt, string Response, bool Done) : OllamaStatistics;
+public sealed record OllamaGenerateResponse(string Model, string CreatedAt, string Response, bool Done) : OllamaStatistics
+{
+    /// <summary>The model's thinking, split from <see cref="Response"/>.</summary>
+    public string? Thinking { get; init; }
+}
 
 /// <summary>What the final object of a generation carries; durations in nanoseconds.</summary>
 public abstract record OllamaStatistics

@@ -53,7 +53,7 @@ public static class OllamaEndpoints
                 OllamaJsonContext.Web.OllamaChatResponse);
         }
 
-        var request = OllamaMapper.FromChat(body, model, runner.DefaultSampling(model));
+        var request = OllamaMapper.FromChat(body, model, runner.DefaultSampling(model), Thinks(engine, model));
         return await runner.RunAsync(context, outcome, request, OllamaFieldNames.Chat, new OllamaChatShape(body.Model!, clock, started), OllamaMapper.IsStreaming(body));
     }
 
@@ -69,9 +69,11 @@ public static class OllamaEndpoints
             return OllamaResults.Json(new OllamaGenerateResponse(body.Model!, Now(clock), string.Empty, true) { DoneReason = reason }, OllamaJsonContext.Web.OllamaGenerateResponse);
         }
 
-        var request = OllamaMapper.FromGenerate(body, model, runner.DefaultSampling(model));
+        var request = OllamaMapper.FromGenerate(body, model, runner.DefaultSampling(model), Thinks(engine, model));
         return await runner.RunAsync(context, outcome, request, OllamaFieldNames.Generate, new OllamaGenerateShape(body.Model!, clock, started), OllamaMapper.IsStreaming(body));
     }
+
+    private static bool Thinks(IInferenceEngine engine, string model) => engine.FindModel(model)?.Reasoning is not null;
 
     /// <summary>A request with nothing to generate loads the model, or with keep_alive 0 unloads it, as in Ollama.</summary>
     private static async Task<string> LoadOrUnloadAsync(HttpContext context, IInferenceEngine engine, RequestDeadline deadline, string model, JsonElement? keepAlive)
@@ -193,6 +195,11 @@ public static class OllamaEndpoints
         }
 
         var capabilities = new List<string> { "completion", "tools" };
+        if (m.Reasoning is not null)
+        {
+            capabilities.Add("thinking");
+        }
+
         if (gguf?.Architecture is { } arch && gguf.Metadata.ContainsKey($"{arch}.pooling_type"))
         {
             capabilities.Add("embedding");

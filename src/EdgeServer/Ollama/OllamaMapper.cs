@@ -38,7 +38,8 @@ internal static class OllamaMapper
 
     public static bool IsStreaming(OllamaGenerationRequest body) => body.Stream != false;
 
-    public static GenerationRequest FromChat(OllamaChatRequest body, string model, SamplingParameters defaults)
+    /// <param name="thinks">Whether the model's template marks thinking (<see cref="ModelDescriptor.Reasoning"/>).</param>
+    public static GenerationRequest FromChat(OllamaChatRequest body, string model, SamplingParameters defaults, bool thinks)
     {
         var messages = new List<ChatMessage>(body.Messages?.Count ?? 0);
         // Ollama's clients name a tool result by tool_name and often send calls without ids: ids are made up here and
@@ -82,11 +83,12 @@ internal static class OllamaMapper
                 ToolCalls = calls,
                 ToolCallId = callId,
                 Name = m.Role == "tool" ? m.ToolName : null,
+                Reasoning = m.Role == "assistant" && !string.IsNullOrEmpty(m.Thinking) ? m.Thinking : null,
             });
         }
 
         var tools = ChatMapper.ReadTools(body.Tools, strict: false);
-        return Common(body, model, defaults) with
+        return Common(body, model, defaults, thinks) with
         {
             Messages = messages,
             Tools = tools,
@@ -94,7 +96,7 @@ internal static class OllamaMapper
         };
     }
 
-    public static GenerationRequest FromGenerate(OllamaGenerateRequest body, string model, SamplingParameters defaults)
+    public static GenerationRequest FromGenerate(OllamaGenerateRequest body, string model, SamplingParameters defaults, bool thinks)
     {
         if (body.Images is { ValueKind: JsonValueKind.Array } images && images.GetArrayLength() > 0)
         {
@@ -116,7 +118,7 @@ internal static class OllamaMapper
             throw OllamaResults.BadRequest("context is not supported (it is deprecated in Ollama): send the conversation to /api/chat");
         }
 
-        var request = Common(body, model, defaults);
+        var request = Common(body, model, defaults, thinks);
         if (body.Raw == true)
         {
             return !string.IsNullOrEmpty(body.System)
@@ -129,29 +131,44 @@ internal static class OllamaMapper
         return request with { Messages = messages };
     }
 
-    /// <summary>Ollama's think: false (or absent) is what every model served here does; asking for thinking is a 400, as Ollama answers for a model that cannot.</summary>
-    private static void RejectThinking(OllamaGenerationRequest body)
+    /// <summary>
+    /// Ollama's think: absent lets a thinking model think (as Ollama does), false turns thinking off, true or a level
+    /// asks for it; asking a model that does not think is a 400, as Ollama answers.
+    /// </summary>
+    private static ReasoningEffort Think(OllamaGenerationRequest body, bool thinks)
     {
         var think = body.Think;
-        if (think is null || think.Value.ValueKind is JsonValueKind.Null or JsonValueKind.False)
+        if (think is null || think.Value.ValueKind is JsonValueKind.Null)
         {
-            return;
+            return ReasoningEffort.Default;
         }
 
-        if (think.Value.ValueKind is JsonValueKind.True or JsonValueKind.String)
+        var effort = think.Value.ValueKind switch
         {
-            throw OllamaResults.BadRequest($"\"{body.Model}\" does not support thinking");
-        }
-
-        throw OllamaResults.BadRequest("think must be a boolean or one of \"low\", \"medium\", \"high\"");
+            JsonValueKind.False => ReasoningEffort.None,
+            JsonValueKind.True => ReasoningEffort.Default,
+            JsonValueKind.String => WireReader.Text(think.Value, "think") switch
+            {
+                "low" => ReasoningEffort.Low,
+                "medium" => ReasoningEffort.Medium,
+                "high" => ReasoningEffort.High,
+                "max" => ReasoningEffort.Max,
+                _ => (ReasoningEffort?)null,
+            },
+            _ => null,
+        } ?? throw OllamaResults.BadRequest("think must be a boolean or one of \"low\", \"medium\", \"high\", \"max\"");
+        return effort != ReasoningEffort.None && !thinks
+            ? throw OllamaResults.BadRequest($"\"{body.Model}\" does not support thinking")
+            : effort;
     }
 
-    private static GenerationRequest Common(OllamaGenerationRequest body, string model, SamplingParameters defaults)
+    private static GenerationRequest Common(OllamaGenerationRequest body, string model, SamplingParameters defaults, bool thinks)
     {
-        RejectThinking(body);
+        var effort = Think(body, thinks);
         var (sampling, maxTokens, stop) = OllamaOptions.Read(body.Options, defaults);
         return new GenerationRequest
         {
+            ReasoningEffort = effort,
             Model = model,
             MaxTokens = maxTokens,
             Stop = stop,

@@ -81,6 +81,12 @@ internal sealed class OllamaChatShape(string model, TimeProvider clock, long sta
 {
     public override async Task WriteChunkAsync(NdJsonStream stream, GenerationChunk chunk, CancellationToken ct)
     {
+        // Thinking and answer in objects of their own, as Ollama streams them (clients check thinking first).
+        if (chunk.Reasoning is { Length: > 0 } thought)
+        {
+            await Write(stream, new OllamaChatResponse(Model, Now(), new OllamaMessage { Role = "assistant", Content = string.Empty, Thinking = thought }, false), ct);
+        }
+
         if (chunk.Text.Length > 0)
         {
             await Write(stream, new OllamaChatResponse(Model, Now(), new OllamaMessage { Role = "assistant", Content = chunk.Text }, false), ct);
@@ -100,7 +106,7 @@ internal sealed class OllamaChatShape(string model, TimeProvider clock, long sta
     public override IResult Complete(IReadOnlyList<ChoiceResult> choices, GenerationUsage usage)
     {
         var c = choices[0];
-        var message = new OllamaMessage { Role = "assistant", Content = c.Text, ToolCalls = ToolCalls(c.ToolCalls) };
+        var message = new OllamaMessage { Role = "assistant", Content = c.Text, Thinking = c.Reasoning.Length > 0 ? c.Reasoning : null, ToolCalls = ToolCalls(c.ToolCalls) };
         return OllamaResults.Json(WithStatistics(new OllamaChatResponse(Model, Now(), message, true), c.Reason, usage, c.Timings), OllamaJsonContext.Web.OllamaChatResponse);
     }
 
@@ -112,6 +118,11 @@ internal sealed class OllamaGenerateShape(string model, TimeProvider clock, long
 {
     public override async Task WriteChunkAsync(NdJsonStream stream, GenerationChunk chunk, CancellationToken ct)
     {
+        if (chunk.Reasoning is { Length: > 0 } thought)
+        {
+            await Write(stream, new OllamaGenerateResponse(Model, Now(), string.Empty, false) { Thinking = thought }, ct);
+        }
+
         if (chunk.Text.Length > 0)
         {
             await Write(stream, new OllamaGenerateResponse(Model, Now(), chunk.Text, false), ct);
@@ -126,7 +137,7 @@ internal sealed class OllamaGenerateShape(string model, TimeProvider clock, long
     public override IResult Complete(IReadOnlyList<ChoiceResult> choices, GenerationUsage usage)
     {
         var c = choices[0];
-        return OllamaResults.Json(WithStatistics(new OllamaGenerateResponse(Model, Now(), c.Text, true), c.Reason, usage, c.Timings), OllamaJsonContext.Web.OllamaGenerateResponse);
+        return OllamaResults.Json(WithStatistics(new OllamaGenerateResponse(Model, Now(), c.Text, true) { Thinking = c.Reasoning.Length > 0 ? c.Reasoning : null }, c.Reason, usage, c.Timings), OllamaJsonContext.Web.OllamaGenerateResponse);
     }
 
     private static Task Write(NdJsonStream stream, OllamaGenerateResponse value, CancellationToken ct) => stream.WriteAsync(value, OllamaJsonContext.Web.OllamaGenerateResponse, ct);

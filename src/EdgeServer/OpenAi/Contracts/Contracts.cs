@@ -95,6 +95,9 @@ public sealed class ChatCompletionRequest : GenerationRequestDto
 
     public List<string>? Modalities { get; set; }
 
+    /// <summary>none, minimal, low, medium, high, xhigh or max.</summary>
+    public string? ReasoningEffort { get; set; }
+
     // OpenAI's fields EdgeServer cannot honour (audio, prediction, functions, ...) are not bound: they land in
     // Unrecognized, and RequestFields.Chat refuses them when set, saying why.
 }
@@ -114,6 +117,12 @@ public sealed class ChatMessageDto
 
     /// <summary>An assistant turn's refusal text; kept out of the prompt.</summary>
     public string? Refusal { get; set; }
+
+    /// <summary>Extension (llama-server, DeepSeek): an assistant turn's thinking, as EdgeServer returns it.</summary>
+    public string? ReasoningContent { get; set; }
+
+    /// <summary>Extension (OpenRouter, vLLM): the same under the other name clients use.</summary>
+    public string? Reasoning { get; set; }
 
     public JsonElement? Audio { get; set; }
 
@@ -292,7 +301,16 @@ public sealed record ResponseMessage(
     string Role,
     string? Content,
     string? Refusal,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallOut>? ToolCalls = null)
+{
+    /// <summary>Extension: the model's thinking (llama-server's and DeepSeek's name).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ReasoningContent { get; init; }
+
+    /// <summary>Extension: the same thinking under the name OpenRouter and vLLM use; clients read one or the other.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Reasoning { get; init; }
+}
 
 public sealed record ToolCallOut(string Id, string Type, FunctionOut Function);
 
@@ -325,7 +343,15 @@ public sealed record ChunkChoice(int Index, ChunkDelta Delta, ChoiceLogprobs? Lo
 public sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<ToolCallDelta>? ToolCalls = null)
+{
+    /// <summary>Extension: a piece of the model's thinking, under both names clients read (see <see cref="ResponseMessage"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ReasoningContent { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Reasoning { get; init; }
+}
 
 public sealed record ToolCallDelta(
     int Index,
@@ -348,9 +374,12 @@ public sealed record CompletionResponse(
 
 public sealed record CompletionChoice(string Text, int Index, CompletionLogprobs? Logprobs, string? FinishReason);
 
-public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails);
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails, CompletionTokensDetails CompletionTokensDetails);
 
 public sealed record PromptTokensDetails(int CachedTokens);
+
+/// <summary>Of the completion tokens, those the model spent thinking.</summary>
+public sealed record CompletionTokensDetails(int ReasoningTokens);
 
 /// <summary>OpenAI's model list; <see cref="Memory"/> is EdgeServer's addition (the budget and its use).</summary>
 public sealed record ModelList(string Object, IReadOnlyList<ModelDto> Data, MemoryDto Memory);
@@ -420,6 +449,8 @@ public sealed record HealthResponse(string Status)
 [JsonSerializable(typeof(ResponseContentPartEvent))]
 [JsonSerializable(typeof(ResponseTextDeltaEvent))]
 [JsonSerializable(typeof(ResponseTextDoneEvent))]
+[JsonSerializable(typeof(ResponseReasoningDeltaEvent))]
+[JsonSerializable(typeof(ResponseReasoningDoneEvent))]
 [JsonSerializable(typeof(ResponseErrorEvent))]
 [JsonSerializable(typeof(float[]))]
 [JsonSerializable(typeof(string))]

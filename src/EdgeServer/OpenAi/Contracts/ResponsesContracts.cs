@@ -51,10 +51,29 @@ public sealed class CreateResponseRequest
     /// <summary>Only "none" or "auto": tools are served by /v1/chat/completions.</summary>
     public JsonElement? ToolChoice { get; set; }
 
-    // Tools, stored conversations and reasoning are not bound: they land in Unrecognized, and
-    // RequestFields.Responses refuses them when set, saying why.
+    /// <summary>effort as chat's reasoning_effort; summary and the rest accepted (no summaries are written).</summary>
+    public ResponseReasoningParamDto? Reasoning { get; set; }
+
+    // Tools and stored conversations are not bound: they land in Unrecognized, and RequestFields.Responses
+    // refuses them when set, saying why.
 
     public JsonElement? PromptCacheOptions { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+public sealed class ResponseReasoningParamDto
+{
+    public string? Effort { get; set; }
+
+    public JsonElement? Summary { get; set; }
+
+    public JsonElement? GenerateSummary { get; set; }
+
+    public JsonElement? Mode { get; set; }
+
+    public JsonElement? Context { get; set; }
 
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Unrecognized { get; set; }
@@ -87,7 +106,7 @@ public sealed record ResponseObject(
     string? Instructions,
     int? MaxOutputTokens,
     string Model,
-    IReadOnlyList<ResponseOutputMessage> Output,
+    IReadOnlyList<ResponseOutputItem> Output,
     bool ParallelToolCalls,
     string? PreviousResponseId,
     bool Store,
@@ -108,7 +127,17 @@ public sealed record ResponseTextConfigDto(ResponseTextFormatOut Format);
 
 public sealed record ResponseTextFormatOut(string Type);
 
-public sealed record ResponseOutputMessage(string Type, string Id, string Status, string Role, IReadOnlyList<OutputTextPart> Content);
+/// <summary>An item of a response's output: the message, or the model's thinking before it (written as its own type).</summary>
+[JsonDerivedType(typeof(ResponseOutputMessage))]
+[JsonDerivedType(typeof(ResponseReasoningItem))]
+public abstract record ResponseOutputItem;
+
+public sealed record ResponseOutputMessage(string Type, string Id, string Status, string Role, IReadOnlyList<OutputTextPart> Content) : ResponseOutputItem;
+
+/// <summary>A thinking model's thinking as a reasoning item: its text in <see cref="Content"/>, no summary.</summary>
+public sealed record ResponseReasoningItem(string Type, string Id, IReadOnlyList<JsonElement> Summary, IReadOnlyList<ReasoningTextPart> Content, string Status) : ResponseOutputItem;
+
+public sealed record ReasoningTextPart(string Type, string Text);
 
 public sealed record OutputTextPart(string Type, string Text, IReadOnlyList<JsonElement> Annotations, IReadOnlyList<JsonElement> Logprobs);
 
@@ -123,7 +152,7 @@ public sealed record OutputTokensDetailsDto(int ReasoningTokens);
 public sealed record ResponseLifecycleEvent(string Type, int SequenceNumber, ResponseObject Response);
 
 /// <summary>response.output_item.added / done.</summary>
-public sealed record ResponseOutputItemEvent(string Type, int SequenceNumber, int OutputIndex, ResponseOutputMessage Item);
+public sealed record ResponseOutputItemEvent(string Type, int SequenceNumber, int OutputIndex, ResponseOutputItem Item);
 
 /// <summary>response.content_part.added / done.</summary>
 public sealed record ResponseContentPartEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, OutputTextPart Part);
@@ -131,5 +160,11 @@ public sealed record ResponseContentPartEvent(string Type, int SequenceNumber, s
 public sealed record ResponseTextDeltaEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Delta, IReadOnlyList<JsonElement> Logprobs);
 
 public sealed record ResponseTextDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Text, IReadOnlyList<JsonElement> Logprobs);
+
+/// <summary>response.reasoning_text.delta.</summary>
+public sealed record ResponseReasoningDeltaEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Delta);
+
+/// <summary>response.reasoning_text.done.</summary>
+public sealed record ResponseReasoningDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Text);
 
 public sealed record ResponseErrorEvent(string Type, int SequenceNumber, string? Code, string Message, string? Param);

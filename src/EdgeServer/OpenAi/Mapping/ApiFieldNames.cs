@@ -35,7 +35,8 @@ internal sealed class CompletionFieldNames() : ApiFieldNames(RequestFields.Compl
 /// The Responses API: messages are <c>input</c> items (after the system message <c>instructions</c> becomes, when
 /// given), and the output format is <c>text.format</c>.
 /// </summary>
-internal sealed class ResponsesFieldNames(bool instructions, bool inputIsText) : ApiFieldNames(RequestFields.Responses)
+/// <param name="items">The input item each input message came from (items such as replayed reasoning make none).</param>
+internal sealed class ResponsesFieldNames(bool instructions, bool inputIsText, IReadOnlyList<int>? items = null) : ApiFieldNames(RequestFields.Responses)
 {
     public override string Name(FieldRef field)
     {
@@ -55,6 +56,11 @@ internal sealed class ResponsesFieldNames(bool instructions, bool inputIsText) :
         }
 
         var item = field.Index - (instructions ? 1 : 0);
+        if (items is not null && item >= 0 && item < items.Count)
+        {
+            item = items[item];
+        }
+
         return item < 0 ? "instructions" : inputIsText ? "input" : $"input[{item}]" + name[message.Length..];
     }
 }

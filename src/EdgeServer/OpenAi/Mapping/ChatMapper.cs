@@ -58,8 +58,23 @@ internal static class ChatMapper
             ResponseFormat = ReadResponseFormat(body.ResponseFormat, "response_format"),
             Logprobs = body.Logprobs == true,
             TopLogprobs = body.TopLogprobs ?? 0,
+            ReasoningEffort = ReadReasoningEffort(body.ReasoningEffort, "reasoning_effort"),
         }, names);
     }
+
+    /// <summary>OpenAI's reasoning effort levels (chat's reasoning_effort, the Responses API's reasoning.effort).</summary>
+    internal static ReasoningEffort ReadReasoningEffort(string? value, string param) => value switch
+    {
+        null => ReasoningEffort.Default,
+        "none" => ReasoningEffort.None,
+        "minimal" => ReasoningEffort.Minimal,
+        "low" => ReasoningEffort.Low,
+        "medium" => ReasoningEffort.Medium,
+        "high" => ReasoningEffort.High,
+        "xhigh" => ReasoningEffort.XHigh,
+        "max" => ReasoningEffort.Max,
+        _ => throw OpenAiException.InvalidRequest($"Invalid value for '{param}': '{value}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh' and 'max'.", param, "invalid_value"),
+    };
 
     public static (GenerationRequest Request, IFieldNames Names) FromCompletion(CompletionRequest body, SamplingParameters defaults, int maxTokensLimit)
     {
@@ -175,6 +190,7 @@ internal static class ChatMapper
             ToolCalls = calls,
             ToolCallId = role == "tool" ? m.ToolCallId : null,
             Name = m.Name,
+            Reasoning = role == "assistant" ? m.ReasoningContent ?? m.Reasoning : null,
         };
     }
 

@@ -31,10 +31,16 @@ internal static class ResponsesMapper
             messages.Add(new ChatMessage("system", body.Instructions));
         }
 
-        var inputIsText = ReadInput(body.Input, messages);
+        var items = new List<int>();
+        var inputIsText = ReadInput(body.Input, messages, items);
         if (body.Text is { } text)
         {
             WireReader.RejectUnrecognized(text.Unrecognized, "text.");
+        }
+
+        if (body.Reasoning is { } reasoning)
+        {
+            WireReader.RejectUnrecognized(reasoning.Unrecognized, "reasoning.");
         }
 
         var format = body.Text?.Format is { } f ? new ResponseFormatDto { Type = f.Type, JsonSchema = f.Type == "json_schema" ? f : null, Unrecognized = f.Unrecognized } : null;
@@ -46,13 +52,14 @@ internal static class ResponsesMapper
             Sampling = defaults.Override(temperature: body.Temperature, topP: body.TopP),
             ResponseFormat = ChatMapper.ReadResponseFormat(format, "text.format"),
             ToolChoice = new ToolChoice(ToolChoiceMode.None),
+            ReasoningEffort = ChatMapper.ReadReasoningEffort(body.Reasoning?.Effort, "reasoning.effort"),
             KeepAlive = Hosting.KeepAliveDuration.Read(body.KeepAlive, "keep_alive"),
         };
-        return (request, new ResponsesFieldNames(instructions, inputIsText));
+        return (request, new ResponsesFieldNames(instructions, inputIsText, items));
     }
 
-    /// <summary>Adds the input's messages; true when the input is one string.</summary>
-    private static bool ReadInput(JsonElement? input, List<ChatMessage> messages)
+    /// <summary>Adds the input's messages, and to <paramref name="items"/> the input item of each; true when the input is one string.</summary>
+    private static bool ReadInput(JsonElement? input, List<ChatMessage> messages, List<int> items)
     {
         if (input is not { } value || value.ValueKind == JsonValueKind.Null)
         {
@@ -80,6 +87,12 @@ internal static class ResponsesMapper
             }
 
             var type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? WireReader.Text(t, at + ".type") : "message";
+            if (type == "reasoning")
+            {
+                // An earlier reply's thinking, replayed with its output: templates drop old thinking, so it is too.
+                continue;
+            }
+
             if (type != "message")
             {
                 throw OpenAiException.InvalidRequest($"Invalid item type '{type}' in '{at}': EdgeServer's /v1/responses takes messages only.", at + ".type", "unsupported_value");
@@ -93,6 +106,7 @@ internal static class ResponsesMapper
 
             // An assistant turn may be given without text (as in chat), e.g. when a conversation is replayed.
             var text = WireReader.Content(content, at + ".content", "input_text", "output_text");
+            items.Add(index - 1);
             messages.Add(new ChatMessage(role, text ?? (role == "assistant" ? string.Empty : null)));
         }
 

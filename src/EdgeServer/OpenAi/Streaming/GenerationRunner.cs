@@ -13,6 +13,9 @@ internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyL
 
     /// <summary>The stop sequence that ended the text, if one did.</summary>
     public string? StopSequence { get; init; }
+
+    /// <summary>The model's thinking, split from <see cref="Text"/>; empty when it did not think.</summary>
+    public string Reasoning { get; init; } = string.Empty;
 }
 
 /// <summary>
@@ -78,6 +81,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         where TStream : class, IEventStream<TStream>
     {
         var texts = Enumerable.Range(0, choices).Select(_ => new StringBuilder()).ToArray();
+        var thoughts = Enumerable.Range(0, choices).Select(_ => new StringBuilder()).ToArray();
         var logprobs = new List<TokenLogprob>?[choices];
         var results = new ChoiceResult[choices];
         var finals = new GenerationChunk[choices];
@@ -85,6 +89,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         {
             var i = chunk.Choice;
             texts[i].Append(chunk.Text);
+            thoughts[i].Append(chunk.Reasoning);
             if (chunk.Logprobs is { } lp)
             {
                 (logprobs[i] ??= []).AddRange(lp);
@@ -93,7 +98,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             if (chunk.IsFinal)
             {
                 finals[i] = chunk;
-                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) { Timings = chunk.Timings, StopSequence = chunk.StopSequence };
+                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) { Timings = chunk.Timings, StopSequence = chunk.StopSequence, Reasoning = thoughts[i].ToString() };
             }
         }
 
@@ -133,7 +138,10 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             throw new OperationCanceledException("The generation ended without a result.");
         }
 
-        var usage = new GenerationUsage(finals[0].Usage!.PromptTokens, finals.Sum(f => f.Usage!.CompletionTokens), finals[0].Usage!.CachedPromptTokens);
+        var usage = new GenerationUsage(finals[0].Usage!.PromptTokens, finals.Sum(f => f.Usage!.CompletionTokens), finals[0].Usage!.CachedPromptTokens)
+        {
+            ReasoningTokens = finals.Sum(f => f.Usage!.ReasoningTokens),
+        };
         outcome.Record(usage, finals[0].Timings, finals[0].FinishReason);
         return usage;
     }

@@ -51,7 +51,7 @@ internal abstract class ResponseShapeBase(string idPrefix, string model, long cr
     protected static string Reason(FinishReason reason) => reason.Name();
 
     protected static Usage ToUsage(GenerationUsage u) =>
-        new(u.PromptTokens, u.CompletionTokens, u.TotalTokens, new PromptTokensDetails(u.CachedPromptTokens));
+        new(u.PromptTokens, u.CompletionTokens, u.TotalTokens, new PromptTokensDetails(u.CachedPromptTokens), new CompletionTokensDetails(u.ReasoningTokens));
 
     protected static int[] Bytes(byte[] bytes) => Array.ConvertAll(bytes, b => (int)b);
 }
@@ -95,7 +95,16 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
     public override async Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken ct)
     {
         var index = chunk.Choice;
-        if (chunk.Text.Length > 0 || chunk.Logprobs is { Count: > 0 })
+        var logprobsSent = false;
+        if (chunk.Reasoning is { Length: > 0 } thought)
+        {
+            // Thinking in its own delta, before the answer the same chunk may begin; token log probabilities go with
+            // it when the chunk has no answer text.
+            logprobsSent = chunk.Text.Length == 0;
+            await Write(sse, index, new ChunkDelta(null, null) { ReasoningContent = thought, Reasoning = thought }, logprobsSent ? ToLogprobs(chunk.Logprobs) : null, null, ct);
+        }
+
+        if (chunk.Text.Length > 0 || (!logprobsSent && chunk.Logprobs is { Count: > 0 }))
         {
             await Write(sse, index, new ChunkDelta(null, chunk.Text), ToLogprobs(chunk.Logprobs), null, ct);
         }
@@ -127,14 +136,19 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
 
     private static ResponseMessage Message(ChoiceResult c)
     {
+        var thought = c.Reasoning.Length > 0 ? c.Reasoning : null;
         if (c.ToolCalls is not { Count: > 0 } calls)
         {
-            return new ResponseMessage("assistant", c.Text, null);
+            return new ResponseMessage("assistant", c.Text, null) { ReasoningContent = thought, Reasoning = thought };
         }
 
         // With calls, OpenAI sends content null unless the model also wrote text.
         var content = string.IsNullOrWhiteSpace(c.Text) ? null : c.Text;
-        return new ResponseMessage("assistant", content, null, calls.Select(t => new ToolCallOut(t.Id, "function", new FunctionOut(t.Name, t.Arguments))).ToList());
+        return new ResponseMessage("assistant", content, null, calls.Select(t => new ToolCallOut(t.Id, "function", new FunctionOut(t.Name, t.Arguments))).ToList())
+        {
+            ReasoningContent = thought,
+            Reasoning = thought,
+        };
     }
 
     private ChoiceLogprobs? ToLogprobs(IReadOnlyList<TokenLogprob>? tokens) => !logprobs || tokens is null

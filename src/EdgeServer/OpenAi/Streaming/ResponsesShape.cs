@@ -6,36 +6,66 @@ namespace EdgeServer.OpenAi;
 
 /// <summary>
 /// /v1/responses: one response object, or its typed events (response.created ... response.completed), each with
-/// <c>event:</c> and <c>sequence_number</c>. One choice, one message of output text.
+/// <c>event:</c> and <c>sequence_number</c>. One choice: a thinking model's thinking as a reasoning item (streamed as
+/// response.reasoning_text.delta), then one message of output text.
 /// </summary>
 internal sealed class ResponsesShape(CreateResponseRequest body, string model, SamplingParameters sampling, TimeProvider clock) : IResponseShape
 {
     private static readonly JsonElement EmptyObject = JsonDocument.Parse("{}").RootElement.Clone();
     private readonly long _created = clock.GetUtcNow().ToUnixTimeSeconds();
     private readonly StringBuilder _text = new();
+    private readonly StringBuilder _thought = new();
     private int _sequence;
+    private bool _thinking;
+    private bool _messageOpen;
 
     private string Id { get; } = "resp_" + Guid.NewGuid().ToString("N");
 
     private string MessageId { get; } = "msg_" + Guid.NewGuid().ToString("N");
+
+    private string ReasoningId { get; } = "rs_" + Guid.NewGuid().ToString("N");
+
+    /// <summary>The message comes after the reasoning item, when there is one.</summary>
+    private int MessageIndex => _thought.Length > 0 ? 1 : 0;
 
     public async Task WriteStartAsync(ServerSentEvents sse, int choices, CancellationToken ct)
     {
         var web = OpenAiJsonContext.Web;
         await sse.WriteAsync("response.created", new ResponseLifecycleEvent("response.created", Next(), InProgress()), web.ResponseLifecycleEvent, ct);
         await sse.WriteAsync("response.in_progress", new ResponseLifecycleEvent("response.in_progress", Next(), InProgress()), web.ResponseLifecycleEvent, ct);
-        var empty = Message(string.Empty, "in_progress");
-        await sse.WriteAsync("response.output_item.added", new ResponseOutputItemEvent("response.output_item.added", Next(), 0, empty with { Content = [] }), web.ResponseOutputItemEvent, ct);
-        await sse.WriteAsync("response.content_part.added", new ResponseContentPartEvent("response.content_part.added", Next(), MessageId, 0, 0, empty.Content[0]), web.ResponseContentPartEvent, ct);
     }
 
     public async Task WriteChunkAsync(ServerSentEvents sse, GenerationChunk chunk, CancellationToken ct)
     {
         var web = OpenAiJsonContext.Web;
+        if (chunk.Reasoning is { Length: > 0 } thought)
+        {
+            if (!_thinking)
+            {
+                _thinking = true;
+                await sse.WriteAsync("response.output_item.added", new ResponseOutputItemEvent("response.output_item.added", Next(), 0, Reasoning(string.Empty, "in_progress") with { Content = [] }), web.ResponseOutputItemEvent, ct);
+            }
+
+            _thought.Append(thought);
+            await sse.WriteAsync("response.reasoning_text.delta", new ResponseReasoningDeltaEvent("response.reasoning_text.delta", Next(), ReasoningId, 0, 0, thought), web.ResponseReasoningDeltaEvent, ct);
+        }
+
+        if (chunk.Text.Length > 0 || chunk.IsFinal)
+        {
+            await CloseReasoningAsync(sse, chunk.FinishReason is FinishReason.Length && chunk.Text.Length == 0 && _text.Length == 0 ? "incomplete" : "completed", ct);
+            if (!_messageOpen)
+            {
+                _messageOpen = true;
+                var empty = Message(string.Empty, "in_progress");
+                await sse.WriteAsync("response.output_item.added", new ResponseOutputItemEvent("response.output_item.added", Next(), MessageIndex, empty with { Content = [] }), web.ResponseOutputItemEvent, ct);
+                await sse.WriteAsync("response.content_part.added", new ResponseContentPartEvent("response.content_part.added", Next(), MessageId, MessageIndex, 0, empty.Content[0]), web.ResponseContentPartEvent, ct);
+            }
+        }
+
         if (chunk.Text.Length > 0)
         {
             _text.Append(chunk.Text);
-            await sse.WriteAsync("response.output_text.delta", new ResponseTextDeltaEvent("response.output_text.delta", Next(), MessageId, 0, 0, chunk.Text, []), web.ResponseTextDeltaEvent, ct);
+            await sse.WriteAsync("response.output_text.delta", new ResponseTextDeltaEvent("response.output_text.delta", Next(), MessageId, MessageIndex, 0, chunk.Text, []), web.ResponseTextDeltaEvent, ct);
         }
 
         if (chunk.FinishReason is not { } reason)
@@ -44,11 +74,11 @@ internal sealed class ResponsesShape(CreateResponseRequest body, string model, S
         }
 
         var text = _text.ToString();
-        var final = Finish(text, reason, chunk.Usage!);
-        var message = final.Output[0];
-        await sse.WriteAsync("response.output_text.done", new ResponseTextDoneEvent("response.output_text.done", Next(), MessageId, 0, 0, text, []), web.ResponseTextDoneEvent, ct);
-        await sse.WriteAsync("response.content_part.done", new ResponseContentPartEvent("response.content_part.done", Next(), MessageId, 0, 0, message.Content[0]), web.ResponseContentPartEvent, ct);
-        await sse.WriteAsync("response.output_item.done", new ResponseOutputItemEvent("response.output_item.done", Next(), 0, message), web.ResponseOutputItemEvent, ct);
+        var final = Finish(text, _thought.ToString(), reason, chunk.Usage!);
+        var message = (ResponseOutputMessage)final.Output[^1];
+        await sse.WriteAsync("response.output_text.done", new ResponseTextDoneEvent("response.output_text.done", Next(), MessageId, MessageIndex, 0, text, []), web.ResponseTextDoneEvent, ct);
+        await sse.WriteAsync("response.content_part.done", new ResponseContentPartEvent("response.content_part.done", Next(), MessageId, MessageIndex, 0, message.Content[0]), web.ResponseContentPartEvent, ct);
+        await sse.WriteAsync("response.output_item.done", new ResponseOutputItemEvent("response.output_item.done", Next(), MessageIndex, message), web.ResponseOutputItemEvent, ct);
         var type = final.Status == "completed" ? "response.completed" : "response.incomplete";
         await sse.WriteAsync(type, new ResponseLifecycleEvent(type, Next(), final), web.ResponseLifecycleEvent, ct);
     }
@@ -60,28 +90,50 @@ internal sealed class ResponsesShape(CreateResponseRequest body, string model, S
         sse.WriteAsync("error", new ResponseErrorEvent("error", Next(), error.Code, error.Message, error.Param), OpenAiJsonContext.Web.ResponseErrorEvent, ct);
 
     public IResult Complete(IReadOnlyList<ChoiceResult> choices, GenerationUsage usage) =>
-        OpenAiResults.Json(Finish(choices[0].Text, choices[0].Reason, usage), OpenAiJsonContext.Web.ResponseObject);
+        OpenAiResults.Json(Finish(choices[0].Text, choices[0].Reasoning, choices[0].Reason, usage), OpenAiJsonContext.Web.ResponseObject);
 
     private int Next() => _sequence++;
+
+    /// <summary>The thinking is complete once the answer begins (or the reply ends).</summary>
+    private async Task CloseReasoningAsync(ServerSentEvents sse, string status, CancellationToken ct)
+    {
+        if (!_thinking)
+        {
+            return;
+        }
+
+        _thinking = false;
+        var web = OpenAiJsonContext.Web;
+        var thought = _thought.ToString();
+        await sse.WriteAsync("response.reasoning_text.done", new ResponseReasoningDoneEvent("response.reasoning_text.done", Next(), ReasoningId, 0, 0, thought), web.ResponseReasoningDoneEvent, ct);
+        await sse.WriteAsync("response.output_item.done", new ResponseOutputItemEvent("response.output_item.done", Next(), 0, Reasoning(thought, status)), web.ResponseOutputItemEvent, ct);
+    }
 
     private ResponseOutputMessage Message(string text, string status) =>
         new("message", MessageId, status, "assistant", [new OutputTextPart("output_text", text, [], [])]);
 
+    private ResponseReasoningItem Reasoning(string thought, string status) =>
+        new("reasoning", ReasoningId, [], [new ReasoningTextPart("reasoning_text", thought)], status);
+
     private ResponseObject InProgress() => Build("in_progress", [], null, null, null);
 
-    private ResponseObject Finish(string text, FinishReason reason, GenerationUsage u)
+    private ResponseObject Finish(string text, string thought, FinishReason reason, GenerationUsage u)
     {
         var complete = reason != FinishReason.Length;
-        var usage = new ResponseUsageDto(u.PromptTokens, new InputTokensDetailsDto(u.CachedPromptTokens, u.PromptTokens - u.CachedPromptTokens), u.CompletionTokens, new OutputTokensDetailsDto(0), u.TotalTokens);
+        var usage = new ResponseUsageDto(u.PromptTokens, new InputTokensDetailsDto(u.CachedPromptTokens, u.PromptTokens - u.CachedPromptTokens), u.CompletionTokens, new OutputTokensDetailsDto(u.ReasoningTokens), u.TotalTokens);
+        var status = complete ? "completed" : "incomplete";
+        List<ResponseOutputItem> output = thought.Length > 0
+            ? [Reasoning(thought, complete || text.Length > 0 ? "completed" : "incomplete"), Message(text, status)]
+            : [Message(text, status)];
         return Build(
-            complete ? "completed" : "incomplete",
-            [Message(text, complete ? "completed" : "incomplete")],
+            status,
+            output,
             usage,
             complete ? null : new IncompleteDetailsDto("max_output_tokens"),
             complete ? clock.GetUtcNow().ToUnixTimeSeconds() : null);
     }
 
-    private ResponseObject Build(string status, IReadOnlyList<ResponseOutputMessage> output, ResponseUsageDto? usage, IncompleteDetailsDto? incomplete, long? completedAt) => new(
+    private ResponseObject Build(string status, IReadOnlyList<ResponseOutputItem> output, ResponseUsageDto? usage, IncompleteDetailsDto? incomplete, long? completedAt) => new(
         Id, "response", _created, status, completedAt, null, incomplete, body.Instructions, body.MaxOutputTokens, model, output,
         body.ParallelToolCalls ?? false, null, false, sampling.Temperature, sampling.TopP,
         new ResponseTextConfigDto(new ResponseTextFormatOut(body.Text?.Format?.Type ?? "text")), "auto", [], "disabled", usage,
