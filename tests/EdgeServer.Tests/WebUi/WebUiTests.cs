@@ -193,29 +193,39 @@ public class WebUiTests(BrowserFixture browser, WebUiServerFixture server) : ICl
         await page.FillAsync("#prompt", "Tell me a story");
         await page.ClickAsync("#send");
 
-        // Text streams in: the reply is seen growing while the stop button is up.
+        // Text streams in: the reply is seen growing while the stop button is up. Once it has started, each decode
+        // step is slowed down, so that a fast box does not reach the reply's token cap before the stop.
         var content = page.Locator(".msg.assistant .content");
         await Expect(content).ToContainTextAsync("Once upon a time");
-        var first = (await content.TextContentAsync())!.Length;
-        await Expect(content).Not.ToHaveTextAsync(new Regex($"^[\\s\\S]{{0,{first}}}$"));
-        await Expect(page.Locator("#stop")).ToBeVisibleAsync();
-
-        await page.ClickAsync("#stop");
-        await Expect(page.Locator("#stop")).ToBeHiddenAsync();
-        await Expect(page.Locator("#send")).ToBeVisibleAsync();
-        // The text came in several reads, so there is a speed; the tokens are counted from the deltas, as no usage came.
-        await Expect(page.Locator(".msg.assistant .stats")).ToHaveTextAsync(new Regex(@"^[\d.]+ s to first token · [\d.]+ tokens/s · ~\d+ tokens · stopped$"));
-
-        // The server saw the client go (499) and freed the slot: the generation ended.
-        var after = await Scrape();
-        for (var i = 0; i < 100 && (Value(after, Cancelled) == Value(before, Cancelled) || Value(after, Busy) != 0); i++)
+        var scheduler = ((EdgeServer.Inference.InferenceEngine)server.App.Services.GetRequiredService<EdgeServer.Inference.IInferenceEngine>()).GetLoadedScheduler(WebUiServerFixture.Endless)!;
+        scheduler.LoopHook = () => Thread.Sleep(20);
+        try
         {
-            await Task.Delay(100);
-            after = await Scrape();
-        }
+            var first = (await content.TextContentAsync())!.Length;
+            await Expect(content).Not.ToHaveTextAsync(new Regex($"^[\\s\\S]{{0,{first}}}$"));
+            await Expect(page.Locator("#stop")).ToBeVisibleAsync();
 
-        Assert.Equal(Value(before, Cancelled) + 1, Value(after, Cancelled));
-        Assert.Equal(0, Value(after, Busy));
+            await page.ClickAsync("#stop");
+            await Expect(page.Locator("#stop")).ToBeHiddenAsync();
+            await Expect(page.Locator("#send")).ToBeVisibleAsync();
+            // The text came in several reads, so there is a speed; the tokens are counted from the deltas, as no usage came.
+            await Expect(page.Locator(".msg.assistant .stats")).ToHaveTextAsync(new Regex(@"^[\d.]+ s to first token · [\d.]+ tokens/s · ~\d+ tokens · stopped$"));
+
+            // The server saw the client go (499) and freed the slot: the generation ended.
+            var after = await Scrape();
+            for (var i = 0; i < 100 && (Value(after, Cancelled) == Value(before, Cancelled) || Value(after, Busy) != 0); i++)
+            {
+                await Task.Delay(100);
+                after = await Scrape();
+            }
+
+            Assert.Equal(Value(before, Cancelled) + 1, Value(after, Cancelled));
+            Assert.Equal(0, Value(after, Busy));
+        }
+        finally
+        {
+            scheduler.LoopHook = null;
+        }
 
         // What was written before the stop stays, in the page and in storage.
         var kept = await content.TextContentAsync();
