@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+using EdgeServer.Inference;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -71,8 +73,21 @@ public class ModelsApiTests(PoolServerFixture server) : IClassFixture<PoolServer
         var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
         Assert.StartsWith("data: ", await reader.ReadLineAsync(), StringComparison.Ordinal);
 
-        var busy = await Post("/v1/models/successor/unload?wait=false", HttpStatusCode.Conflict);
-        Assert.Equal("model_busy", busy.GetProperty("error").GetProperty("code").GetString());
+        // Held once the first token is out, so that a fast box cannot finish the 300 tokens before the unload.
+        var scheduler = ((InferenceEngine)server.App.Services.GetRequiredService<IInferenceEngine>()).GetLoadedScheduler(ServerFixture.Model)!;
+        using var gate = new ManualResetEventSlim();
+        scheduler.LoopHook = () => gate.Wait();
+        try
+        {
+            var busy = await Post("/v1/models/successor/unload?wait=false", HttpStatusCode.Conflict);
+            Assert.Equal("model_busy", busy.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            scheduler.LoopHook = null;
+            gate.Set();
+        }
+
         var rest = await reader.ReadToEndAsync();
         Assert.EndsWith("data: [DONE]\n\n", rest, StringComparison.Ordinal);
         Assert.DoesNotContain("\"error\"", rest, StringComparison.Ordinal);

@@ -13,7 +13,7 @@ namespace EdgeServer.Tests.OpenAi;
 /// each forced to reply with a known text that holds thinking: the reply's pieces are its tokens, so a marker can
 /// be split across two of them.
 /// </summary>
-public sealed class ReasoningServerFixture : IAsyncLifetime
+public sealed class ReasoningServerFixture : InProcessServer
 {
     /// <summary>Qwen3's template; the thinking markers are cut across tokens.</summary>
     public const string Qwen3 = "qwen3-thinker";
@@ -43,18 +43,9 @@ public sealed class ReasoningServerFixture : IAsyncLifetime
 
     public const string ToolThinkerReply = "<think>\nI will call it\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
 
-    private WebApplication? _app;
-
-    public Uri BaseAddress { get; private set; } = null!;
-
-    public HttpClient Http { get; private set; } = null!;
-
-    public OpenApiSchemaValidator? Schema { get; } =
-        File.Exists(SharedPaths.OpenApiSpec) ? OpenApiSchemaValidator.Load(SharedPaths.OpenApiSpec) : null;
-
     private string _models = null!;
 
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
         _models = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), "reasoning-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(_models);
@@ -65,61 +56,15 @@ public sealed class ReasoningServerFixture : IAsyncLifetime
         ScriptedModel.WritePieces(Path.Combine(_models, TagsInAnswer + ".gguf"), TagsInAnswerPieces, chatTemplate: SuccessorModel.Qwen3Template);
         ScriptedModel.Write(Path.Combine(_models, ToolThinker + ".gguf"), ToolThinkerReply, chatTemplate: SuccessorModel.Qwen3Template);
 
-        var builder = EdgeServerHosting.CreateBuilder(
+        Scratch = _models;
+        await StartAsync(
         [
-            "--urls", "http://127.0.0.1:0",
             "--models-dir", _models,
             "--threads", "1",
             "--slots", "2",
             "--ctx-size", "2048",
             "--Logging:LogLevel:Default=Warning",
         ]);
-        _app = builder.Build();
-        _app.MapEdgeServer();
-        await _app.StartAsync();
-        BaseAddress = new Uri(_app.Urls.Single());
-        Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
-    }
-
-    public async Task DisposeAsync()
-    {
-        Http?.Dispose();
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-
-        try
-        {
-            Directory.Delete(_models, recursive: true);
-        }
-        catch (IOException)
-        {
-            // Left for the temp folder's own cleanup.
-        }
-    }
-
-    public Task<HttpResponseMessage> PostAsync(string path, string json) =>
-        Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") });
-
-    public async Task<string> PostOkAsync(string path, string json)
-    {
-        using var response = await PostAsync(path, json);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
-        return body;
-    }
-
-    public void AssertMatchesSchema(string schemaName, string json)
-    {
-        if (Schema is null)
-        {
-            return;
-        }
-
-        var errors = Schema.Validate(schemaName, json);
-        Assert.True(errors.Count == 0, $"{schemaName}: {string.Join(Environment.NewLine, errors)}{Environment.NewLine}{json}");
     }
 }
 

@@ -10,7 +10,7 @@ namespace EdgeServer.Tests.WebUi;
 /// The real server on 127.0.0.1 for the chat page: the successor model (known greedy reply) and scripted models, one
 /// that never ends its reply, one that reasons before a markdown answer, and one whose reply tries to inject HTML.
 /// </summary>
-public class WebUiServerFixture : IAsyncLifetime
+public class WebUiServerFixture : InProcessServer
 {
     public const string Successor = "successor";
     public const string Endless = "endless";
@@ -34,23 +34,13 @@ public class WebUiServerFixture : IAsyncLifetime
 
     public const string EndlessReply = "Once upon a time a tiny server told a story that never ended. ";
 
-    private WebApplication? _app;
-
-    public Uri BaseAddress { get; private set; } = null!;
-
-    public HttpClient Http { get; private set; } = null!;
-
-    public CapturingLoggerProvider Logs { get; } = new();
-
-    public WebApplication App => _app!;
-
     /// <summary>Settings a derived fixture adds.</summary>
     protected virtual IEnumerable<string> ExtraArguments() => [];
 
     /// <summary>Whether the scripted models are served besides the successor model.</summary>
     protected virtual bool ServesScriptedModels => true;
 
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
         var scratch = Path.Combine(Path.GetTempPath(), "edgeserver-tests", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), "webui-" + Guid.NewGuid().ToString("N")[..8]);
         var models = Path.Combine(scratch, "models");
@@ -62,9 +52,9 @@ public class WebUiServerFixture : IAsyncLifetime
             ScriptedModel.Write(Path.Combine(models, Injector + ".gguf"), InjectorReply);
         }
 
-        var builder = EdgeServerHosting.CreateBuilder(
+        Scratch = scratch;
+        await StartAsync(
         [
-            "--urls", "http://127.0.0.1:0",
             "--model", SuccessorModel.SharedPath,
             "--models-dir", models,
             "--threads", "1",
@@ -73,22 +63,6 @@ public class WebUiServerFixture : IAsyncLifetime
             "--Logging:LogLevel:Default=Warning",
             .. ExtraArguments(),
         ]);
-        builder.Logging.AddProvider(Logs);
-        _app = builder.Build();
-        _app.MapEdgeServer();
-        await _app.StartAsync();
-        BaseAddress = new Uri(_app.Urls.Single());
-        Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
-    }
-
-    public async Task DisposeAsync()
-    {
-        Http?.Dispose();
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
     }
 }
 

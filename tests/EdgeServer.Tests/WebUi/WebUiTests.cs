@@ -188,19 +188,23 @@ public class WebUiTests(BrowserFixture browser, WebUiServerFixture server) : ICl
         var before = await Scrape();
         var (context, page, errors) = await browser.OpenAsync(server.BaseAddress);
         await using var _ = context;
-        await page.GotoAsync("/");
-        await page.SelectOptionAsync("#model", WebUiServerFixture.Endless);
-        await page.FillAsync("#prompt", "Tell me a story");
-        await page.ClickAsync("#send");
 
-        // Text streams in: the reply is seen growing while the stop button is up. Once it has started, each decode
-        // step is slowed down, so that a fast box does not reach the reply's token cap before the stop.
-        var content = page.Locator(".msg.assistant .content");
-        await Expect(content).ToContainTextAsync("Once upon a time");
-        var scheduler = ((EdgeServer.Inference.InferenceEngine)server.App.Services.GetRequiredService<EdgeServer.Inference.IInferenceEngine>()).GetLoadedScheduler(WebUiServerFixture.Endless)!;
+        // Each decode step of the endless model is slowed down, so that a fast box does not reach the reply's token
+        // cap before the stop.
+        var engine = (EdgeServer.Inference.InferenceEngine)server.App.Services.GetRequiredService<EdgeServer.Inference.IInferenceEngine>();
+        await engine.LoadAsync(WebUiServerFixture.Endless);
+        var scheduler = engine.GetLoadedScheduler(WebUiServerFixture.Endless)!;
         scheduler.LoopHook = () => Thread.Sleep(20);
+        var content = page.Locator(".msg.assistant .content");
         try
         {
+            await page.GotoAsync("/");
+            await page.SelectOptionAsync("#model", WebUiServerFixture.Endless);
+            await page.FillAsync("#prompt", "Tell me a story");
+            await page.ClickAsync("#send");
+
+            // Text streams in: the reply is seen growing while the stop button is up.
+            await Expect(content).ToContainTextAsync("Once upon a time");
             var first = (await content.TextContentAsync())!.Length;
             await Expect(content).Not.ToHaveTextAsync(new Regex($"^[\\s\\S]{{0,{first}}}$"));
             await Expect(page.Locator("#stop")).ToBeVisibleAsync();
