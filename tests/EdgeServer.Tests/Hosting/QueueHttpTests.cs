@@ -10,7 +10,7 @@ namespace EdgeServer.Tests.Hosting;
 public sealed class OneQueuedServerFixture() : OneSlotServerFixture(queue: 1);
 
 /// <summary>The wait queue: a request that leaves it gives its place back at once, and one that times out in it gets a 504.</summary>
-public class QueueHttpTests(OneQueuedServerFixture server) : IClassFixture<OneQueuedServerFixture>
+public class QueueHttpTests(OneQueuedServerFixture server) : IClassFixture<OneQueuedServerFixture>, IDisposable
 {
     private const string Endless = """{"model":"successor","prompt":"1","ignore_eos":true,"max_tokens":4000,"temperature":0,"stream":true}""";
     private const string Short = """{"model":"successor","prompt":"a","max_tokens":3,"temperature":0}""";
@@ -33,7 +33,23 @@ public class QueueHttpTests(OneQueuedServerFixture server) : IClassFixture<OneQu
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         Assert.StartsWith("data: ", await reader.ReadLineAsync(), StringComparison.Ordinal);
+        Slow();
         return (response, reader);
+    }
+
+    /// <summary>
+    /// Each decode step of the loaded model takes 10 ms more from now until the test ends, so a stream that must
+    /// still run while the test queues and cancels others cannot finish first on a fast box.
+    /// </summary>
+    private void Slow() =>
+        ((InferenceEngine)server.App.Services.GetRequiredService<IInferenceEngine>()).GetLoadedScheduler(ServerFixture.Model)!.LoopHook = () => Thread.Sleep(10);
+
+    public void Dispose()
+    {
+        if (((InferenceEngine)server.App.Services.GetRequiredService<IInferenceEngine>()).GetLoadedScheduler(ServerFixture.Model) is { } scheduler)
+        {
+            scheduler.LoopHook = null;
+        }
     }
 
     [Fact]
@@ -108,24 +124,35 @@ public class ChoicesHttpTests(ServerFixture server)
     {
         await server.PostOkAsync("/v1/completions", """{"model":"successor","prompt":"a","max_tokens":1}""");
         await Until(() => InFlight() == 0);
-        var body = "{\"model\":\"successor\",\"prompt\":\"1\",\"ignore_eos\":true,\"max_tokens\":1500,\"temperature\":0,\"n\":2,\"stream\":" + (stream ? "true" : "false") + "}";
-        using var leave = new CancellationTokenSource();
-        var call = server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") }, HttpCompletionOption.ResponseHeadersRead, leave.Token);
-        if (stream)
-        {
-            using var response = await call;
-            var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            Assert.StartsWith("data: ", await reader.ReadLineAsync(), StringComparison.Ordinal);
-            Assert.Equal(2, InFlight());
-            await leave.CancelAsync();
-        }
-        else
-        {
-            await Until(() => InFlight() == 2);
-            await leave.CancelAsync();
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
-        }
 
-        await Until(() => InFlight() == 0);
+        // Each decode step takes 10 ms more, so the 1500 tokens cannot all be written before the client leaves.
+        var scheduler = ((InferenceEngine)server.App.Services.GetRequiredService<IInferenceEngine>()).GetLoadedScheduler(ServerFixture.Model)!;
+        scheduler.LoopHook = () => Thread.Sleep(10);
+        try
+        {
+            var body = "{\"model\":\"successor\",\"prompt\":\"1\",\"ignore_eos\":true,\"max_tokens\":1500,\"temperature\":0,\"n\":2,\"stream\":" + (stream ? "true" : "false") + "}";
+            using var leave = new CancellationTokenSource();
+            var call = server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") }, HttpCompletionOption.ResponseHeadersRead, leave.Token);
+            if (stream)
+            {
+                using var response = await call;
+                var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                Assert.StartsWith("data: ", await reader.ReadLineAsync(), StringComparison.Ordinal);
+                Assert.Equal(2, InFlight());
+                await leave.CancelAsync();
+            }
+            else
+            {
+                await Until(() => InFlight() == 2);
+                await leave.CancelAsync();
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+            }
+
+            await Until(() => InFlight() == 0);
+        }
+        finally
+        {
+            scheduler.LoopHook = null;
+        }
     }
 }
