@@ -11,6 +11,7 @@ using EdgeServer.Bench;
 var command = args.FirstOrDefault() ?? "help";
 string Opt(string name, string? fallback = null) =>
     Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : fallback ?? throw new ArgumentException($"{name} is required");
+int Int(string name, int fallback) => int.Parse(Opt(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
 
 switch (command)
 {
@@ -26,7 +27,7 @@ switch (command)
             peerBin: Opt("--peer-bin"),
             edgeDll: Opt("--edge-dll"),
             modelsDir: Opt("--models-dir"),
-            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            rounds: Int("--rounds", 3),
             only: Opt("--only", ""),
             output: Opt("--out"),
             chart: Opt("--chart"),
@@ -36,19 +37,19 @@ switch (command)
         return await Residency.RunAsync(
             edgeDll: Opt("--edge-dll"),
             modelsDir: Opt("--models-dir"),
-            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            rounds: Int("--rounds", 3),
             only: Opt("--only", ""),
             output: Opt("--out"),
-            threads: int.Parse(Opt("--threads", $"{Environment.ProcessorCount}"), CultureInfo.InvariantCulture),
+            threads: Int("--threads", Environment.ProcessorCount),
             settingsFilter: Opt("--settings", ""));
     case "memory":
         return await MemoryScenario.RunAsync(
             peerBin: Opt("--peer-bin"),
             edgeDll: Opt("--edge-dll"),
             modelsDir: Opt("--models-dir"),
-            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            rounds: Int("--rounds", 3),
             output: Opt("--out"),
-            threads: int.Parse(Opt("--threads", $"{Environment.ProcessorCount}"), CultureInfo.InvariantCulture),
+            threads: Int("--threads", Environment.ProcessorCount),
             commandLine: Opt("--command", "bench/run.sh --memory"),
             only: Opt("--only", ""));
     case "busy":
@@ -56,14 +57,14 @@ switch (command)
             peerBin: Opt("--peer-bin"),
             edgeDll: Opt("--edge-dll"),
             modelsDir: Opt("--models-dir"),
-            rounds: int.Parse(Opt("--rounds", "3"), CultureInfo.InvariantCulture),
+            rounds: Int("--rounds", 3),
             only: Opt("--only", ""),
             output: Opt("--out"),
             polls: Opt("--polls", ""),
             peerThreads: Opt("--peer-threads", ""),
             baselineDll: Opt("--baseline-dll", ""),
             quietLoad: double.Parse(Opt("--quiet-load", "1.0"), CultureInfo.InvariantCulture),
-            quietWait: TimeSpan.FromSeconds(int.Parse(Opt("--quiet-wait", "600"), CultureInfo.InvariantCulture)),
+            quietWait: TimeSpan.FromSeconds(Int("--quiet-wait", 600)),
             commandLine: Opt("--command", "bench/run.sh --busy"));
     default:
         Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR");

@@ -345,8 +345,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         get
         {
             var loaded = _pool.LoadedSchedulers();
-            var cores = Math.Min(Environment.ProcessorCount, Native.GgmlThreadPoolParams.MaxThreads);
-            var limit = loaded.Count == 0 ? (_options.Scheduler.Threads > 0 ? _options.Scheduler.Threads : cores) : loaded.Max(s => s.ThreadLimit);
+            var limit = loaded.Count == 0 ? ContextParameters.ThreadLimit(_options.Scheduler) : loaded.Max(s => s.ThreadLimit);
             var inUse = loaded.Count == 0 ? Math.Min(limit, ThreadCeiling ?? limit) : loaded.Max(s => s.Threads);
             return (inUse, limit);
         }

@@ -17,6 +17,13 @@ internal static class ContextParameters
         }
     }
 
+    /// <summary>
+    /// The most decode threads a model with <paramref name="options"/> may use: its configured count, or the cores
+    /// this process may use (affinity and cgroup limit), capped at ggml's maximum.
+    /// </summary>
+    public static int ThreadLimit(SchedulerOptions options) =>
+        options.Threads > 0 ? options.Threads : Math.Min(Environment.ProcessorCount, GgmlThreadPoolParams.MaxThreads);
+
     /// <summary>Tokens each slot holds: the setting, capped at the model's training length (at least 256).</summary>
     public static int ContextPerSlot(SchedulerOptions options, int trainingContextLength) =>
         Math.Min(options.ContextPerSlot, Math.Max(trainingContextLength, 256));

@@ -64,7 +64,7 @@ internal sealed unsafe partial class ModelScheduler : IDisposable
         _faulted = faulted;
         _samplingBudget = options.SamplingBudget;
         ContextParameters.CheckThreads(options);
-        _threadPolicy = options.Threads > 0 ? ThreadCountPolicy.Fixed(options.Threads) : ThreadCountPolicy.Adaptive(Math.Min(Environment.ProcessorCount, GgmlThreadPoolParams.MaxThreads), _clock);
+        _threadPolicy = options.Threads > 0 ? ThreadCountPolicy.Fixed(options.Threads) : ThreadCountPolicy.Adaptive(ContextParameters.ThreadLimit(options), _clock);
         _threadPoll = options.ThreadPoll;
         _threadLimit = _maxThreads = _threadPolicy.Ceiling;
         _contextParameters = ContextParameters.Generation(options, model.TrainingContextLength, _threadPolicy.Threads);
