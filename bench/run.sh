@@ -18,7 +18,11 @@ export EDGESERVER_BENCH_CACHE=$cache
 peer_bin=$(bash bench/build-peer.sh | tail -n 1)
 dotnet build -c Release bench/EdgeServer.Bench -v quiet -nologo
 bench=bench/EdgeServer.Bench/bin/Release/net10.0/EdgeServer.Bench.dll
-edge=src/EdgeServer/bin/Release/net10.0/EdgeServer.dll
+# EdgeServer as the Dockerfile and the systemd install ship it: published for this machine's runtime, so with
+# ReadyToRun code (framework-dependent here, run with `dotnet`, as the container runs it).
+rid=linux-x64; [ "$(uname -m)" = aarch64 ] && rid=linux-arm64
+dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained false -o "$cache/edgeserver-$rid" -v quiet -nologo
+edge=$cache/edgeserver-$rid/EdgeServer.dll
 if [ "${1:-}" = "--memory" ]; then
   shift
   exec dotnet "$bench" memory --peer-bin "$peer_bin" --edge-dll "$edge" --models-dir "$cache/models" \

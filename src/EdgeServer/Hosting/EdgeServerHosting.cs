@@ -236,9 +236,10 @@ internal sealed partial class EngineStartup(IInferenceEngine engine, IOptions<Ed
             LogNoModels(logger, options.Value.ModelsDirectory);
         }
 
-        if (options.Value.Preload)
+        var available = models.Where(m => m.Status != ModelStatus.Unavailable).ToList();
+        if (options.Value.Preload ?? available.Count == 1)
         {
-            foreach (var model in models.Where(m => m.Status != ModelStatus.Unavailable))
+            foreach (var model in available)
             {
                 _ = engine.LoadAsync(model.Id, cancellationToken: CancellationToken.None).ContinueWith(
                     t => LogPreloadFailed(logger, t.Exception!.GetBaseException(), model.Id),

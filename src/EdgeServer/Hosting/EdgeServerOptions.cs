@@ -26,8 +26,11 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public SchedulerSettings Scheduler { get; set; } = new();
 
-    /// <summary>Load every available model at start-up rather than on its first request.</summary>
-    public bool Preload { get; set; }
+    /// <summary>
+    /// Load every available model at start-up rather than on its first request. Unset: preload when exactly one model
+    /// is available (the common single-model box, whose first request would otherwise wait for the load).
+    /// </summary>
+    public bool? Preload { get; set; }
 
     public SecurityOptions Security { get; set; } = new();
 
