@@ -206,12 +206,13 @@ public class LifecycleTests
             "--model", TestSupport.SuccessorModel.SharedPath,
             "--ctx-size", "4096",
             "--threads", "1",
-            "--EdgeServer:ShutdownGraceSeconds=2",
+            // The host's own shutdown timeout (grace + 5 s, on the real clock) must outlast the stream on a loaded box.
+            "--EdgeServer:ShutdownGraceSeconds=120",
             "--Logging:LogLevel:Default=None",
             "--Logging:LogLevel:EdgeServer.Hosting=Information",
         ]);
         builder.Logging.AddProvider(logs);
-        // The grace period never runs out on its own: the stream must finish by itself.
+        // The grace period never runs out on its own (a fake clock): the stream must finish by itself.
         builder.Services.AddSingleton<TimeProvider>(new FakeTimeProvider(DateTimeOffset.UtcNow));
         var app = builder.Build();
         app.MapEdgeServer();
