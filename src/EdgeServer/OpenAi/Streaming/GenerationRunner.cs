@@ -102,7 +102,8 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             if (chunk.IsFinal)
             {
                 finals[i] = chunk;
-                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) {
+                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls)
+                {
                     Timings = chunk.Timings,
                     StopSequence = chunk.StopSequence,
                     Reasoning = thoughts[i].ToString(),
