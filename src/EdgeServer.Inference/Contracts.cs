@@ -23,6 +23,9 @@ public sealed record ChatMessage(string Role, string? Content)
 /// <summary>A function the model called, with its arguments as a JSON object's text.</summary>
 public sealed record ToolCall(string Id, string Name, string Arguments);
 
+/// <summary>Calls a length limit cut off, as OpenAI returns them: <see cref="Content"/> is the text before them.</summary>
+public sealed record CutOffToolCalls(string Content, IReadOnlyList<ToolCall> Calls);
+
 /// <summary>A function the model may call; <see cref="Parameters"/> is a JSON Schema's text.</summary>
 public sealed record ToolDefinition(string Name, string? Description, string Parameters, bool Strict = false);
 
@@ -227,6 +230,12 @@ public readonly record struct GenerationChunk(string Text, FinishReason? FinishR
 
     /// <summary>On the final chunk, when the model called tools.</summary>
     public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+
+    /// <summary>
+    /// On a final chunk that max_tokens cut off inside tool calls: the calls so far, the last one's arguments the
+    /// partial JSON written so far. <see cref="Text"/> keeps the whole output, for APIs that cannot show a partial call.
+    /// </summary>
+    public CutOffToolCalls? CutOffToolCalls { get; init; }
 
     /// <summary>On the final chunk, when a stop sequence of the request ended the text: which one (Anthropic's API reports it).</summary>
     public string? StopSequence { get; init; }

@@ -480,7 +480,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         var model = scheduler.Model;
         try
         {
-            return new TokenSampler(request.Sampling, request.LogitBias, prepared.Grammar, model.Vocab, model.VocabularySize, scheduler.ContextPerSlot);
+            return new TokenSampler(request.Sampling, request.LogitBias, prepared.Grammar, model.Vocab, model.VocabularySize, scheduler.ContextPerSlot, prepared.Trigger);
         }
         catch (GrammarRefusedException e)
         {

@@ -23,6 +23,9 @@ internal sealed record PreparedPrompt(int[] Tokens, string? Grammar, ToolCallSyn
 
     /// <summary>The prompt ends inside thinking (its template opened it), so the output starts with thinking.</summary>
     public bool ReasoningOpen { get; init; }
+
+    /// <summary>Strict tools in auto mode: the call grammar that starts once the model opens a call.</summary>
+    public GrammarTrigger? Trigger { get; init; }
 }
 
 internal static class PromptBuilder
@@ -84,16 +87,22 @@ internal static class PromptBuilder
             };
         }
 
-        FieldRef? source = grammar is null ? null
-            : forcedCall ? GenerationField.Tools
+        // Strict tools in auto mode: the reply is free (thinking included) until the model opens a call.
+        var trigger = toolsActive && !forcedCall && request.ResponseFormat.Kind == ResponseFormatKind.Text
+            ? ToolCallFormat.Trigger(syntax, request.Tools, request.ParallelToolCalls, maxSchemaAlternatives)
+            : null;
+        FieldRef? source = grammar is null && trigger is null ? null
+            : forcedCall || trigger is not null ? GenerationField.Tools
             : request.ResponseFormat.Kind == ResponseFormatKind.JsonSchema ? GenerationField.ResponseFormatSchema : GenerationField.ResponseFormat;
         var markersAreControl = reasoning is not null && (model.SpecialTokens.IsReserved(reasoning.Open) || model.SpecialTokens.IsReserved(reasoning.Close));
+        var renderSpecial = (toolsActive && syntax == ToolCallSyntax.Mistral) || markersAreControl;
         return new PreparedPrompt(tokens, grammar, toolsActive ? syntax : null)
         {
             GrammarSource = source,
-            RenderSpecialTokens = (toolsActive && syntax == ToolCallSyntax.Mistral) || markersAreControl,
+            RenderSpecialTokens = renderSpecial,
             Reasoning = reasoning,
             ReasoningOpen = opensThinking,
+            Trigger = trigger is null ? null : trigger with { Reasoning = reasoning, ReasoningOpen = opensThinking, RenderSpecialTokens = renderSpecial },
         };
     }
 

@@ -91,8 +91,13 @@ internal static class ToolCallFormat
         return $"You can call these tools:\n{list}\n{when} To call tools, reply with only this JSON and nothing else:\n{how}";
     }
 
-    /// <summary>A grammar that admits only calls (of <paramref name="choice"/>'s function, when named).</summary>
-    public static string Grammar(ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallel, int maxAlternatives = JsonSchemaGrammar.DefaultMaxAlternatives)
+    /// <summary>
+    /// A grammar that admits only calls (of <paramref name="choice"/>'s function, when named). <paramref name="lazy"/>
+    /// makes the grammar of <see cref="Trigger"/>, which starts where the model itself opened a call: any tool may be
+    /// called there, a non-strict one with any JSON object as its arguments, and whitespace between the syntax's
+    /// parts is free, since the model wrote the text up to the trigger unconstrained.
+    /// </summary>
+    public static string Grammar(ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools, ToolChoice choice, bool parallel, int maxAlternatives = JsonSchemaGrammar.DefaultMaxAlternatives, bool lazy = false)
     {
         return JsonSchemaGrammar.Compose(visit =>
         {
@@ -105,14 +110,34 @@ internal static class ToolCallFormat
                     continue;
                 }
 
-                using var schema = JsonDocument.Parse(tool.Parameters);
-                var args = visit(schema.RootElement, $"tool-{i}-args", new FieldRef(GenerationField.ToolParameters, i));
+                string args;
+                if (lazy && !tool.Strict)
+                {
+                    args = "object";
+                }
+                else
+                {
+                    using var schema = JsonDocument.Parse(tool.Parameters);
+                    args = visit(schema.RootElement, $"tool-{i}-args", new FieldRef(GenerationField.ToolParameters, i));
+                }
+
                 var name = JsonSchemaGrammar.GbnfLiteral(JsonSchemaGrammar.JsonString(tool.Name));
                 var argsKey = syntax == ToolCallSyntax.Llama3 ? "\"parameters\"" : "\"arguments\"";
                 calls.Add($"\"{{\" space \"\\\"name\\\"\" space \":\" space {name} space \",\" space {JsonSchemaGrammar.GbnfLiteral(argsKey)} space \":\" space {args} \"}}\"");
             }
 
             var call = "(" + string.Join(" | ", calls) + ")";
+            if (lazy)
+            {
+                return syntax switch
+                {
+                    ToolCallSyntax.Hermes => Repeat($"\"<tool_call>\" {Ws} {call} {Ws} \"</tool_call>\"", Ws, parallel),
+                    ToolCallSyntax.Mistral => $"\"[TOOL_CALLS]\" {Ws} \"[\" {Ws} {Repeat(call, $"{Ws} \",\" {Ws}", parallel)} {Ws} \"]\"",
+                    ToolCallSyntax.Llama3 => call,
+                    _ => $"\"{{\\\"tool_calls\\\"\" {Ws} \":\" {Ws} \"[\" {Ws} {Repeat(call, $"{Ws} \",\" {Ws}", parallel)} {Ws} \"]\" {Ws} \"}}\"",
+                };
+            }
+
             return syntax switch
             {
                 ToolCallSyntax.Hermes => Repeat($"\"<tool_call>\\n\" {call} \"\\n</tool_call>\"", "\"\\n\"", parallel),
@@ -124,6 +149,24 @@ internal static class ToolCallFormat
 
         static string Repeat(string item, string separator, bool many) => many ? $"{item} ({separator} {item}){{0,{MaxParallelCalls - 1}}}" : item;
     }
+
+    /// <summary>Whitespace a model may write between the parts of a call's syntax (a lazy grammar allows it).</summary>
+    private const string Ws = "[ \\t\\r\\n]{0,8}";
+
+    /// <summary>
+    /// In auto mode with strict tools: the grammar that takes over once the model opens a call in its syntax, so a
+    /// strict tool's arguments obey its schema while a text reply stays free. Null when no tool is strict.
+    /// </summary>
+    public static GrammarTrigger? Trigger(ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools, bool parallel, int maxAlternatives = JsonSchemaGrammar.DefaultMaxAlternatives) =>
+        tools.Any(t => t.Strict)
+            ? new GrammarTrigger(Grammar(syntax, tools, ToolChoice.Auto, parallel, maxAlternatives, lazy: true), TriggerMarker(syntax), StartsReply(syntax))
+            : null;
+
+    /// <summary>
+    /// The text that starts a lazy call grammar: the call's marker, but for Llama 3 the call's first key as its
+    /// template teaches it, so that a reply that is some other JSON object stays free.
+    /// </summary>
+    private static string TriggerMarker(ToolCallSyntax syntax) => syntax == ToolCallSyntax.Llama3 ? "{\"name\"" : Marker(syntax);
 
     /// <summary>
     /// Splits a finished reply into text and calls. Null when it holds no well-formed call of a known tool, in
@@ -205,6 +248,167 @@ internal static class ToolCallFormat
         }
 
         return calls.Count == 0 ? null : (content, calls);
+    }
+
+    /// <summary>
+    /// Reads a reply that max_tokens cut off inside a call, as OpenAI returns one: the calls so far, the last one's
+    /// arguments the partial JSON text written so far. Null when no call of a known tool has its name written yet,
+    /// in which case the whole reply is text.
+    /// </summary>
+    public static (string Content, List<ToolCall> Calls)? ParseCutOff(ToolCallSyntax syntax, string output, IReadOnlyList<ToolDefinition> tools)
+    {
+        var calls = new List<ToolCall>();
+        string content;
+        switch (syntax)
+        {
+            case ToolCallSyntax.Hermes:
+                var start = output.IndexOf(HermesOpen, StringComparison.Ordinal);
+                if (start < 0)
+                {
+                    return null;
+                }
+
+                content = output[..start].Trim();
+                var rest = output[start..];
+                while (rest.StartsWith(HermesOpen, StringComparison.Ordinal))
+                {
+                    var end = rest.IndexOf(HermesClose, StringComparison.Ordinal);
+                    var body = (end < 0 ? rest[HermesOpen.Length..] : rest[HermesOpen.Length..end]).TrimStart();
+                    if (!ReadCutOff(Encoding.UTF8.GetBytes(body), array: false, "arguments", tools, syntax, calls))
+                    {
+                        break;
+                    }
+
+                    rest = end < 0 ? string.Empty : rest[(end + HermesClose.Length)..].TrimStart();
+                }
+
+                break;
+            case ToolCallSyntax.Mistral:
+                var at = output.IndexOf(MistralOpen, StringComparison.Ordinal);
+                if (at < 0)
+                {
+                    return null;
+                }
+
+                content = output[..at].Trim();
+                ReadCutOff(Encoding.UTF8.GetBytes(output[(at + MistralOpen.Length)..].TrimStart()), array: true, "arguments", tools, syntax, calls);
+                break;
+            case ToolCallSyntax.Llama3:
+                content = string.Empty;
+                var text = output.Trim();
+                if (text.StartsWith("<|python_tag|>", StringComparison.Ordinal))
+                {
+                    text = text["<|python_tag|>".Length..];
+                }
+
+                ReadCutOff(Encoding.UTF8.GetBytes(text), array: false, "parameters", tools, syntax, calls);
+                break;
+            default:
+                content = string.Empty;
+                var json = output.TrimStart();
+                if (!json.StartsWith(GenericKey, StringComparison.Ordinal))
+                {
+                    return null;
+                }
+
+                var list = json.AsSpan(GenericKey.Length).TrimStart();
+                if (list is [':', ..])
+                {
+                    ReadCutOff(Encoding.UTF8.GetBytes(list[1..].TrimStart().ToString()), array: true, "arguments", tools, syntax, calls);
+                }
+
+                break;
+        }
+
+        return calls.Count == 0 ? null : (content, calls);
+    }
+
+    /// <summary>
+    /// Reads the calls of a cut-off reply: whole ones as <see cref="Parse"/> does, then the unfinished one, whose
+    /// arguments are the text from their start to the end. False when the text stops being calls of known tools.
+    /// </summary>
+    private static bool ReadCutOff(byte[] json, bool array, string argumentsKey, IReadOnlyList<ToolDefinition> tools, ToolCallSyntax syntax, List<ToolCall> calls)
+    {
+        var reader = new Utf8JsonReader(json, isFinalBlock: false, default);
+        try
+        {
+            if (array && (!reader.Read() || reader.TokenType != JsonTokenType.StartArray))
+            {
+                return false;
+            }
+
+            while (reader.Read() && !(array && reader.TokenType == JsonTokenType.EndArray))
+            {
+                if (reader.TokenType != JsonTokenType.StartObject)
+                {
+                    return false;
+                }
+
+                var start = (int)reader.TokenStartIndex;
+                if (!reader.TrySkip())
+                {
+                    return ReadUnfinishedCall(json.AsSpan(start), argumentsKey, tools, syntax, calls);
+                }
+
+                if (!TryReadCall(Encoding.UTF8.GetString(json, start, (int)reader.BytesConsumed - start), argumentsKey, tools, syntax, calls))
+                {
+                    return false;
+                }
+
+                if (!array)
+                {
+                    return true;
+                }
+            }
+
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A call object cut off before its end: its name, once whole, and its arguments' text so far.</summary>
+    private static bool ReadUnfinishedCall(ReadOnlySpan<byte> json, string argumentsKey, IReadOnlyList<ToolDefinition> tools, ToolCallSyntax syntax, List<ToolCall> calls)
+    {
+        var reader = new Utf8JsonReader(json, isFinalBlock: false, default);
+        string? name = null;
+        var arguments = -1;
+        while (arguments < 0 && reader.Read())
+        {
+            if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1)
+            {
+                continue;
+            }
+
+            var key = reader.GetString();
+            if (!reader.Read())
+            {
+                break;
+            }
+
+            if (key == "name" && reader.TokenType == JsonTokenType.String)
+            {
+                name = reader.GetString();
+            }
+            else if (key == argumentsKey || key == "arguments")
+            {
+                arguments = (int)reader.TokenStartIndex;
+            }
+            else if (!reader.TrySkip())
+            {
+                break;
+            }
+        }
+
+        if (name is null || tools.All(t => t.Name != name))
+        {
+            return false;
+        }
+
+        calls.Add(new ToolCall(NewId(syntax), name, arguments < 0 ? string.Empty : Encoding.UTF8.GetString(json[arguments..]).TrimEnd()));
+        return true;
     }
 
     private static bool TryReadArray(string json, IReadOnlyList<ToolDefinition> tools, ToolCallSyntax syntax, List<ToolCall> calls)

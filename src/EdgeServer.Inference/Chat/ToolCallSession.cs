@@ -6,7 +6,8 @@ namespace EdgeServer.Inference.Chat;
 /// <summary>
 /// Reads a generation that may call tools: text streams through until something that may open a call appears;
 /// from there the output is held, and at the end it becomes <see cref="GenerationChunk.ToolCalls"/> with finish
-/// reason <see cref="FinishReason.ToolCalls"/>, or, when it is not a well-formed call of a known tool, text.
+/// reason <see cref="FinishReason.ToolCalls"/>, or, when it is not a well-formed call of a known tool, text. A call
+/// that max_tokens cut off stays text too, and is also read as <see cref="GenerationChunk.CutOffToolCalls"/>.
 /// </summary>
 internal sealed class ToolCallSession(IGenerationSession inner, ToolCallSyntax syntax, IReadOnlyList<ToolDefinition> tools) : IGenerationSession
 {
@@ -34,9 +35,16 @@ internal sealed class ToolCallSession(IGenerationSession inner, ToolCallSyntax s
             if (chunk.IsFinal)
             {
                 var rest = pending.ToString();
-                yield return chunk.FinishReason == FinishReason.Stop && ToolCallFormat.Parse(syntax, rest, tools) is { } parsed
-                    ? chunk with { Text = parsed.Content, FinishReason = FinishReason.ToolCalls, ToolCalls = parsed.Calls }
-                    : chunk with { Text = rest };
+                if (chunk.FinishReason == FinishReason.Stop && ToolCallFormat.Parse(syntax, rest, tools) is { } parsed)
+                {
+                    yield return chunk with { Text = parsed.Content, FinishReason = FinishReason.ToolCalls, ToolCalls = parsed.Calls };
+                }
+                else
+                {
+                    var cut = chunk.FinishReason == FinishReason.Length ? ToolCallFormat.ParseCutOff(syntax, rest, tools) : null;
+                    yield return chunk with { Text = rest, CutOffToolCalls = cut is { } c ? new CutOffToolCalls(c.Content, c.Calls) : null };
+                }
+
                 yield break;
             }
 

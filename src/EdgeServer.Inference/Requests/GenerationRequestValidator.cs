@@ -342,16 +342,15 @@ public static class GenerationRequestValidator
             return;
         }
 
-        // In auto mode the model may answer in text, so no grammar runs; a strict tool would be a promise EdgeServer
-        // does not keep there. A schema that could never be enforced is refused either way.
+        // In auto mode a strict tool's calls are enforced by a grammar that starts where the model opens a call; a
+        // JSON response format would constrain the same reply from its first token. A schema that could never be
+        // enforced is refused either way.
         for (var i = 0; i < tools.Count; i++)
         {
-            if (tools[i].Strict)
+            if (tools[i].Strict && request.ResponseFormat.Kind != ResponseFormatKind.Text)
             {
-                var at = new FieldRef(GenerationField.ToolStrict, i);
-                var name = tools[i].Name;
-                throw new InvalidGenerationParameterException(at,
-                    n => $"The tool '{name}' is strict, but with '{n.Name(GenerationField.ToolChoice)}' 'auto' EdgeServer does not constrain calls. Use 'required' or name the function to have calls enforced by a grammar, or set strict to false.");
+                throw new InvalidGenerationParameterException(GenerationField.ResponseFormat,
+                    n => $"A strict tool with '{n.Name(GenerationField.ToolChoice)}' 'auto' cannot be combined with a JSON '{n.Name(GenerationField.ResponseFormat)}': both constrain the same output. Set strict to false, or leave out the response format.");
             }
 
             using var doc = JsonDocument.Parse(tools[i].Parameters);

@@ -88,6 +88,65 @@ public sealed class ToolCallTests
         Assert.Equal(FinishReason.Stop, json[^1].FinishReason);
     }
 
+    [Theory]
+    [InlineData(ToolCallSyntax.Hermes, "Wait.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Os", "Wait.", "get_weather", "{\"city\": \"Os")]
+    [InlineData(ToolCallSyntax.Hermes, "<tool_call>\n{\"name\": \"set_light\", \"arg", "", "set_light", "")]
+    [InlineData(ToolCallSyntax.Mistral, "[TOOL_CALLS][{\"name\": \"set_light\", \"arguments\": {\"on\": tr", "", "set_light", "{\"on\": tr")]
+    [InlineData(ToolCallSyntax.Llama3, "{\"name\": \"get_weather\", \"parameters\": {", "", "get_weather", "{")]
+    [InlineData(ToolCallSyntax.Generic, "{\"tool_calls\": [{\"name\": \"set_light\", \"arguments\": {\"room\": [1, 2", "", "set_light", "{\"room\": [1, 2")]
+    public void ACallCutOffIsReadWithItsPartialArguments(ToolCallSyntax syntax, string output, string content, string name, string arguments)
+    {
+        var cut = ToolCallFormat.ParseCutOff(syntax, output, Tools);
+        Assert.NotNull(cut);
+        Assert.Equal(content, cut.Value.Content);
+        var call = Assert.Single(cut.Value.Calls);
+        Assert.Equal(name, call.Name);
+        Assert.Equal(arguments, call.Arguments);
+    }
+
+    [Fact]
+    public void WholeCallsBeforeTheCutAreKept()
+    {
+        var hermes = ToolCallFormat.ParseCutOff(ToolCallSyntax.Hermes,
+            "<tool_call>\n{\"name\": \"set_light\", \"arguments\": {\"on\": true}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"ci", Tools);
+        Assert.Equal([("set_light", "{\"on\":true}"), ("get_weather", "{\"ci")], hermes!.Value.Calls.Select(c => (c.Name, c.Arguments)));
+
+        var mistral = ToolCallFormat.ParseCutOff(ToolCallSyntax.Mistral,
+            "[TOOL_CALLS][{\"name\": \"set_light\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\"", Tools);
+        Assert.Equal([("set_light", "{}"), ("get_weather", "{\"city\"")], mistral!.Value.Calls.Select(c => (c.Name, c.Arguments)));
+    }
+
+    [Theory]
+    [InlineData(ToolCallSyntax.Hermes, "Just text, cut off")]
+    [InlineData(ToolCallSyntax.Hermes, "<tool_call>\n{\"name\": \"set_li")] // the name is not whole yet
+    [InlineData(ToolCallSyntax.Hermes, "<tool_call>\n{\"name\": \"launch_rocket\", \"arguments\": {")] // not a known tool
+    [InlineData(ToolCallSyntax.Llama3, "The answer is")]
+    [InlineData(ToolCallSyntax.Generic, "{\"response\": \"hel")]
+    public void ACutOffReplyWithoutACallIsText(ToolCallSyntax syntax, string output) =>
+        Assert.Null(ToolCallFormat.ParseCutOff(syntax, output, Tools));
+
+    [Fact]
+    public async Task ASessionCutOffInsideACallReportsThePartialCallAndKeepsTheRawText()
+    {
+        var session = new ToolCallSession(new ScriptedSession(["Sure.", "<tool_call>\n{\"name\": \"set_light\",", " \"arguments\": {\"room\": \"ha"], FinishReason.Length), ToolCallSyntax.Hermes, Tools);
+        var chunks = new List<GenerationChunk>();
+        await foreach (var chunk in session.ReadAllAsync())
+        {
+            chunks.Add(chunk);
+        }
+
+        var final = chunks[^1];
+        Assert.Equal(FinishReason.Length, final.FinishReason);
+        Assert.Null(final.ToolCalls);
+        Assert.Equal("<tool_call>\n{\"name\": \"set_light\", \"arguments\": {\"room\": \"ha", final.Text);
+        Assert.Equal("Sure.", string.Concat(chunks.SkipLast(1).Select(c => c.Text)));
+        var cut = final.CutOffToolCalls;
+        Assert.NotNull(cut);
+        var call = Assert.Single(cut.Calls);
+        Assert.Equal(("set_light", "{\"room\": \"ha"), (call.Name, call.Arguments));
+        Assert.Equal(string.Empty, cut.Content);
+    }
+
     private static async Task<List<GenerationChunk>> Run(ToolCallSyntax syntax, params string[] pieces)
     {
         var session = new ToolCallSession(new ScriptedSession(pieces), syntax, Tools);
@@ -100,7 +159,7 @@ public sealed class ToolCallTests
         return result;
     }
 
-    private sealed class ScriptedSession(string[] pieces) : IGenerationSession
+    private sealed class ScriptedSession(string[] pieces, FinishReason finish = FinishReason.Stop) : IGenerationSession
     {
         public Task Started => Task.CompletedTask;
 
@@ -116,7 +175,7 @@ public sealed class ToolCallTests
                 yield return new GenerationChunk(piece);
             }
 
-            yield return new GenerationChunk(string.Empty, FinishReason.Stop, new GenerationUsage(1, pieces.Length, 0));
+            yield return new GenerationChunk(string.Empty, finish, new GenerationUsage(1, pieces.Length, 0));
         }
     }
 }

@@ -66,6 +66,12 @@ public sealed class GrammarTests : IDisposable
         ];
         AssertParses(ToolCallFormat.Grammar(syntax, tools, new ToolChoice(ToolChoiceMode.Required), parallel));
         AssertParses(ToolCallFormat.Grammar(syntax, tools, new ToolChoice(ToolChoiceMode.Function, "get_weather"), parallel));
+
+        // Strict tools in auto mode: the lazy grammar, also as it starts after text before the marker.
+        var lazy = ToolCallFormat.Trigger(syntax, [tools[0] with { Strict = true }, .. tools[1..]], parallel)!;
+        AssertParses(lazy.Grammar);
+        AssertParses(lazy.WithPrefix("Sure \"é\".\n"));
+        Assert.Null(ToolCallFormat.Trigger(syntax, tools, parallel));
     }
 
     [Theory]

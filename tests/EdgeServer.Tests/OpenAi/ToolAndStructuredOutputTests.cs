@@ -118,6 +118,22 @@ public class ToolAndStructuredOutputTests(ServerFixture server)
     }
 
     [Theory]
+    [InlineData(ServerFixture.Model)] // generic syntax: a call would have to start the reply
+    [InlineData(ServerFixture.HermesModel)] // <tool_call> anywhere
+    public async Task AStrictToolWithAutoChoiceLetsTheModelAnswerInText(string model)
+    {
+        // The OpenAI JS SDK's zodFunction sends strict tools with tool_choice auto.
+        var options = new ChatCompletionOptions { Temperature = 0 };
+        options.Tools.Add(ChatTool.CreateFunctionTool("set_light", "Switch a light", BinaryData.FromString(LightSchema), functionSchemaIsStrict: true));
+        ClientResult<ChatCompletion> result = await Chat(model).CompleteChatAsync([new UserChatMessage("Say the alphabet")], options);
+
+        server.AssertMatchesSchema("CreateChatCompletionResponse", result.GetRawResponse().Content.ToString());
+        Assert.Equal(ChatFinishReason.Stop, result.Value.FinishReason);
+        Assert.Empty(result.Value.ToolCalls);
+        Assert.Equal(SuccessorModel.ChatReply, result.Value.Content.Single().Text);
+    }
+
+    [Theory]
     [InlineData(ServerFixture.Model)]
     [InlineData(ServerFixture.HermesModel)]
     public async Task ToolCallsAndResultsInTheHistoryAreAccepted(string model)

@@ -16,6 +16,9 @@ internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyL
 
     /// <summary>The model's thinking, split from <see cref="Text"/>; empty when it did not think.</summary>
     public string Reasoning { get; init; } = string.Empty;
+
+    /// <summary>Calls max_tokens cut off, with the whole text before them (<see cref="Text"/> holds the raw output).</summary>
+    public CutOffToolCalls? CutOffToolCalls { get; init; }
 }
 
 /// <summary>
@@ -88,6 +91,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         await foreach (var chunk in session.ReadAllAsync(ct))
         {
             var i = chunk.Choice;
+            var before = chunk.CutOffToolCalls is null ? null : texts[i].ToString();
             texts[i].Append(chunk.Text);
             thoughts[i].Append(chunk.Reasoning);
             if (chunk.Logprobs is { } lp)
@@ -98,7 +102,13 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             if (chunk.IsFinal)
             {
                 finals[i] = chunk;
-                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls) { Timings = chunk.Timings, StopSequence = chunk.StopSequence, Reasoning = thoughts[i].ToString() };
+                results[i] = new ChoiceResult(texts[i].ToString(), chunk.FinishReason!.Value, logprobs[i], chunk.ToolCalls)
+                {
+                    Timings = chunk.Timings,
+                    StopSequence = chunk.StopSequence,
+                    Reasoning = thoughts[i].ToString(),
+                    CutOffToolCalls = chunk.CutOffToolCalls is { } cut ? cut with { Content = before + cut.Content } : null,
+                };
             }
         }
 

@@ -104,12 +104,14 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
             await Write(sse, index, new ChunkDelta(null, null) { ReasoningContent = thought, Reasoning = thought }, logprobsSent ? ToLogprobs(chunk.Logprobs) : null, null, ct);
         }
 
-        if (chunk.Text.Length > 0 || (!logprobsSent && chunk.Logprobs is { Count: > 0 }))
+        // A call max_tokens cut off is sent as a call, as OpenAI does, not as its raw text.
+        var text = chunk.CutOffToolCalls?.Content ?? chunk.Text;
+        if (text.Length > 0 || (!logprobsSent && chunk.Logprobs is { Count: > 0 }))
         {
-            await Write(sse, index, new ChunkDelta(null, chunk.Text), ToLogprobs(chunk.Logprobs), null, ct);
+            await Write(sse, index, new ChunkDelta(null, text), ToLogprobs(chunk.Logprobs), null, ct);
         }
 
-        if (chunk.ToolCalls is { } calls)
+        if ((chunk.ToolCalls ?? chunk.CutOffToolCalls?.Calls) is { } calls)
         {
             // As OpenAI streams them: each call opens with its id and name, then its arguments follow.
             for (var i = 0; i < calls.Count; i++)
@@ -137,13 +139,14 @@ internal sealed class ChatShape(string model, long created, string fingerprint, 
     private static ResponseMessage Message(ChoiceResult c)
     {
         var thought = c.Reasoning.Length > 0 ? c.Reasoning : null;
-        if (c.ToolCalls is not { Count: > 0 } calls)
+        if ((c.ToolCalls ?? c.CutOffToolCalls?.Calls) is not { Count: > 0 } calls)
         {
             return new ResponseMessage("assistant", c.Text, null) { ReasoningContent = thought, Reasoning = thought };
         }
 
         // With calls, OpenAI sends content null unless the model also wrote text.
-        var content = string.IsNullOrWhiteSpace(c.Text) ? null : c.Text;
+        var text = c.CutOffToolCalls?.Content ?? c.Text;
+        var content = string.IsNullOrWhiteSpace(text) ? null : text;
         return new ResponseMessage("assistant", content, null, calls.Select(t => new ToolCallOut(t.Id, "function", new FunctionOut(t.Name, t.Arguments))).ToList())
         {
             ReasoningContent = thought,
