@@ -222,6 +222,18 @@ public sealed class EnergyMonitorTests : IDisposable
         Assert.Null(monitor.Begin("m") is { } share ? share.End(1) : null);
     }
 
+    [Fact]
+    public void APowerFileAndCommandTogetherOrAMissingPowerFileAreRefusedAtStartUp()
+    {
+        var validator = new EdgeServerOptionsFileValidator();
+        var both = validator.Validate(null, new EdgeServerOptions { Energy = new EnergySettings { PowerFile = Path.Combine(_root, "meter"), PowerCommand = "echo 1" } });
+        Assert.Contains(both.Failures!, f => f.Contains("PowerFile and PowerCommand are both set", StringComparison.Ordinal));
+        Assert.Contains(both.Failures!, f => f.Contains("EdgeServer:Energy:PowerFile: the file", StringComparison.Ordinal));
+
+        File.WriteAllText(Path.Combine(_root, "meter"), "3.2\n");
+        Assert.True(validator.Validate(null, new EdgeServerOptions { Energy = new EnergySettings { PowerFile = Path.Combine(_root, "meter") } }).Succeeded);
+    }
+
     /// <summary>The energy instruments of this test's meter factory only (other tests' servers have their own).</summary>
     private MeterListener Listen(List<(string Name, double Value, object? Model)> measurements)
     {
