@@ -214,6 +214,9 @@ public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int
 
     /// <summary>Of <see cref="CompletionTokens"/>, those that carried the model's thinking (and its markers).</summary>
     public int ReasoningTokens { get; init; }
+
+    /// <summary>The box's energy given to this generation, in joules, when the host measured it (null otherwise).</summary>
+    public double? EnergyJoules { get; init; }
 }
 
 /// <summary>A piece of generated text; the last chunk carries the finish reason, usage and timings.</summary>

@@ -35,6 +35,13 @@ internal static class EventIds
     public const int ThermalNoZones = 8001;
     public const int ThermalCheckFailed = 8002;
 
+    // The device: energy
+    public const int EnergySource = 8010;
+    public const int EnergyUnavailable = 8011;
+    public const int EnergySensorLost = 8012;
+    public const int EnergySensorBack = 8013;
+    public const int EnergyReadFailed = 8014;
+
     // Request log
     public const int Generation = 7000;
     public const int Request = 7001;

@@ -74,6 +74,8 @@ public class ServerFixture : InProcessServer
             "--Logging:LogLevel:EdgeServer.Telemetry=Information",
             // A hot developer laptop must not cap the threads of unrelated tests (ThermalMonitorTests cover the back-off).
             "--EdgeServer:Thermal:Enabled=false",
+            // Nor may a sensor of the box add energy to every response (EnergyMonitorTests and EnergyHttpTests cover it).
+            "--EdgeServer:Energy:Enabled=false",
             .. ExtraArguments(scratch),
         ], ConfigureServices);
     }

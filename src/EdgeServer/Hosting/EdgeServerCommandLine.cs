@@ -19,7 +19,8 @@ public static class ExitCodes
 
 /// <summary>
 /// The command line, parsed by System.CommandLine: <c>serve</c> (the default when no command is given) with the short
-/// switches of <see cref="EdgeServerHosting.SwitchMappings"/> and <c>--urls</c>, <c>--help</c> and <c>--version</c>.
+/// switches of <see cref="EdgeServerHosting.SwitchMappings"/> and <c>--urls</c>, <c>quantize</c> (<see cref="QuantizeCommand"/>),
+/// <c>--help</c> and <c>--version</c>.
 /// Settings are configuration overrides, <c>--Section:Key=value</c> or <c>--Section:Key value</c> (a colon in the
 /// name tells them apart); they go to configuration untouched, as ASP.NET reads them, and the parser never sees
 /// them. Anything else the parser does not know is an error naming the closest switch.
@@ -36,6 +37,7 @@ public static class EdgeServerCommandLine
 
         {SettingsHelp}
         Health check: 'EdgeServer --healthcheck [URL]' exits 0 when a running server's /health answers 200.
+        Quantize a model: 'EdgeServer quantize IN.gguf OUT.gguf Q4_K_M' (see 'EdgeServer quantize --help').
         """;
 
     /// <summary>llama-server's switches that users bring along, with EdgeServer's counterpart.</summary>
@@ -170,7 +172,7 @@ public static class EdgeServerCommandLine
         Option[] options = [model, modelsDirectory, nativeDirectory, threads, slots, contextSize, urls];
 
         var serve = new Command("serve", "Run the server (the default).\n\n" + SettingsHelp);
-        var root = new RootCommand(Description) { serve };
+        var root = new RootCommand(Description) { serve, QuantizeCommand.Create() };
         foreach (var option in options)
         {
             serve.Options.Add(option);

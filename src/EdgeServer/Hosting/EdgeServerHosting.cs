@@ -93,6 +93,8 @@ public static class EdgeServerHosting
         services.AddHostedService<SystemdWatchdog>();
         services.TryAddSingleton<Device.ThermalMonitor>();
         services.AddHostedService(sp => sp.GetRequiredService<Device.ThermalMonitor>());
+        services.TryAddSingleton<Device.EnergyMonitor>();
+        services.AddHostedService(sp => sp.GetRequiredService<Device.EnergyMonitor>());
 
         services.TryAddSingleton(sp => new ApiKeyStore(sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Security));
         // The key scheme exists only with keys: without any, no request is authenticated at all, so none is logged

@@ -46,6 +46,9 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public ThermalSettings Thermal { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public EnergySettings Energy { get; set; } = new();
+
     /// <summary>
     /// On shutdown (SIGTERM, Ctrl+C), running generations may finish within this many seconds; new ones get 503.
     /// Those still running then end with a shutting-down error event.
@@ -196,6 +199,27 @@ public sealed class ThermalSettings
     /// <summary>Where sysfs is mounted (its class/thermal is read); another folder for a test tree.</summary>
     [Required]
     public string SysfsRoot { get; set; } = "/sys";
+}
+
+/// <summary>The energy meter (see Device/EnergyMonitor): where the box's energy is read, for joules per generated token.</summary>
+public sealed class EnergySettings
+{
+    /// <summary>Read the box's energy sensor and report what each generation used; without a sensor nothing is reported.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Milliseconds between readings: power sources are integrated over them, RAPL counters read often enough not to wrap twice.</summary>
+    [Range(100, 60_000)]
+    public int IntervalMilliseconds { get; set; } = 1000;
+
+    /// <summary>Where sysfs is mounted (its class/powercap and class/power_supply are read); another folder for a test tree.</summary>
+    [Required]
+    public string SysfsRoot { get; set; } = "/sys";
+
+    /// <summary>A file that holds the box's power in watts (written by a USB power meter's reader), instead of the sensors.</summary>
+    public string? PowerFile { get; set; }
+
+    /// <summary>A command (run by sh -c) that prints the box's power in watts, instead of the sensors.</summary>
+    public string? PowerCommand { get; set; }
 }
 
 /// <summary>The memory budget of the loaded models, and how long an idle model stays loaded.</summary>
@@ -524,6 +548,16 @@ public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServer
             {
                 errors.Add($"EdgeServer:Security:CorsOrigins: '{origin}' is not an origin such as http://homeassistant.local:8123.");
             }
+        }
+
+        if (options.Energy.PowerFile is { Length: > 0 } && options.Energy.PowerCommand is { Length: > 0 })
+        {
+            errors.Add("EdgeServer:Energy: PowerFile and PowerCommand are both set; keep the one that reads your power meter.");
+        }
+
+        if (options.Energy.PowerFile is { Length: > 0 } powerFile && !File.Exists(Resolve(powerFile)))
+        {
+            errors.Add($"EdgeServer:Energy:PowerFile: the file '{Resolve(powerFile)}' does not exist.");
         }
 
         if (options.Runtime.NativeDirectory is { Length: > 0 } native && !Directory.Exists(Resolve(native)))

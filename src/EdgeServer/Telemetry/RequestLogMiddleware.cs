@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using EdgeServer.Inference;
 using EdgeServer.Inference.Diagnostics;
 
@@ -27,7 +28,7 @@ public sealed class GenerationOutcome
 
 /// <summary>
 /// One structured log line and one counter increment per /v1 request: endpoint, model, status, and for
-/// generations the tokens, time to first token and tokens/s.
+/// generations the tokens, time to first token, tokens/s and, where the box measures it, the energy.
 /// </summary>
 internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMetrics metrics, ILogger<RequestLogMiddleware> logger)
 {
@@ -49,8 +50,11 @@ internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMet
             {
                 var finish = outcome.FinishReason?.Name() ?? "none";
                 var tokensPerSecond = usage.CompletionTokens > 1 && timings.Generation > TimeSpan.Zero ? (usage.CompletionTokens - 1) / timings.Generation.TotalSeconds : 0;
+                // Text, so a box without a sensor says so instead of logging a number it does not have.
+                var energy = usage.EnergyJoules is { } joules ? joules.ToString("0.000", CultureInfo.InvariantCulture) : "unavailable";
+                var perToken = usage.EnergyJoules is { } j && usage.CompletionTokens > 0 ? (j / usage.CompletionTokens).ToString("0.0000", CultureInfo.InvariantCulture) : "unavailable";
                 LogGeneration(logger, context.Request.Method, endpoint, status, model, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens,
-                    timings.TimeToFirstToken.TotalMilliseconds, tokensPerSecond, elapsedMs, finish);
+                    timings.TimeToFirstToken.TotalMilliseconds, tokensPerSecond, elapsedMs, finish, energy, perToken);
             }
             else
             {
@@ -60,9 +64,9 @@ internal sealed partial class RequestLogMiddleware(RequestDelegate next, HostMet
     }
 
     [LoggerMessage(EventId = EventIds.Generation, Level = LogLevel.Information,
-        Message = "{Method} {Endpoint} {Status} model={Model} prompt_tokens={PromptTokens} cached_tokens={CachedTokens} completion_tokens={CompletionTokens} ttft_ms={TtftMs:0} tokens_per_s={TokensPerSecond:0.0} elapsed_ms={ElapsedMs:0} finish={FinishReason}")]
+        Message = "{Method} {Endpoint} {Status} model={Model} prompt_tokens={PromptTokens} cached_tokens={CachedTokens} completion_tokens={CompletionTokens} ttft_ms={TtftMs:0} tokens_per_s={TokensPerSecond:0.0} elapsed_ms={ElapsedMs:0} finish={FinishReason} energy_j={EnergyJoules} j_per_token={JoulesPerToken}")]
     private static partial void LogGeneration(ILogger logger, string method, string endpoint, int status, string model, int promptTokens, int cachedTokens,
-        int completionTokens, double ttftMs, double tokensPerSecond, double elapsedMs, string finishReason);
+        int completionTokens, double ttftMs, double tokensPerSecond, double elapsedMs, string finishReason, string energyJoules, string joulesPerToken);
 
     [LoggerMessage(EventId = EventIds.Request, Level = LogLevel.Information, Message = "{Method} {Endpoint} {Status} model={Model} elapsed_ms={ElapsedMs:0}")]
     private static partial void LogRequest(ILogger logger, string method, string endpoint, int status, string model, double elapsedMs);

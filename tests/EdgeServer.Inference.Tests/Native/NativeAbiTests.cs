@@ -95,6 +95,42 @@ public class NativeAbiTests
     }
 
     [Fact]
+    public void QuantizeParamsLayoutMatchesHeader()
+    {
+        Assert.Equal(64, Marshal.SizeOf<LlamaModelQuantizeParams>());
+        Assert.Equal(4, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.FType)));
+        Assert.Equal(12, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.TokenEmbeddingType)));
+        Assert.Equal(16, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.AllowRequantize)));
+        Assert.Equal(21, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.DryRun)));
+        Assert.Equal(24, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.Imatrix)));
+        Assert.Equal(48, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.PruneLayers)));
+        Assert.Equal(56, Offset<LlamaModelQuantizeParams>(nameof(LlamaModelQuantizeParams.MaxBufSize)));
+        Assert.Equal(24, Marshal.SizeOf<LlamaModelImatrixData>());
+    }
+
+    [Fact]
+    public void QuantizeDefaultParamsReadBackAsTheHeaderDefines()
+    {
+        TestRuntime.Ensure();
+        var p = NativeMethods.llama_model_quantize_default_params();
+        Assert.Equal(0, p.NThread);
+        Assert.Equal(7, p.FType);                   // LLAMA_FTYPE_MOSTLY_Q8_0
+        Assert.Equal(43, p.OutputTensorType);       // GGML_TYPE_COUNT: llama.cpp's choice
+        Assert.Equal(43, p.TokenEmbeddingType);
+        Assert.Equal(0, p.AllowRequantize);
+        Assert.Equal(1, p.QuantizeOutputTensor);
+        Assert.Equal(0, p.OnlyCopy);
+        Assert.Equal(0, p.Pure);
+        Assert.Equal(0, p.KeepSplit);
+        Assert.Equal(0, p.DryRun);
+        Assert.Equal(IntPtr.Zero, p.Imatrix);
+        Assert.Equal(IntPtr.Zero, p.KvOverrides);
+        Assert.Equal(IntPtr.Zero, p.TtOverrides);
+        Assert.Equal(IntPtr.Zero, p.PruneLayers);
+        Assert.Equal(8UL << 30, (ulong)p.MaxBufSize); // LLAMA_QUANT_MAX_BUF_SIZE
+    }
+
+    [Fact]
     public void ThreadPoolParamsLayoutMatchesHeader()
     {
         Assert.Equal(528, Marshal.SizeOf<GgmlThreadPoolParams>());

@@ -149,6 +149,65 @@ public sealed class CommandLineTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task QuantizeWritesAModelThatReadsBackAndReportsProgressAsPlainLines()
+    {
+        var output = Path.Combine(_empty, "successor-q8_0.gguf");
+        var run = await RunAsync("quantize", SuccessorModel.SharedPath, output, "Q8_0", "--threads", "2");
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.Equal("Q8_0", EdgeServer.Inference.Gguf.GgufReader.Read(output).Quantization);
+        // Output is redirected: plain lines, no carriage returns; the temporary file is gone.
+        Assert.Contains("Wrote '" + output + "': Q8_0", run.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain('\r', run.StandardOutput);
+        Assert.Equal([output], Directory.GetFiles(_empty));
+    }
+
+    [Theory]
+    [InlineData("missing", "Q8_0", "does not exist")]
+    [InlineData("text", "Q8_0", "is not a valid GGUF model")]
+    [InlineData("model", "Q9_9", "'Q9_9' is not a quantization type; use one of Q4_0,")]
+    [InlineData("model", "Q8_0|exists", "exists; remove it, choose another name, or add --force")]
+    public async Task QuantizeRefusesBadInputInOneLineWithExitCode1(string input, string type, string expected)
+    {
+        var inputPath = input switch
+        {
+            "missing" => Path.Combine(_empty, "no-such-model.gguf"),
+            "text" => Path.Combine(_empty, "notes.gguf"),
+            _ => SuccessorModel.SharedPath,
+        };
+        if (input == "text")
+        {
+            await File.WriteAllTextAsync(inputPath, "not a model, just some text that ends in .gguf");
+        }
+
+        var output = Path.Combine(_empty, "out.gguf");
+        var parts = type.Split('|');
+        if (parts is [_, "exists"])
+        {
+            await File.WriteAllTextAsync(output, "an earlier file");
+        }
+
+        var run = await RunAsync("quantize", inputPath, output, parts[0]);
+        Assert.True(run.ExitCode == 1, run.Output);
+        var line = Assert.Single(run.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.StartsWith("EdgeServer: ", line, StringComparison.Ordinal);
+        Assert.Contains(expected, line, StringComparison.Ordinal);
+        Assert.True(parts is [_, "exists"] ? File.ReadAllText(output) == "an earlier file" : !File.Exists(output));
+    }
+
+    [Fact]
+    public async Task QuantizeWithoutItsArgumentsIsAnErrorAndHelpListsTheTypes()
+    {
+        var run = await RunAsync("quantize", SuccessorModel.SharedPath);
+        Assert.True(run.ExitCode == 1, run.Output);
+        var help = await RunAsync("quantize", "--help");
+        Assert.True(help.ExitCode == 0, help.Output);
+        foreach (var expected in new[] { "--imatrix", "--threads", "--force", "Q4_K_M", "IQ4_XS", "BF16" })
+        {
+            Assert.Contains(expected, help.StandardOutput, StringComparison.Ordinal);
+        }
+    }
+
     private sealed record Run(int ExitCode, string StandardOutput, string StandardError)
     {
         public string Output => StandardOutput + StandardError;

@@ -56,6 +56,16 @@ public partial class OperationsTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task WithoutAnEnergySensorUsageHasNoEnergyAndTheRequestLineSaysUnavailable()
+    {
+        var earlier = server.Logs.Entries.Count;
+        var body = await server.PostOkAsync("/v1/chat/completions", Chat.Replace("\"go\"", "\"no meter\"", StringComparison.Ordinal));
+        using var json = JsonDocument.Parse(body);
+        Assert.False(json.RootElement.GetProperty("usage").TryGetProperty("energy_joules", out _), body);
+        Assert.Contains(server.Logs.Entries.Skip(earlier), e => e.EventId == 7000 && e.Message.Contains("energy_j=unavailable j_per_token=unavailable", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task TheRequestLineOfAToolCallSaysToolCalls()
     {
         const string call = """

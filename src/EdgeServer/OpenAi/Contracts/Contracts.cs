@@ -374,7 +374,14 @@ public sealed record CompletionResponse(
 
 public sealed record CompletionChoice(string Text, int Index, CompletionLogprobs? Logprobs, string? FinishReason);
 
-public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails, CompletionTokensDetails CompletionTokensDetails);
+/// <summary>OpenAI's usage; <see cref="EnergyJoules"/> is EdgeServer's extension (OpenAI clients ignore it), present only when measured.</summary>
+public sealed record Usage(
+    int PromptTokens,
+    int CompletionTokens,
+    int TotalTokens,
+    PromptTokensDetails PromptTokensDetails,
+    CompletionTokensDetails CompletionTokensDetails,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? EnergyJoules = null);
 
 public sealed record PromptTokensDetails(int CachedTokens);
 

@@ -26,7 +26,7 @@ internal sealed record ChoiceResult(string Text, FinishReason Reason, IReadOnlyL
 /// admits the request, all its choices or none), then the chunks collected into one response or streamed as the
 /// API's events, and the outcome recorded for the request log. Errors name fields as the API does.
 /// </summary>
-internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestDeadline deadline, ILogger<GenerationRunner> logger)
+internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestDeadline deadline, Device.EnergyMonitor energy, ILogger<GenerationRunner> logger)
 {
     public async Task<IResult> RunAsync<TStream>(HttpContext context, GenerationOutcome outcome, GenerationRequest request, IFieldNames names, IResponseShape<TStream> shape, bool stream)
         where TStream : class, IEventStream<TStream>
@@ -38,7 +38,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             return await deadline.RunAsync(async ct =>
             {
                 var session = await engine.StartAsync(request, ct);
-                return sse is null ? await CollectAsync(session, request.Choices, shape, outcome, ct) : await StreamAsync(sse, session, request.Choices, shape, outcome, ct);
+                return sse is null ? await CollectAsync(session, request.Choices, shape, outcome, energy, ct) : await StreamAsync(sse, session, request.Choices, shape, outcome, energy, ct);
             }, context.RequestAborted);
         }
         catch (Exception e) when (sse is { Started: true } && e is not OperationCanceledException && !context.RequestAborted.IsCancellationRequested)
@@ -80,9 +80,12 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
     public SamplingParameters DefaultSampling(string? model) =>
         model is { Length: > 0 } && engine.FindModel(model) is { } known ? known.Sampling : SamplingParameters.Default;
 
-    private static async Task<IResult> CollectAsync<TStream>(IGenerationSession session, int choices, IResponseShape<TStream> shape, GenerationOutcome outcome, CancellationToken ct)
+    private static async Task<IResult> CollectAsync<TStream>(IGenerationSession session, int choices, IResponseShape<TStream> shape, GenerationOutcome outcome, Device.EnergyMonitor energy, CancellationToken ct)
         where TStream : class, IEventStream<TStream>
     {
+        // Its energy counts from its slot on, not while it waits in the queue.
+        await session.Started.WaitAsync(ct);
+        using var share = energy.Begin(outcome.Model ?? session.Model);
         var texts = Enumerable.Range(0, choices).Select(_ => new StringBuilder()).ToArray();
         var thoughts = Enumerable.Range(0, choices).Select(_ => new StringBuilder()).ToArray();
         var logprobs = new List<TokenLogprob>?[choices];
@@ -90,6 +93,7 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         var finals = new GenerationChunk[choices];
         await foreach (var chunk in session.ReadAllAsync(ct))
         {
+            share?.AddTokens(chunk.Tokens);
             var i = chunk.Choice;
             var before = chunk.CutOffToolCalls is null ? null : texts[i].ToString();
             texts[i].Append(chunk.Text);
@@ -112,20 +116,22 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             }
         }
 
-        var usage = Finish(finals, outcome);
+        var usage = Finish(finals, outcome, share);
         return shape.Complete(results, usage);
     }
 
-    private static async Task<IResult> StreamAsync<TStream>(TStream sse, IGenerationSession session, int choices, IResponseShape<TStream> shape, GenerationOutcome outcome, CancellationToken ct)
+    private static async Task<IResult> StreamAsync<TStream>(TStream sse, IGenerationSession session, int choices, IResponseShape<TStream> shape, GenerationOutcome outcome, Device.EnergyMonitor energy, CancellationToken ct)
         where TStream : class, IEventStream<TStream>
     {
         // Headers wait for a slot: a request that times out or is refused while queued still gets a plain error.
         await session.Started.WaitAsync(ct);
+        using var share = energy.Begin(outcome.Model ?? session.Model);
         await sse.StartAsync(ct);
         await shape.WriteStartAsync(sse, choices, session.PromptTokens, ct);
         var finals = new GenerationChunk[choices];
         await foreach (var chunk in session.ReadAllAsync(ct))
         {
+            share?.AddTokens(chunk.Tokens);
             await shape.WriteChunkAsync(sse, chunk, ct);
             if (chunk.IsFinal)
             {
@@ -133,15 +139,15 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
             }
         }
 
-        await shape.WriteEndAsync(sse, Finish(finals, outcome), ct);
+        await shape.WriteEndAsync(sse, Finish(finals, outcome, share), ct);
         return Results.Empty;
     }
 
     /// <summary>
     /// Usage of the whole request (one prompt, several completions: the prompt counts once, generated tokens add up),
-    /// recorded with the first choice's timings and finish.
+    /// recorded with the first choice's timings and finish, and the energy given to it when the box measures it.
     /// </summary>
-    private static GenerationUsage Finish(GenerationChunk[] finals, GenerationOutcome outcome)
+    private static GenerationUsage Finish(GenerationChunk[] finals, GenerationOutcome outcome, Device.EnergyShare? share)
     {
         if (finals.Any(f => f.Usage is null))
         {
@@ -152,6 +158,11 @@ internal sealed partial class GenerationRunner(IInferenceEngine engine, RequestD
         {
             ReasoningTokens = finals.Sum(f => f.Usage!.ReasoningTokens),
         };
+        if (share?.End(usage.CompletionTokens) is { } joules)
+        {
+            usage = usage with { EnergyJoules = Math.Round(joules, 4) };
+        }
+
         outcome.Record(usage, finals[0].Timings, finals[0].FinishReason);
         return usage;
     }

@@ -51,7 +51,7 @@ internal abstract class ResponseShapeBase(string idPrefix, string model, long cr
     protected static string Reason(FinishReason reason) => reason.Name();
 
     protected static Usage ToUsage(GenerationUsage u) =>
-        new(u.PromptTokens, u.CompletionTokens, u.TotalTokens, new PromptTokensDetails(u.CachedPromptTokens), new CompletionTokensDetails(u.ReasoningTokens));
+        new(u.PromptTokens, u.CompletionTokens, u.TotalTokens, new PromptTokensDetails(u.CachedPromptTokens), new CompletionTokensDetails(u.ReasoningTokens), u.EnergyJoules);
 
     protected static int[] Bytes(byte[] bytes) => Array.ConvertAll(bytes, b => (int)b);
 }
