@@ -2,7 +2,8 @@
 # Checks what the Dockerfile and the systemd install produce, without Docker or root:
 #  - `dotnet publish -r <rid> --self-contained` for linux-x64, linux-arm64 and linux-arm gives a folder whose
 #    llama.cpp libraries, runtime and app host are ELF files for that architecture, and only that runtime's natives
-#    (linux-arm builds llama.cpp from source: native/build-linux-arm.sh; skipped without a compiler for it);
+#    (linux-arm only with EDGESERVER_CHECK_LINUX_ARM=1: it compiles llama.cpp, native/build-linux-arm.sh, which
+#    takes long on a small machine);
 #  - the ARM publishes run under qemu user-mode emulation and answer as the x86-64 one does
 #    (deploy/check-emulated.sh; skipped without qemu or the model);
 #  - the systemd unit passes `systemd-analyze verify` (when systemd-analyze is installed).
@@ -21,6 +22,10 @@ for rid in "${rids[@]}"; do
     linux-arm64) machine="AArch64"; libs="libllama.v0.5.0.so libggml.v0.5.0.so libggml-base.so" ;;
     linux-arm) machine="ARM"; libs="libllama.so libggml.so libggml-base.so" ;;
   esac
+  if [ "$rid" = linux-arm ] && [ "${EDGESERVER_CHECK_LINUX_ARM:-0}" != 1 ]; then
+    say "skip $rid: it compiles llama.cpp for 32-bit ARM first; EDGESERVER_CHECK_LINUX_ARM=1 checks it too"
+    continue
+  fi
   if [ "$rid" = linux-arm ] && [ ! -e native/bins/linux-arm/libllama.so ] \
      && ! command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 && [ "$(uname -m)" != armv7l ]; then
     say "skip $rid: llama.cpp must be built for it and arm-linux-gnueabihf-g++ is not installed (Debian package g++-arm-linux-gnueabihf)"
