@@ -34,7 +34,13 @@ for rid in "${rids[@]}"; do
   dir="$out/$rid"
   say "== publish $rid (self-contained) -> $dir"
   started=$SECONDS
-  dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained true -o "$dir" -v quiet -nologo >/dev/null
+  if ! log=$(dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained true -o "$dir" -v quiet -nologo 2>&1); then
+    if [ "$rid" = linux-arm ] && grep -q 'NU1101.*App.Runtime.linux-arm' <<<"$log"; then
+      say "skip $rid: the NuGet source has no .NET runtime pack for linux-arm (Microsoft.NETCore.App.Runtime.linux-arm)"
+      continue
+    fi
+    printf '%s\n' "$log"; say "FAIL $rid: dotnet publish failed"; exit 1
+  fi
   say "     took $((SECONDS - started)) s"
 
   for required in $(printf "runtimes/$rid/native/%s " $libs) EdgeServer libcoreclr.so appsettings.json; do
