@@ -172,6 +172,7 @@ if compgen -G "$root/linux-arm/runtimes/linux-arm/native/libllama*.so*" >/dev/nu
 else
   say "skip linux-arm: its publish holds no llama.cpp libraries"
 fi
-say "emulated runs took $((SECONDS - started)) s ($(times | tail -n 1 | cut -d' ' -f1) user CPU in all, the x86-64 run included)"
+times > "$work/times" # in this shell: a command substitution would count only its own children
+say "emulated runs took $((SECONDS - started)) s ($(tail -n 1 "$work/times" | sed 's/ / user, /') system CPU in all, the x86-64 run included)"
 rm -rf "$work"
 exit $fail
