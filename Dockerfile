@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# EdgeServer: multi-arch (linux/amd64, linux/arm64) image.
-#   docker buildx build --platform linux/amd64,linux/arm64 -t edgeserver .
+# EdgeServer: multi-arch (linux/amd64, linux/arm64, linux/arm/v7) image.
+#   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t edgeserver .
+# linux/arm/v7 (32-bit Raspberry Pi OS) builds llama.cpp from source with a cross compiler: some minutes more.
 #   docker run -p 8080:8080 -v "$PWD/models:/models:ro" -e EdgeServer__Security__ApiKeys__0=your-key edgeserver
 
 # Build on the build machine's own architecture; publish for the target's.
@@ -8,6 +9,9 @@ FROM --platform=$BUILDPLATFORM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 ARG TARGETARCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm \
+ && if [ "$TARGETARCH" = arm ]; then \
+      apt-get install -y --no-install-recommends cmake git make g++-arm-linux-gnueabihf; \
+    fi \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The llama.cpp native libraries (pinned by the lockfile) in their own layer.
@@ -16,6 +20,7 @@ RUN cd native && npm ci --force --ignore-scripts --no-audit --no-fund
 COPY . .
 RUN case "$TARGETARCH" in \
       arm64) rid=linux-arm64 ;; \
+      arm) rid=linux-arm ;; \
       amd64|"") rid=linux-x64 ;; \
       *) echo "unsupported architecture: $TARGETARCH" >&2; exit 1 ;; \
     esac \

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Checks what the Dockerfile and the systemd install produce, without Docker or root:
-#  - `dotnet publish -r <rid> --self-contained` for linux-x64 and linux-arm64 gives a folder whose llama.cpp
-#    libraries, runtime and app host are ELF files for that architecture, and only that runtime's natives;
+#  - `dotnet publish -r <rid> --self-contained` for linux-x64, linux-arm64 and linux-arm gives a folder whose
+#    llama.cpp libraries, runtime and app host are ELF files for that architecture, and only that runtime's natives
+#    (linux-arm only with EDGESERVER_CHECK_LINUX_ARM=1: it compiles llama.cpp, native/build-linux-arm.sh, which
+#    takes long on a small machine);
+#  - the ARM publishes run under qemu user-mode emulation and answer as the x86-64 one does
+#    (deploy/check-emulated.sh; skipped without qemu or the model);
 #  - the systemd unit passes `systemd-analyze verify` (when systemd-analyze is installed).
 # Usage: deploy/check-publish.sh [output-dir]
 set -euo pipefail
@@ -9,26 +13,47 @@ cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
 fail=0
 say() { printf '%s\n' "$*"; }
+rids=(linux-x64 linux-arm64 linux-arm)
 
-for rid in linux-x64 linux-arm64; do
+for rid in "${rids[@]}"; do
+  # The npm packages' libraries carry the release in their names; the ones built for linux-arm do not.
   case $rid in
-    linux-x64) machine="Advanced Micro Devices X86-64"; other=linux-arm64 ;;
-    linux-arm64) machine="AArch64"; other=linux-x64 ;;
+    linux-x64) machine="Advanced Micro Devices X86-64"; libs="libllama.v0.5.0.so libggml.v0.5.0.so libggml-base.so" ;;
+    linux-arm64) machine="AArch64"; libs="libllama.v0.5.0.so libggml.v0.5.0.so libggml-base.so" ;;
+    linux-arm) machine="ARM"; libs="libllama.so libggml.so libggml-base.so" ;;
   esac
+  if [ "$rid" = linux-arm ] && [ "${EDGESERVER_CHECK_LINUX_ARM:-0}" != 1 ]; then
+    say "skip $rid: it compiles llama.cpp for 32-bit ARM first; EDGESERVER_CHECK_LINUX_ARM=1 checks it too"
+    continue
+  fi
+  if [ "$rid" = linux-arm ] && [ ! -e native/bins/linux-arm/libllama.so ] \
+     && ! command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 && [ "$(uname -m)" != armv7l ]; then
+    say "skip $rid: llama.cpp must be built for it and arm-linux-gnueabihf-g++ is not installed (Debian package g++-arm-linux-gnueabihf)"
+    continue
+  fi
   dir="$out/$rid"
   say "== publish $rid (self-contained) -> $dir"
-  dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained true -o "$dir" -v quiet -nologo >/dev/null
+  started=$SECONDS
+  if ! log=$(dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained true -o "$dir" -v quiet -nologo 2>&1); then
+    if [ "$rid" = linux-arm ] && grep -q 'NU1101.*App.Runtime.linux-arm' <<<"$log"; then
+      say "skip $rid: the NuGet source has no .NET runtime pack for linux-arm (Microsoft.NETCore.App.Runtime.linux-arm)"
+      continue
+    fi
+    printf '%s\n' "$log"; say "FAIL $rid: dotnet publish failed"; exit 1
+  fi
+  say "     took $((SECONDS - started)) s"
 
-  for required in "runtimes/$rid/native/libllama.v0.5.0.so" "runtimes/$rid/native/libggml.v0.5.0.so" \
-                  "runtimes/$rid/native/libggml-base.so" EdgeServer libcoreclr.so appsettings.json; do
+  for required in $(printf "runtimes/$rid/native/%s " $libs) EdgeServer libcoreclr.so appsettings.json; do
     [ -e "$dir/$required" ] || { say "FAIL $rid: $required is missing"; fail=1; }
   done
-  if [ -d "$dir/runtimes/$other" ]; then
-    say "FAIL $rid: the output also holds runtimes/$other"; fail=1
-  fi
+  for other in "${rids[@]}"; do
+    if [ "$other" != "$rid" ] && [ -d "$dir/runtimes/$other" ]; then
+      say "FAIL $rid: the output also holds runtimes/$other"; fail=1
+    fi
+  done
 
-  cpu_variants=$(find "$dir/runtimes/$rid/native" -name 'libggml-cpu-*.so' | wc -l)
-  [ "$cpu_variants" -gt 0 ] || { say "FAIL $rid: no CPU backend variants"; fail=1; }
+  cpu_variants=$(find "$dir/runtimes/$rid/native" -name 'libggml-cpu*.so' | wc -l)
+  [ "$cpu_variants" -gt 0 ] || { say "FAIL $rid: no CPU backend"; fail=1; }
 
   checked=0
   while IFS= read -r -d '' f; do
@@ -40,13 +65,18 @@ for rid in linux-x64 linux-arm64; do
       checked=$((checked + 1))
     fi
   done < <(find "$dir" -type f -print0)
-  say "ok   $rid: $checked ELF files are $machine ($cpu_variants CPU backend variants); e.g. $(file -b "$dir/runtimes/$rid/native/libllama.v0.5.0.so" | cut -d, -f1-2)"
+  say "ok   $rid: $checked ELF files are $machine ($cpu_variants CPU backend variants); e.g. $(file -b "$dir/runtimes/$rid/native/${libs%% *}" | cut -d, -f1-2)"
 done
+
+# Running them is what shows the binaries work: the ARM ones under emulation, against the x86-64 one's answers.
+if [ "$fail" -eq 0 ]; then
+  bash deploy/check-emulated.sh "$out" || fail=1
+fi
 
 if command -v systemd-analyze >/dev/null 2>&1; then
   unit=$(mktemp -d)/edge-server.service
   # verify checks that ExecStart exists: point it at the binary just published for this machine.
-  here=linux-x64; [ "$(uname -m)" = aarch64 ] && here=linux-arm64
+  here=linux-x64; [ "$(uname -m)" = aarch64 ] && here=linux-arm64; [ "$(uname -m)" = armv7l ] && here=linux-arm
   sed "s|/opt/edgeserver/EdgeServer|$out/$here/EdgeServer|" deploy/systemd/edge-server.service > "$unit"
   if systemd-analyze verify "$unit"; then say "ok   systemd unit verifies"; else say "FAIL systemd-analyze verify"; fail=1; fi
 else

@@ -11,8 +11,13 @@ fi
 
 case "$(uname -m)" in
   x86_64) rid=linux-x64 ;;
-  aarch64 | arm64) rid=linux-arm64 ;;
-  *) echo "Unsupported architecture $(uname -m); EdgeServer ships llama.cpp for x86-64 and arm64." >&2; exit 1 ;;
+  # A 32-bit userland on a 64-bit kernel (Raspberry Pi OS 32-bit on a Pi 4 or 5) says aarch64 too: it runs the
+  # arm64 build once the arm64 C libraries are installed (docs/edge.md), else the 32-bit one.
+  aarch64 | arm64)
+    if [ "$(getconf LONG_BIT)" = 64 ] || [ -e /lib/ld-linux-aarch64.so.1 ]; then rid=linux-arm64; else rid=linux-arm; fi ;;
+  # 32-bit ARM: the publish builds llama.cpp from source first (native/build-linux-arm.sh).
+  armv7l | armv8l) rid=linux-arm ;;
+  *) echo "Unsupported architecture $(uname -m); EdgeServer runs on x86-64, arm64 and 32-bit ARMv7." >&2; exit 1 ;;
 esac
 
 prefix=/opt/edgeserver
