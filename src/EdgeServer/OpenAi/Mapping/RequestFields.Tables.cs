@@ -55,7 +55,7 @@ internal static class RequestFields
         new("parallel_tool_calls", "boolean", Honoured, "`true` lets one turn hold up to 8 calls. Default **false**, as in llama-server: small models allowed several calls tend to repeat one.") { Engine = GenerationField.ParallelToolCalls },
         new("response_format", "object", Honoured, "`text`, `json_object` (any JSON object) and `json_schema` (JSON valid against the schema), enforced while sampling by a GBNF grammar. `strict` is accepted; the schema is enforced either way. See below for supported keywords. A forced tool call together with a JSON format is a 400.") { Engine = GenerationField.ResponseFormat },
         new("safety_identifier", "string", Ignored, "Accepted; no effect (EdgeServer keeps no per-user state)."),
-        new("store", "boolean", Honoured, "Default true: the response is kept in memory for `previous_response_id` and `GET /v1/responses/{id}`, bounded by `EdgeServer:Responses:StoreLimit`, `StoreMaxAgeMinutes` and `StoreMaxBytes` (oldest evicted first). `false` keeps nothing."),
+        new("store", "boolean", Ignored, "Accepted; no effect (nothing is stored)."),
         new("metadata", "object", Ignored, "Accepted; no effect (nothing is stored)."),
         new("service_tier", "string", Ignored, "Accepted; no effect (one tier)."),
         new("prompt_cache_key", "string", Ignored, "Accepted; no effect. Prompt prefixes are reused automatically (`usage.prompt_tokens_details.cached_tokens`)."),
