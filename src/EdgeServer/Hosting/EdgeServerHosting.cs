@@ -84,6 +84,7 @@ public static class EdgeServerHosting
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<RequestDeadline>();
         services.TryAddSingleton<GenerationRunner>();
+        services.TryAddSingleton<ResponseStore>();
         services.TryAddScoped<GenerationOutcome>();
         // Registered by its interface only; the container still disposes it, as it does every IDisposable it creates.
         services.TryAddSingleton<IInferenceEngine>(CreateEngine);

@@ -60,6 +60,9 @@ public sealed class EdgeServerOptions
 
     public WebUiOptions WebUi { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public ResponsesSettings Responses { get; set; } = new();
+
     /// <summary>The engine's scheduler settings, before any model's own.</summary>
     public SchedulerOptions ToSchedulerOptions() => new()
     {
@@ -80,6 +83,28 @@ public sealed class WebUiOptions
 {
     /// <summary>Serve the page; false leaves / unmapped (404) while the API works as before.</summary>
     public bool Enabled { get; set; } = true;
+}
+
+/// <summary>
+/// The responses /v1/responses keeps in memory for previous_response_id and GET /v1/responses/{id}: bounded by
+/// count, age and bytes, the oldest evicted first (<see cref="EdgeServer.OpenAi.ResponseStore"/>).
+/// </summary>
+public sealed class ResponsesSettings
+{
+    /// <summary>Most responses kept; 0 keeps none (every previous_response_id is then a 404).</summary>
+    [Range(0, 100_000)]
+    public int StoreLimit { get; set; } = 100;
+
+    /// <summary>Minutes a stored response stays usable after it was created.</summary>
+    [Range(1, 10_080)]
+    public int StoreMaxAgeMinutes { get; set; } = 60;
+
+    /// <summary>Most memory the stored responses may take (their conversations and bodies), in bytes or with a unit: "16mb".</summary>
+    [Required]
+    [RegularExpression(ByteSize.Pattern, ErrorMessage = "EdgeServer:Responses:StoreMaxBytes must be a size such as 16777216, \"512kb\" or \"16mb\".")]
+    public string StoreMaxBytes { get; set; } = "16mb";
+
+    public long StoreMaxBytesValue => ByteSize.Parse(StoreMaxBytes);
 }
 
 public sealed class SecurityOptions

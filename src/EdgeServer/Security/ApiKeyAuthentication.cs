@@ -19,6 +19,12 @@ public sealed class ApiKeyAuthenticationHandler(
     public const string SchemeName = "ApiKey";
     private const string ApiKeyHeader = "x-api-key";
 
+    /// <summary>The claim naming which key authenticated a request (a digest, never the key), for what a key owns.</summary>
+    private const string KeyClaim = "edgeserver:key";
+
+    /// <summary>Which key made the request (stored responses belong to it); null without keys.</summary>
+    public static string? KeyOf(ClaimsPrincipal user) => user.FindFirst(KeyClaim)?.Value;
+
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         string? header = Request.Headers.Authorization;
@@ -29,15 +35,14 @@ public sealed class ApiKeyAuthenticationHandler(
         }
 
         const string bearer = "Bearer ";
-        var valid = string.IsNullOrEmpty(header)
-            ? keys.IsValid(apiKey.AsSpan().Trim())
-            : header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) && keys.IsValid(header.AsSpan(bearer.Length).Trim());
-        if (!valid)
+        var presented = string.IsNullOrEmpty(header) ? apiKey.AsSpan().Trim()
+            : header.StartsWith(bearer, StringComparison.OrdinalIgnoreCase) ? header.AsSpan(bearer.Length).Trim() : [];
+        if (presented.IsEmpty || !keys.IsValid(presented))
         {
             return Task.FromResult(AuthenticateResult.Fail("invalid"));
         }
 
-        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "api-key")], SchemeName);
+        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "api-key"), new Claim(KeyClaim, ApiKeyStore.Identify(presented))], SchemeName);
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
     }
 

@@ -46,5 +46,8 @@ public sealed class ApiKeyStore
         return match;
     }
 
+    /// <summary>A name for a key that does not reveal it: its SHA-256 digest in hex.</summary>
+    public static string Identify(ReadOnlySpan<char> key) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key.ToArray())));
+
     private static byte[] Digest(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));
 }

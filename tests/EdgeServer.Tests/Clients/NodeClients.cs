@@ -4,8 +4,9 @@ using EdgeServer.TestSupport;
 namespace EdgeServer.Tests.Clients;
 
 /// <summary>
-/// Runs a script of tests/clients with Node.js: official clients of the APIs EdgeServer speaks (the ollama and
-/// @anthropic-ai/sdk npm packages, pinned by tests/clients/package-lock.json and installed by this project's build),
+/// Runs a script of tests/clients with Node.js: official clients of the APIs EdgeServer speaks (the ollama,
+/// @anthropic-ai/sdk and openai npm packages and LangChain.js's @langchain/openai, pinned by
+/// tests/clients/package-lock.json and installed by this project's build),
 /// unmodified, against the test server on 127.0.0.1. A script prints one JSON document on standard output; a failed
 /// expectation is a non-zero exit with the reason on standard error.
 /// </summary>
@@ -18,7 +19,8 @@ public static class NodeClients
 
     private static string? FindMissing()
     {
-        if (!Directory.Exists(Path.Combine(Folder, "node_modules", "ollama")) || !Directory.Exists(Path.Combine(Folder, "node_modules", "@anthropic-ai", "sdk")))
+        string[] packages = ["ollama", "@anthropic-ai/sdk", "openai", "@langchain/openai", "@langchain/core", "zod"];
+        if (packages.Any(p => !Directory.Exists(Path.Combine([Folder, "node_modules", .. p.Split('/')]))))
         {
             return $"the client packages are not installed in {Path.Combine(Folder, "node_modules")} (the test project's build runs 'npm ci' there; it needs Node.js 20+ and npm)";
         }

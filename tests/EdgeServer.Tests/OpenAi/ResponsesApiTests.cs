@@ -98,9 +98,8 @@ public class ResponsesApiTests(ServerFixture server)
     }
 
     [Theory]
-    [InlineData("""{"model":"successor","input":"x","previous_response_id":"resp_1"}""", "previous_response_id")]
-    [InlineData("""{"model":"successor","input":"x","tools":[{"type":"web_search"}]}""", "tools")]
-    [InlineData("""{"model":"successor","input":[{"type":"function_call_output","call_id":"c","output":"1"}]}""", "input[0].type")]
+    [InlineData("""{"model":"successor","input":"x","tools":[{"type":"web_search"}]}""", "tools[0].type")]
+    [InlineData("""{"model":"successor","input":[{"type":"computer_call_output","call_id":"c","output":{}}]}""", "input[0].type")]
     [InlineData("""{"model":"successor","input":"x","max_output_tokens":0}""", "max_output_tokens")]
     [InlineData("""{"model":"successor","input":"x","colour":"blue"}""", "colour")]
     [InlineData("""{"model":"successor"}""", "input")]

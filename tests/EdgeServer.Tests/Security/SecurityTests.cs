@@ -91,6 +91,29 @@ public class SecurityTests(SecuredServerFixture server) : IClassFixture<SecuredS
         Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
     }
 
+    /// <summary>A stored response belongs to the key that made it: another key gets the 404 of an unknown id.</summary>
+    [Fact]
+    public async Task AStoredResponseIsOnlyReadByItsKey()
+    {
+        var create = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = Json("""{"model":"successor","input":"go","max_output_tokens":2}""") };
+        create.Headers.Authorization = new AuthenticationHeaderValue("Bearer", SecuredServerFixture.Key);
+        using var created = await server.Http.SendAsync(create);
+        Assert.Equal(HttpStatusCode.OK, created.StatusCode);
+        var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
+
+        using var other = await Send(HttpMethod.Get, $"/v1/responses/{id}", SecuredServerFixture.FileKey);
+        Assert.Equal(HttpStatusCode.NotFound, other.StatusCode);
+        var follow = new HttpRequestMessage(HttpMethod.Post, "/v1/responses") { Content = Json($$"""{"model":"successor","previous_response_id":"{{id}}","input":"x","max_output_tokens":1}""") };
+        follow.Headers.Authorization = new AuthenticationHeaderValue("Bearer", SecuredServerFixture.FileKey);
+        using var followed = await server.Http.SendAsync(follow);
+        Assert.Equal(HttpStatusCode.NotFound, followed.StatusCode);
+        using var deleted = await Send(HttpMethod.Delete, $"/v1/responses/{id}", SecuredServerFixture.FileKey);
+        Assert.Equal(HttpStatusCode.NotFound, deleted.StatusCode);
+
+        using var own = await Send(HttpMethod.Get, $"/v1/responses/{id}", SecuredServerFixture.Key);
+        Assert.Equal(HttpStatusCode.OK, own.StatusCode);
+    }
+
     private Task<HttpResponseMessage> SendWithXApiKey(string path, string? key)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = Json(Body) };

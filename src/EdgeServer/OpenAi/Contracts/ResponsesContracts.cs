@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 
 namespace EdgeServer.OpenAi;
 
-// The Responses API (POST /v1/responses) for text in and text out; see ResponsesEndpoints.
+// The Responses API (/v1/responses): text and function calls in and out, stored responses; see ResponsesEndpoints.
 
 public sealed class CreateResponseRequest
 {
@@ -27,8 +27,16 @@ public sealed class CreateResponseRequest
 
     public ResponseTextParamDto? Text { get; set; }
 
-    // Accepted with no effect: EdgeServer keeps no responses and has no tiers.
+    /// <summary>Keep the response for previous_response_id and GET (default true, as OpenAI's).</summary>
     public bool? Store { get; set; }
+
+    /// <summary>A stored response whose conversation (not its instructions) this one continues.</summary>
+    public string? PreviousResponseId { get; set; }
+
+    /// <summary>Function tools, flat: {"type":"function","name","description","parameters","strict"}.</summary>
+    public List<ResponseToolDto?>? Tools { get; set; }
+
+    // Accepted with no effect: EdgeServer has no tiers.
 
     public JsonElement? Metadata { get; set; }
 
@@ -48,16 +56,33 @@ public sealed class CreateResponseRequest
 
     public JsonElement? StreamOptions { get; set; }
 
-    /// <summary>Only "none" or "auto": tools are served by /v1/chat/completions.</summary>
+    /// <summary>"none", "auto", "required" or {"type":"function","name":...}.</summary>
     public JsonElement? ToolChoice { get; set; }
 
     /// <summary>effort as chat's reasoning_effort; summary and the rest accepted (no summaries are written).</summary>
     public ResponseReasoningParamDto? Reasoning { get; set; }
 
-    // Tools and stored conversations are not bound: they land in Unrecognized, and RequestFields.Responses
-    // refuses them when set, saying why.
+    // Conversations, hosted tools' options and the like are not bound: they land in Unrecognized, and
+    // RequestFields.Responses refuses them when set, saying why.
 
     public JsonElement? PromptCacheOptions { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Unrecognized { get; set; }
+}
+
+/// <summary>A tool of a Responses request: only type "function" is served.</summary>
+public sealed class ResponseToolDto
+{
+    public string? Type { get; set; }
+
+    public string? Name { get; set; }
+
+    public string? Description { get; set; }
+
+    public JsonElement? Parameters { get; set; }
+
+    public bool? Strict { get; set; }
 
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Unrecognized { get; set; }
@@ -113,29 +138,53 @@ public sealed record ResponseObject(
     float? Temperature,
     float? TopP,
     ResponseTextConfigDto Text,
-    string ToolChoice,
-    IReadOnlyList<JsonElement> Tools,
+    JsonElement ToolChoice,
+    IReadOnlyList<ResponseFunctionToolOut> Tools,
     string Truncation,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ResponseUsageDto? Usage,
     JsonElement Metadata);
 
 public sealed record ResponseErrorDto(string Code, string Message);
 
+/// <summary>A function tool as the response echoes it (OpenAI's FunctionTool).</summary>
+public sealed record ResponseFunctionToolOut(string Type, string Name, string? Description, JsonElement Parameters, bool Strict);
+
+/// <summary>DELETE /v1/responses/{id}.</summary>
+public sealed record DeletedResponseDto(string Id, string Object, bool Deleted);
+
 public sealed record IncompleteDetailsDto(string Reason);
 
 public sealed record ResponseTextConfigDto(ResponseTextFormatOut Format);
 
-public sealed record ResponseTextFormatOut(string Type);
+/// <summary>The text format as the request gave it; a json_schema format with its name, schema and strict.</summary>
+public sealed record ResponseTextFormatOut(string Type)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Name { get; init; }
 
-/// <summary>An item of a response's output: the message, or the model's thinking before it (written as its own type).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Description { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public JsonElement? Schema { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? Strict { get; init; }
+}
+
+/// <summary>An item of a response's output: the model's thinking, its message, its function calls (each written as its own type).</summary>
 [JsonDerivedType(typeof(ResponseOutputMessage))]
 [JsonDerivedType(typeof(ResponseReasoningItem))]
+[JsonDerivedType(typeof(ResponseFunctionCallItem))]
 public abstract record ResponseOutputItem;
 
 public sealed record ResponseOutputMessage(string Type, string Id, string Status, string Role, IReadOnlyList<OutputTextPart> Content) : ResponseOutputItem;
 
 /// <summary>A thinking model's thinking as a reasoning item: its text in <see cref="Content"/>, no summary.</summary>
 public sealed record ResponseReasoningItem(string Type, string Id, IReadOnlyList<JsonElement> Summary, IReadOnlyList<ReasoningTextPart> Content, string Status) : ResponseOutputItem;
+
+/// <summary>A function call (OpenAI's FunctionToolCall): <see cref="Id"/> the item's, <see cref="CallId"/> the one a function_call_output answers.</summary>
+public sealed record ResponseFunctionCallItem(string Type, string Id, string CallId, string Name, string Arguments, string Status) : ResponseOutputItem;
 
 public sealed record ReasoningTextPart(string Type, string Text);
 
@@ -166,5 +215,11 @@ public sealed record ResponseReasoningDeltaEvent(string Type, int SequenceNumber
 
 /// <summary>response.reasoning_text.done.</summary>
 public sealed record ResponseReasoningDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, int ContentIndex, string Text);
+
+/// <summary>response.function_call_arguments.delta.</summary>
+public sealed record ResponseFunctionCallArgumentsDeltaEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, string Delta);
+
+/// <summary>response.function_call_arguments.done.</summary>
+public sealed record ResponseFunctionCallArgumentsDoneEvent(string Type, int SequenceNumber, string ItemId, int OutputIndex, string Name, string Arguments);
 
 public sealed record ResponseErrorEvent(string Type, int SequenceNumber, string? Code, string Message, string? Param);

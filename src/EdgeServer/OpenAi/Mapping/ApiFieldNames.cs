@@ -33,11 +33,15 @@ internal sealed class CompletionFieldNames() : ApiFieldNames(RequestFields.Compl
 
 /// <summary>
 /// The Responses API: messages are <c>input</c> items (after the system message <c>instructions</c> becomes, when
-/// given), and the output format is <c>text.format</c>.
+/// given, and the conversation of <c>previous_response_id</c>), tools are flat (<c>tools[i].name</c>), and the
+/// output format is <c>text.format</c>.
 /// </summary>
 /// <param name="items">The input item each input message came from (items such as replayed reasoning make none).</param>
 internal sealed class ResponsesFieldNames(bool instructions, bool inputIsText, IReadOnlyList<int>? items = null) : ApiFieldNames(RequestFields.Responses)
 {
+    /// <summary>Messages of the stored conversation that come before the input's.</summary>
+    public int Earlier { get; init; }
+
     public override string Name(FieldRef field)
     {
         switch (field.Field)
@@ -46,6 +50,12 @@ internal sealed class ResponsesFieldNames(bool instructions, bool inputIsText, I
                 return "text.format";
             case GenerationField.ResponseFormatSchema:
                 return "text.format.schema";
+            case GenerationField.ToolName:
+                return $"tools[{field.Index}].name";
+            case GenerationField.ToolParameters:
+                return $"tools[{field.Index}].parameters";
+            case GenerationField.ToolStrict:
+                return $"tools[{field.Index}].strict";
         }
 
         var name = base.Name(field);
@@ -56,12 +66,35 @@ internal sealed class ResponsesFieldNames(bool instructions, bool inputIsText, I
         }
 
         var item = field.Index - (instructions ? 1 : 0);
-        if (items is not null && item >= 0 && item < items.Count)
+        if (item < 0)
+        {
+            return "instructions";
+        }
+
+        if (item < Earlier)
+        {
+            return "previous_response_id";
+        }
+
+        item -= Earlier;
+        if (items is not null && item < items.Count)
         {
             item = items[item];
         }
 
-        return item < 0 ? "instructions" : inputIsText ? "input" : $"input[{item}]" + name[message.Length..];
+        if (inputIsText)
+        {
+            return "input";
+        }
+
+        // A function_call item's fields are its own: call_id and name, not chat's tool_calls[j].
+        return field.Field switch
+        {
+            GenerationField.ToolCallId => $"input[{item}].call_id",
+            GenerationField.ToolCallName => $"input[{item}].name",
+            GenerationField.MessageToolCallId => $"input[{item}].call_id",
+            _ => $"input[{item}]" + name[message.Length..],
+        };
     }
 }
 
