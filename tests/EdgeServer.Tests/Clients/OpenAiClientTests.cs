@@ -12,7 +12,6 @@ namespace EdgeServer.Tests.Clients;
 public class OpenAiClientTests(ServerFixture server) : IClassFixture<ServerFixture>
 {
     /// <summary>Remove the Skip once strict tools are served with tool_choice auto (today a 400).</summary>
-    private const string StrictAutoPending = "strict tools with auto: pending";
 
     [SkippableFact]
     public async Task OfficialClientsWorkAgainstTheServer()
@@ -70,7 +69,7 @@ public class OpenAiClientTests(ServerFixture server) : IClassFixture<ServerFixtu
     }
 
     /// <summary>openai's zodFunction makes strict tools; with tool_choice auto the model may call or answer.</summary>
-    [SkippableFact(Skip = StrictAutoPending)]
+    [SkippableFact]
     public async Task StrictZodFunctionToolsWorkWithAutoToolChoice()
     {
         Skip.If(NodeClients.Missing is not null, NodeClients.Missing);
