@@ -54,6 +54,9 @@ public sealed class EdgeServerOptions
 
     public WebUiOptions WebUi { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public Pull.PullSettings Pull { get; set; } = new();
+
     /// <summary>The engine's scheduler settings, before any model's own.</summary>
     public SchedulerOptions ToSchedulerOptions() => new()
     {
