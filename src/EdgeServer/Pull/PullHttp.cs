@@ -111,14 +111,17 @@ public sealed class PullHttp : IDisposable
         }
     }
 
-    /// <summary>Turns an unsuccessful status into the error a user can act on.</summary>
+    /// <summary>
+    /// Turns an unsuccessful status into the error a user can act on. The hub refusing its token is a 502, not a 401
+    /// or 403 of this server's own, which a client would take for a wrong API key.
+    /// </summary>
     public PullException Failure(HttpResponseMessage response, Uri url, string what) => (int)response.StatusCode switch
     {
         401 => new PullException(_token is null
                 ? $"{what} needs a Hugging Face token (a gated or private repository): set the HF_TOKEN environment variable."
-                : $"{what}: the hub refused the token in HF_TOKEN (401).", StatusCodes.Status401Unauthorized, "upstream_unauthorized"),
+                : $"{what}: the hub refused the token in HF_TOKEN (401).", StatusCodes.Status502BadGateway, "upstream_unauthorized"),
         403 => new PullException($"{what}: access refused (403). A gated repository: accept its terms on the hub with the account whose token is in HF_TOKEN.",
-            StatusCodes.Status403Forbidden, "upstream_forbidden"),
+            StatusCodes.Status502BadGateway, "upstream_forbidden"),
         404 => PullException.NotFound($"{what} was not found ({Describe(url)} answered 404).{(_token is null && SameOrigin(url, _hub) ? " A private repository needs HF_TOKEN." : string.Empty)}"),
         408 or 425 or 429 or >= 500 => PullException.Upstream($"{Describe(url)} answered {(int)response.StatusCode} {response.ReasonPhrase}.", transient: true),
         var status => PullException.Upstream($"{Describe(url)} answered {status} {response.ReasonPhrase} for {what}."),
