@@ -30,6 +30,9 @@ public sealed class HubFixture : IAsyncDisposable
     /// <summary>Bytes of the next body from the CDN before the connection is dropped; null: whole bodies.</summary>
     public long? CutNextBodyAfter { get; set; }
 
+    /// <summary>The bearer token the hub's routes require (a gated repository); null: none.</summary>
+    public string? RequiredToken { get; set; }
+
     /// <summary>The tree listing's JSON instead of the one made from the repositories.</summary>
     public string? RawListing { get; set; }
 
@@ -82,6 +85,13 @@ public sealed class HubFixture : IAsyncDisposable
         {
             Requests.Enqueue((context.Request.Method, context.Request.Path.Value!, context.Request.Headers.Range.ToString() is { Length: > 0 } r ? r : null,
                 context.Request.Headers.Authorization.ToString() is { Length: > 0 } a ? a : null));
+            // A gated repository: the hub's own routes want the token; the CDN's signed URLs do not.
+            if (RequiredToken is { } token && !context.Request.Path.StartsWithSegments("/cdn") && context.Request.Headers.Authorization.ToString() != $"Bearer {token}")
+            {
+                context.Response.StatusCode = 401;
+                return;
+            }
+
             await next(context);
         });
 

@@ -268,6 +268,21 @@ public sealed class ModelPullerTests : IAsyncLifetime
         Assert.All(cdn, r => Assert.Null(r.Authorization));
     }
 
+    [Fact]
+    public async Task AGatedRepositoryAsksForHfTokenAndIsPulledWithIt()
+    {
+        _hub.RequiredToken = "hf_gated";
+
+        var e = await Assert.ThrowsAsync<PullException>(() => PullAsync(Puller(), Repository));
+
+        Assert.Equal("upstream_unauthorized", e.Code);
+        Assert.Equal(502, e.Status);
+        Assert.Contains("HF_TOKEN", e.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFileSystemEntries(_folder));
+        var path = await PullAsync(Puller(token: "hf_gated"), Repository);
+        Assert.Equal(_model, await File.ReadAllBytesAsync(path));
+    }
+
     private ModelPuller Puller(long budget = long.MaxValue, int retries = 0, long minFree = 0, string? token = null) =>
         new(new PullHttp(_hub.Address, token), Target(budget, retries, minFree), TimeProvider.System);
 
