@@ -376,6 +376,9 @@ public interface IInferenceEngine
 
     ModelDescriptor? FindModel(string id);
 
+    /// <summary>Reads the models folder now (as the folder watcher does after a change), so a file just put there is listed.</summary>
+    void RescanModelsFolder();
+
     /// <summary>
     /// Validates the request (<see cref="GenerationRequestValidator"/>), resolves the model (loading it if needed),
     /// takes a place for each choice among the model's slots and wait queue, renders and tokenizes the prompt,

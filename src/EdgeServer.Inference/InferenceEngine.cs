@@ -138,6 +138,9 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
         return descriptor;
     }
 
+    /// <inheritdoc/>
+    public void RescanModelsFolder() => RescanModelsDirectory();
+
     /// <summary>
     /// Brings the catalog in line with the models folder: a new *.gguf is probed and served; a model whose file is
     /// gone leaves the catalog (new requests get 404) and is freed once its requests have finished; a file that

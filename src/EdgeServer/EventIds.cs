@@ -22,6 +22,13 @@ internal static class EventIds
     public const int ShutdownGraceOver = 5101;
     public const int ShutdownAbandoned = 5102;
 
+    // Pulling models
+    public const int PullStarted = 5200;
+    public const int PullFinished = 5201;
+    public const int PullFailed = 5202;
+    public const int PullRefused = 5203;
+    public const int PullCancelled = 5204;
+
     // Security and connections
     public const int ExposedWithoutKey = 6000;
     public const int KeysRequired = 6001;

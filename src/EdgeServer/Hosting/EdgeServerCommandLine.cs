@@ -172,7 +172,7 @@ public static class EdgeServerCommandLine
         Option[] options = [model, modelsDirectory, nativeDirectory, threads, slots, contextSize, urls];
 
         var serve = new Command("serve", "Run the server (the default).\n\n" + SettingsHelp);
-        var root = new RootCommand(Description) { serve, QuantizeCommand.Create() };
+        var root = new RootCommand(Description) { serve, Pull.PullCommand.Create(settings), QuantizeCommand.Create() };
         foreach (var option in options)
         {
             serve.Options.Add(option);

@@ -4,6 +4,7 @@ using EdgeServer.Inference.Scheduling;
 using EdgeServer.Anthropic;
 using EdgeServer.Ollama;
 using EdgeServer.OpenAi;
+using EdgeServer.Pull;
 using EdgeServer.Security;
 using EdgeServer.Telemetry;
 using EdgeServer.WebUi;
@@ -177,6 +178,7 @@ public static class EdgeServerHosting
         }
 
         var v1 = app.MapOpenAiApi();
+        v1.MapModelPull();
         var tokenizer = app.MapTokenizer();
         var ollama = app.MapOllamaApi();
         var anthropic = app.MapAnthropicApi();

@@ -63,6 +63,9 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public ResponsesSettings Responses { get; set; } = new();
 
+    [ValidateObjectMembers]
+    public Pull.PullSettings Pull { get; set; } = new();
+
     /// <summary>The engine's scheduler settings, before any model's own.</summary>
     public SchedulerOptions ToSchedulerOptions() => new()
     {

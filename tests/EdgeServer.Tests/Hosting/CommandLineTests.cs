@@ -208,7 +208,7 @@ public sealed class CommandLineTests : IDisposable
         }
     }
 
-    private sealed record Run(int ExitCode, string StandardOutput, string StandardError)
+    internal sealed record Run(int ExitCode, string StandardOutput, string StandardError)
     {
         public string Output => StandardOutput + StandardError;
     }
@@ -227,7 +227,7 @@ public sealed class CommandLineTests : IDisposable
         return start;
     }
 
-    private static async Task<Run> RunAsync(params string[] args)
+    internal static async Task<Run> RunAsync(params string[] args)
     {
         using var process = Process.Start(Start(args))!;
         var stdout = process.StandardOutput.ReadToEndAsync();

@@ -85,7 +85,7 @@ public partial class OperationsTests(ServerFixture server)
         var json = await server.Http.GetStringAsync("/swagger/v1/swagger.json");
         var doc = JsonDocument.Parse(json).RootElement;
         var paths = doc.GetProperty("paths");
-        foreach (var path in new[] { "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/models/{id}", "/tokenize", "/detokenize", "/health" })
+        foreach (var path in new[] { "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/models/{id}", "/v1/models/pull", "/tokenize", "/detokenize", "/health" })
         {
             Assert.True(paths.TryGetProperty(path, out _), path);
         }

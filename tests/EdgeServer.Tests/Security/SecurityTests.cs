@@ -47,7 +47,7 @@ public class SecurityTests(SecuredServerFixture server) : IClassFixture<SecuredS
         await AssertUnauthorized(response, "missing_api_key");
         using var models = await Send(HttpMethod.Get, "/v1/models", key: null);
         await AssertUnauthorized(models, "missing_api_key");
-        foreach (var path in new[] { "/v1/embeddings", "/v1/responses", "/tokenize", "/detokenize" })
+        foreach (var path in new[] { "/v1/embeddings", "/v1/responses", "/v1/models/pull", "/tokenize", "/detokenize" })
         {
             using var other = await Send(HttpMethod.Post, path, key: null);
             await AssertUnauthorized(other, "missing_api_key");

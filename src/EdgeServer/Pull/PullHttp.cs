@@ -1,0 +1,146 @@
+using System.Net;
+using System.Net.Http.Headers;
+
+namespace EdgeServer.Pull;
+
+/// <summary>
+/// HTTP for pulls: redirects followed here rather than by the handler, so that each hop is checked (http and https
+/// only, never from https down to http, at most <see cref="MaxRedirects"/>, no URL twice), the bearer token goes
+/// only to the hub's own origin (never to the CDN it redirects to, nor to any other host), and the headers of the
+/// hub's first answer (<c>x-linked-size</c>, <c>x-linked-etag</c>, given on the redirect) are kept.
+/// </summary>
+public sealed class PullHttp : IDisposable
+{
+    public const int MaxRedirects = 10;
+
+    private readonly HttpClient _client;
+    private readonly Uri _hub;
+    private readonly string? _token;
+
+    public PullHttp(Uri hub, string? token, HttpMessageHandler? handler = null)
+    {
+        _hub = hub;
+        _token = string.IsNullOrWhiteSpace(token) ? null : token.Trim();
+        _client = new HttpClient(handler ?? new SocketsHttpHandler
+        {
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            ConnectTimeout = TimeSpan.FromSeconds(30),
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        })
+        {
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
+        _client.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("EdgeServer", typeof(PullHttp).Assembly.GetName().Version?.ToString(3) ?? "1"));
+    }
+
+    public Uri Hub => _hub;
+
+    public bool HasToken => _token is not null;
+
+    /// <summary>
+    /// Sends a request built by <paramref name="create"/> for each hop and answers with the last response (headers
+    /// read, body not) and the linked size and ETag any hop named.
+    /// </summary>
+    public async Task<PullResponse> SendAsync(HttpMethod method, Uri url, Action<HttpRequestMessage>? configure, CancellationToken cancellationToken)
+    {
+        var visited = new HashSet<string>(StringComparer.Ordinal);
+        long? linkedSize = null;
+        string? linkedEtag = null;
+        var current = url;
+        for (var hop = 0; ; hop++)
+        {
+            if (!visited.Add(current.AbsoluteUri))
+            {
+                throw PullException.Upstream($"{Describe(url)} redirects in a loop (back to {Describe(current)}).");
+            }
+
+            if (hop > MaxRedirects)
+            {
+                throw PullException.Upstream($"{Describe(url)} redirects more than {MaxRedirects} times.");
+            }
+
+            using var request = new HttpRequestMessage(method, current);
+            configure?.Invoke(request);
+            if (_token is not null && SameOrigin(current, _hub))
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _token);
+            }
+
+            HttpResponseMessage response;
+            try
+            {
+                response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            }
+            catch (HttpRequestException e)
+            {
+                throw PullException.Upstream($"{Describe(current)} could not be reached ({e.Message}).", transient: true, e);
+            }
+            catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw PullException.Upstream($"{Describe(current)} did not answer.", transient: true, e);
+            }
+
+            linkedSize ??= Header(response, "x-linked-size") is { } size && long.TryParse(size, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : null;
+            linkedEtag ??= Header(response, "x-linked-etag");
+            if ((int)response.StatusCode is 301 or 302 or 303 or 307 or 308)
+            {
+                var location = response.Headers.Location;
+                response.Dispose();
+                if (location is null)
+                {
+                    throw PullException.Upstream($"{Describe(current)} redirects without saying where to.");
+                }
+
+                var next = location.IsAbsoluteUri ? location : new Uri(current, location);
+                if (next.Scheme is not ("http" or "https"))
+                {
+                    throw PullException.Upstream($"{Describe(current)} redirects to a {next.Scheme}: address, which is not followed.");
+                }
+
+                if (current.Scheme == "https" && next.Scheme == "http")
+                {
+                    throw PullException.Upstream($"{Describe(current)} redirects from https to plain http ({Describe(next)}), which is not followed.");
+                }
+
+                current = next;
+                continue;
+            }
+
+            return new PullResponse(response, current, linkedSize, linkedEtag);
+        }
+    }
+
+    /// <summary>
+    /// Turns an unsuccessful status into the error a user can act on. The hub refusing its token is a 502, not a 401
+    /// or 403 of this server's own, which a client would take for a wrong API key.
+    /// </summary>
+    public PullException Failure(HttpResponseMessage response, Uri url, string what) => (int)response.StatusCode switch
+    {
+        401 => new PullException(_token is null
+                ? $"{what} needs a Hugging Face token (a gated or private repository): set the HF_TOKEN environment variable."
+                : $"{what}: the hub refused the token in HF_TOKEN (401).", StatusCodes.Status502BadGateway, "upstream_unauthorized"),
+        403 => new PullException($"{what}: access refused (403). A gated repository: accept its terms on the hub with the account whose token is in HF_TOKEN.",
+            StatusCodes.Status502BadGateway, "upstream_forbidden"),
+        404 => PullException.NotFound($"{what} was not found ({Describe(url)} answered 404).{(_token is null && SameOrigin(url, _hub) ? " A private repository needs HF_TOKEN." : string.Empty)}"),
+        408 or 425 or 429 or >= 500 => PullException.Upstream($"{Describe(url)} answered {(int)response.StatusCode} {response.ReasonPhrase}.", transient: true),
+        var status => PullException.Upstream($"{Describe(url)} answered {status} {response.ReasonPhrase} for {what}."),
+    };
+
+    /// <summary>An address as it may be shown and logged: without its query (a CDN's signature) or user info.</summary>
+    public static string Describe(Uri url) => $"{url.Scheme}://{url.Authority}{url.AbsolutePath}";
+
+    private static bool SameOrigin(Uri a, Uri b) =>
+        a.Scheme == b.Scheme && string.Equals(a.Host, b.Host, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port;
+
+    private static string? Header(HttpResponseMessage response, string name) =>
+        response.Headers.TryGetValues(name, out var values) || response.Content.Headers.TryGetValues(name, out values) ? values.FirstOrDefault() : null;
+
+    public void Dispose() => _client.Dispose();
+}
+
+/// <summary>The last response of a request and its redirects; disposing it disposes the response.</summary>
+public sealed record PullResponse(HttpResponseMessage Response, Uri Url, long? LinkedSize, string? LinkedEtag) : IDisposable
+{
+    public void Dispose() => Response.Dispose();
+}

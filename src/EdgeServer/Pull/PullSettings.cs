@@ -1,0 +1,30 @@
+using System.ComponentModel.DataAnnotations;
+using EdgeServer.Hosting;
+
+namespace EdgeServer.Pull;
+
+/// <summary>Downloading models into the models folder (<c>EdgeServer pull</c>, <c>POST /v1/models/pull</c>).</summary>
+public sealed class PullSettings
+{
+    /// <summary>The Hugging Face hub, or a mirror of it: its model API and resolve URLs are under this address.</summary>
+    [Required]
+    [RegularExpression(@"^https?://\S+$", ErrorMessage = "EdgeServer:Pull:HubUrl must be an http:// or https:// address such as https://huggingface.co.")]
+    public string HubUrl { get; set; } = "https://huggingface.co";
+
+    /// <summary>Disk space a download must leave free in the models folder's file system.</summary>
+    [Required]
+    [RegularExpression(ByteSize.Pattern, ErrorMessage = "EdgeServer:Pull:MinFreeSpace must be a size such as \"512mb\" or \"1g\".")]
+    public string MinFreeSpace { get; set; } = "512mb";
+
+    /// <summary>Attempts after a transient failure (connection lost, 5xx, a truncated body), each resuming where the last stopped.</summary>
+    [Range(0, 20)]
+    public int Retries { get; set; } = 4;
+
+    /// <summary>Seconds without a byte from the server before the attempt counts as failed.</summary>
+    [Range(1, 3600)]
+    public int StallTimeoutSeconds { get; set; } = 60;
+
+    public Uri Hub => new(HubUrl.TrimEnd('/') + "/");
+
+    public long MinFreeSpaceBytes => ByteSize.Parse(MinFreeSpace);
+}

@@ -1,0 +1,136 @@
+using System.Net;
+using System.Text.Json;
+using EdgeServer.TestSupport;
+
+namespace EdgeServer.Tests.Pull;
+
+/// <summary>A server with an empty models folder whose hub is <see cref="HubFixture"/>.</summary>
+public sealed class PullServerFixture : InProcessServer
+{
+    public HubFixture Hub { get; private set; } = null!;
+
+    public string ModelsDirectory { get; private set; } = null!;
+
+    public byte[] Model { get; } = File.ReadAllBytes(SuccessorModel.SharedPath);
+
+    public override async Task InitializeAsync()
+    {
+        Hub = await HubFixture.StartAsync();
+        Hub.AddRepository("test-org/tiny-GGUF", new Dictionary<string, byte[]> { ["tiny-Q4_K_M.gguf"] = Model, ["other-Q8_0.gguf"] = Model });
+        Scratch = Directory.CreateTempSubdirectory("edgeserver-pull-api-").FullName;
+        ModelsDirectory = Path.Combine(Scratch, "models");
+        Directory.CreateDirectory(ModelsDirectory);
+        await StartAsync(
+        [
+            "--models-dir", ModelsDirectory,
+            "--threads", "2",
+            "--Logging:LogLevel:Default=Warning",
+            "--EdgeServer:Thermal:Enabled=false",
+            $"--EdgeServer:Pull:HubUrl={Hub.Address}",
+            "--EdgeServer:Pull:Retries=0",
+        ]);
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Hub.DisposeAsync();
+    }
+}
+
+public sealed class PullApiTests(PullServerFixture server) : IClassFixture<PullServerFixture>
+{
+    [Fact]
+    public async Task APullStreamsItsProgressAndTheModelIsListedWhenDone()
+    {
+        using var response = await server.PostAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q4_K_M"}""");
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        var events = InProcessServer.SseData(body).Select(d => JsonDocument.Parse(d).RootElement).ToList();
+        Assert.Equal("checking", events[0].GetProperty("status").GetString());
+        Assert.Contains("fits", events[0].GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Contains(events, e => e.GetProperty("status").GetString() == "downloading" && e.GetProperty("completed").GetInt64() == server.Model.Length);
+        Assert.Equal("done", events[^1].GetProperty("status").GetString());
+        Assert.Equal("tiny-Q4_K_M", events[^1].GetProperty("model").GetString());
+        Assert.EndsWith("data: [DONE]\n\n", body, StringComparison.Ordinal);
+
+        var models = await server.Http.GetStringAsync("/v1/models");
+        Assert.Contains("\"tiny-Q4_K_M\"", models, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"model":"test-org/absent"}""", HttpStatusCode.NotFound, "model_source_not_found")]
+    [InlineData("""{"model":"test-org/tiny-GGUF:Q2_K"}""", HttpStatusCode.NotFound, "model_source_not_found")]
+    [InlineData("""{"model":"ftp://x/y.gguf"}""", HttpStatusCode.BadRequest, "invalid_model_source")]
+    [InlineData("""{}""", HttpStatusCode.BadRequest, "missing_required_parameter")]
+    public async Task WhatFailsBeforeTheFirstByteIsAPlainOpenAiError(string json, HttpStatusCode status, string code)
+    {
+        using var response = await server.PostAsync("/v1/models/pull", json);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.True(response.StatusCode == status, body);
+        var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+    }
+
+    [Fact]
+    public async Task ASecondPullOfTheFileIsAConflictAndALeavingClientKeepsOnlyThePartialFile()
+    {
+        var partial = Path.Combine(server.ModelsDirectory, "other-Q8_0.gguf.partial");
+        server.Hub.StallNextBodyAfter = server.Model.Length / 2;
+        using var leaving = new CancellationTokenSource();
+        var first = server.Http.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "/v1/models/pull") { Content = new StringContent("""{"model":"test-org/tiny-GGUF:Q8_0"}""", System.Text.Encoding.UTF8, "application/json") },
+            HttpCompletionOption.ResponseHeadersRead, leaving.Token);
+        var hubSide = await server.Hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        using (var second = await server.PostAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q8_0"}"""))
+        {
+            var body = await second.Content.ReadAsStringAsync();
+            Assert.True(second.StatusCode == HttpStatusCode.Conflict, body);
+            Assert.Equal("pull_in_progress", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        // The client goes away mid-download, once the bytes sent have reached the disk.
+        for (var i = 0; i < 200 && (!File.Exists(partial) || new FileInfo(partial).Length < server.Model.Length / 2); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        (await first).Dispose();
+        await leaving.CancelAsync();
+        await Task.Delay(Timeout.Infinite, hubSide).ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(30));
+        server.Hub.ReleaseStall();
+        for (var i = 0; i < 200 && !CanOpenAlone(partial); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(["other-Q8_0.gguf.partial"], Directory.GetFiles(server.ModelsDirectory).Where(f => f.Contains("other", StringComparison.Ordinal)).Select(Path.GetFileName));
+        Assert.Equal(server.Model.Length / 2, new FileInfo(partial).Length);
+
+        // Pulled again, it resumes where it stopped.
+        var again = await server.PostOkAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q8_0"}""");
+        Assert.Contains("\"status\":\"done\"", again, StringComparison.Ordinal);
+        Assert.Contains(server.Hub.Requests, r => r.Range == $"bytes={server.Model.Length / 2}-");
+        Assert.Equal(server.Model, await File.ReadAllBytesAsync(Path.Combine(server.ModelsDirectory, "other-Q8_0.gguf")));
+        Assert.False(File.Exists(partial));
+    }
+
+    /// <summary>Whether the pull has let go of the partial file (its lock).</summary>
+    private static bool CanOpenAlone(string path)
+    {
+        try
+        {
+            using var _ = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}
