@@ -225,7 +225,8 @@ public static class EdgeServerCommandLine
     {
         OptionsValidationException validation => validation.Failures,
         // A value the binder cannot convert ("Failed to convert configuration value 'x' at 'EdgeServer:...'").
-        InvalidOperationException when e.TargetSite?.DeclaringType == typeof(Microsoft.Extensions.Configuration.ConfigurationBinder) => [e.Message],
+        // (The binder's own words: a trimmed build has no method metadata to tell where it was thrown.)
+        InvalidOperationException when e.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal) => [e.Message],
         NativeLibraryException => [e.Message],
         _ => null,
     };

@@ -14,6 +14,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace EdgeServer.Hosting;
 
@@ -55,7 +56,8 @@ public static class EdgeServerHosting
                 Version = "v1",
                 Description = "OpenAI-compatible API of a local LLM server. Point an OpenAI SDK at <this host>/v1.",
             });
-            c.OperationFilter<ApiExamples>();
+            // An instance, not a type to activate: a trimmed (Native AOT) build keeps no constructor to find by reflection.
+            c.OperationFilterDescriptors.Add(new FilterDescriptor { Type = typeof(ApiExamples), FilterInstance = new ApiExamples() });
         });
     }
 

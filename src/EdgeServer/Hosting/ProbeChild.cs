@@ -12,6 +12,7 @@ internal static class ProbeChild
     /// EdgeServer.dll, as under <c>dotnet EdgeServer.dll</c> or a test host; else the apphost beside the dll.
     /// Null when none is found: the engine then probes in its own process.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("SingleFile", "IL3000", Justification = "An empty location is what tells a single-file or Native AOT build apart.")]
     public static ProbeCommand? Command()
     {
         var process = Environment.ProcessPath;

@@ -11,7 +11,7 @@ namespace EdgeServer.Hosting;
 internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock, Device.ThermalMonitor? thermal = null) : IHealthCheck
 {
     private static readonly TimeSpan Remember = TimeSpan.FromSeconds(30);
-    private static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly System.Text.Encodings.Web.JavaScriptEncoder Relaxed = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
     private DateTimeOffset _lastSuccess = DateTimeOffset.MinValue;
     private string _lastDescription = string.Empty;
 
@@ -58,11 +58,15 @@ internal sealed class ReadinessCheck(IInferenceEngine engine, TimeProvider clock
     {
         context.Response.ContentType = "application/json";
         var entry = report.Entries.Values.FirstOrDefault();
-        var body = JsonSerializer.Serialize(new Dictionary<string, string>
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = Relaxed }))
         {
-            ["status"] = report.Status == HealthStatus.Healthy ? "ready" : "not_ready",
-            ["description"] = entry.Description ?? string.Empty,
-        }, Relaxed);
-        return context.Response.WriteAsync(body);
+            json.WriteStartObject();
+            json.WriteString("status", report.Status == HealthStatus.Healthy ? "ready" : "not_ready");
+            json.WriteString("description", entry.Description ?? string.Empty);
+            json.WriteEndObject();
+        }
+
+        return context.Response.Body.WriteAsync(buffer.ToArray()).AsTask();
     }
 }
