@@ -43,26 +43,9 @@ internal abstract class EnergySource
         return RaplSource.Detect(settings.SysfsRoot) ?? (EnergySource?)PowerSupplySource.Detect(settings.SysfsRoot);
     }
 
-    /// <summary>The first line of a small file, trimmed, or null; at most 64 bytes are read (sysfs gives EIO for some sensors).</summary>
-    internal static string? ReadSmall(string path)
-    {
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1);
-            Span<byte> buffer = stackalloc byte[64];
-            var read = stream.Read(buffer);
-            var text = System.Text.Encoding.ASCII.GetString(buffer[..read]);
-            var end = text.IndexOf('\n');
-            return (end >= 0 ? text[..end] : text).Trim();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
 
     internal static long? ReadLong(string path) =>
-        ReadSmall(path) is { } text && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) ? value : null;
+        Sysfs.ReadSmall(path) is { } text && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) ? value : null;
 }
 
 /// <summary>
@@ -245,8 +228,8 @@ internal sealed class PowerSupplySource : PowerSource
                 ? Math.Abs(microAmps / 1e6 * (microVolts / 1e6))
                 : null;
         if (watts is not null && requireDischarging
-            && string.Equals(ReadSmall(Path.Combine(supply, "type")), "Battery", StringComparison.OrdinalIgnoreCase)
-            && !string.Equals(ReadSmall(Path.Combine(supply, "status")), "Discharging", StringComparison.OrdinalIgnoreCase))
+            && string.Equals(Sysfs.ReadSmall(Path.Combine(supply, "type")), "Battery", StringComparison.OrdinalIgnoreCase)
+            && !string.Equals(Sysfs.ReadSmall(Path.Combine(supply, "status")), "Discharging", StringComparison.OrdinalIgnoreCase))
         {
             return null;
         }
@@ -262,7 +245,7 @@ internal sealed class PowerFileSource(string path) : PowerSource
 
     public override string Detail => path;
 
-    protected override double? Watts() => ParseWatts(ReadSmall(path));
+    protected override double? Watts() => ParseWatts(Sysfs.ReadSmall(path));
 
     internal static double? ParseWatts(string? text) =>
         text is not null && double.TryParse(text.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault(), NumberStyles.Float, CultureInfo.InvariantCulture, out var watts) ? watts : null;

@@ -157,11 +157,11 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
 
         foreach (var zone in zones.Order(StringComparer.Ordinal).Take(MaxZones))
         {
-            if (ReadSmall(Path.Combine(zone, "temp")) is { } text
+            if (Sysfs.ReadSmall(Path.Combine(zone, "temp")) is { } text
                 && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var milli)
                 && milli is > -100_000 and < 250_000)
             {
-                var type = ReadSmall(Path.Combine(zone, "type")) is { Length: > 0 } t ? t : "unknown";
+                var type = Sysfs.ReadSmall(Path.Combine(zone, "type")) is { Length: > 0 } t ? t : "unknown";
                 result.Add(new ThermalReading(Path.GetFileName(zone), type, milli / 1000.0));
             }
         }
@@ -172,23 +172,6 @@ internal sealed partial class ThermalMonitor : IHostedService, IDisposable
     /// <summary>Real boards have a handful of zones; a tree with thousands is not read in full every few seconds.</summary>
     private const int MaxZones = 64;
 
-    /// <summary>The first line of a small file, or null; at most 64 bytes are read.</summary>
-    private static string? ReadSmall(string path)
-    {
-        try
-        {
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1);
-            Span<byte> buffer = stackalloc byte[64];
-            var read = file.Read(buffer);
-            var text = System.Text.Encoding.ASCII.GetString(buffer[..read]);
-            var end = text.IndexOf('\n');
-            return (end >= 0 ? text[..end] : text).Trim();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
 
     [LoggerMessage(EventId = EventIds.ThermalBackoff, Level = LogLevel.Warning, Message = "Thermal: {Celsius:0.0} °C in {ZoneType} ({Zone}); decode threads capped at {Ceiling}")]
     private static partial void LogBackoff(ILogger logger, double celsius, string zoneType, string zone, string ceiling);

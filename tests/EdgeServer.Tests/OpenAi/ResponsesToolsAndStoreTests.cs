@@ -266,7 +266,7 @@ public class ResponsesToolsAndStoreTests(ServerFixture server)
     [InlineData("""{"model":"successor","input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"allowed_tools","mode":"auto","tools":[]}}""", "tool_choice")]
     [InlineData("""{"model":"successor","input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function"}}""", "tool_choice.name")]
     [InlineData("""{"model":"successor","input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":"required","text":{"format":{"type":"json_object"}}}""", "text.format")]
-    [InlineData("""{"model":"successor","input":"x","tools":[{"type":"function","name":"f","strict":true}]}""", "tools[0].strict")]
+    [InlineData("""{"model":"successor","input":"x","tools":[{"type":"function","name":"f","strict":true}],"text":{"format":{"type":"json_object"}}}""", "text.format")]
     [InlineData("""{"model":"successor","input":[{"role":"user","content":"x"},{"type":"function_call","name":"f","arguments":"{}"}]}""", "input[1].call_id")]
     [InlineData("""{"model":"successor","input":[{"role":"user","content":"x"},{"type":"function_call","call_id":"c","name":"no way","arguments":"{}"}]}""", "input[1].name")]
     [InlineData("""{"model":"successor","input":[{"type":"function_call_output","call_id":"c"}]}""", "input[0].output")]
