@@ -129,6 +129,33 @@ public sealed class GatewayTests(GatewayFixture boxes) : IClassFixture<GatewayFi
     }
 
     [Fact]
+    public async Task AModelOnTwoBoxesGoesToTheOneWhereItIsLoaded()
+    {
+        var load = new HttpRequestMessage(HttpMethod.Post, "/v1/models/shared/load");
+        load.Headers.Authorization = new("Bearer", "key-of-box-b");
+        using (var loaded = await boxes.B.Http.SendAsync(load))
+        {
+            Assert.Equal(HttpStatusCode.OK, loaded.StatusCode);
+        }
+
+        var directory = Gateway.App.Services.GetRequiredService<BoxDirectory>();
+        for (var i = 0; i < 100 && directory.Find("b")?.Models.FirstOrDefault(m => m.Id == "shared") is not { Loaded: true }; i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Forget(boxes.A, boxes.B);
+        for (var i = 0; i < 3; i++)
+        {
+            var (status, body) = await Gateway.SendAsync("/v1/chat/completions", Chat("shared"));
+            Assert.True(status == HttpStatusCode.OK, body);
+        }
+
+        Assert.Empty(Paths(boxes.A));
+        Assert.Equal(3, Paths(boxes.B).Count);
+    }
+
+    [Fact]
     public async Task AModelNobodyHasIsTheServersUsual404()
     {
         var (status, body) = await Gateway.SendAsync("/v1/chat/completions", Chat("nobody"));
