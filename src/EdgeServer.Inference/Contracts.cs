@@ -309,6 +309,9 @@ public sealed record ModelDescriptor(
     /// <summary>Other names the model answers to.</summary>
     public IReadOnlyList<string> Aliases { get; init; } = [];
 
+    /// <summary>Requests the loaded model holds now (queued or running); a gateway sends new ones to the shortest queue.</summary>
+    public int Requests { get; init; }
+
     /// <summary>The sampling a request gets for the fields it leaves out (the model's settings, else the engine's defaults).</summary>
     public SamplingParameters Sampling { get; init; } = SamplingParameters.Default;
 

@@ -385,6 +385,7 @@ public sealed partial class InferenceEngine : IInferenceEngine, IDisposable
             MemoryBytes = state.Bytes > 0 ? state.Bytes : footprint.Bytes,
             MemoryParts = footprint.Parts,
             ExpiresAt = state.ExpiresAt,
+            Requests = state.State == Pool.PoolModelState.Loaded ? GetLoadedScheduler(id)?.InFlight ?? 0 : 0,
         };
     }
 

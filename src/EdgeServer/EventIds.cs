@@ -49,6 +49,11 @@ internal static class EventIds
     public const int EnergySensorBack = 8013;
     public const int EnergyReadFailed = 8014;
 
+    // Gateway mode
+    public const int BoxProblem = 9000;
+    public const int BoxBack = 9001;
+    public const int GatewayLoop = 9002;
+
     // Request log
     public const int Generation = 7000;
     public const int Request = 7001;

@@ -2,6 +2,7 @@ using EdgeServer.Inference;
 using EdgeServer.Inference.Models;
 using EdgeServer.Inference.Scheduling;
 using EdgeServer.Anthropic;
+using EdgeServer.Gateway;
 using EdgeServer.Ollama;
 using EdgeServer.OpenAi;
 using EdgeServer.Pull;
@@ -68,6 +69,7 @@ public static class EdgeServerHosting
         var grace = builder.Configuration.GetValue($"{EdgeServerOptions.Section}:ShutdownGraceSeconds", 30);
         services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(Math.Clamp(grace, 0, 3600) + 5));
         builder.AddEdgeServerTelemetry();
+        builder.AddEdgeServerGateway();
         AddApiDocs(services);
         // A singleton, so its remembered success lasts: AddCheck<T> would otherwise create one per probe.
         services.TryAddSingleton<ReadinessCheck>();
@@ -147,6 +149,11 @@ public static class EdgeServerHosting
     {
         var options = app.Services.GetRequiredService<IOptions<EdgeServerOptions>>().Value;
         app.Use(app.Services.GetRequiredService<InFlightRequests>().TrackAsync);
+        if (options.Gateway.Enabled)
+        {
+            app.UseEdgeServerGateway();
+        }
+
         if (options.Security.CorsOrigins.Count > 0)
         {
             app.UseCors(policy => policy.WithOrigins([.. options.Security.CorsOrigins]).AllowAnyHeader().AllowAnyMethod());
@@ -160,6 +167,7 @@ public static class EdgeServerHosting
         }
 
         app.UseAuthentication();
+        app.UseEdgeServerGatewayRouting();
         app.UseAuthorization();
         if (!options.Security.ApiDocsWithoutKey)
         {
@@ -184,6 +192,7 @@ public static class EdgeServerHosting
         var tokenizer = app.MapTokenizer();
         var ollama = app.MapOllamaApi();
         var anthropic = app.MapAnthropicApi();
+        app.MapEdgeServerGateway();
         if (app.Services.GetRequiredService<ApiKeyStore>().Enabled)
         {
             foreach (var group in new[] { v1, tokenizer, ollama, anthropic })

@@ -66,6 +66,10 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public Pull.PullSettings Pull { get; set; } = new();
 
+    /// <summary>Gateway mode: forward requests for models this server lacks to other boxes (docs/gateway.md).</summary>
+    [ValidateObjectMembers]
+    public Gateway.GatewaySettings Gateway { get; set; } = new();
+
     /// <summary>The engine's scheduler settings, before any model's own.</summary>
     public SchedulerOptions ToSchedulerOptions() => new()
     {
@@ -586,6 +590,24 @@ public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServer
         if (options.Energy.PowerFile is { Length: > 0 } powerFile && !File.Exists(Resolve(powerFile)))
         {
             errors.Add($"EdgeServer:Energy:PowerFile: the file '{Resolve(powerFile)}' does not exist.");
+        }
+
+        if (options.Gateway.Enabled && options.Gateway.Boxes.Count == 0)
+        {
+            errors.Add("EdgeServer:Gateway:Boxes: gateway mode is on, but no box is listed; add { \"Name\", \"Url\" } entries or turn EdgeServer:Gateway:Enabled off.");
+        }
+
+        foreach (var (box, i) in options.Gateway.Boxes.Select((b, i) => (b, i)))
+        {
+            if (!Uri.TryCreate(box.Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || url.Query.Length > 0)
+            {
+                errors.Add($"EdgeServer:Gateway:Boxes:{i}:Url ('{box.Name}'): '{box.Url}' is not a box address such as http://kitchen-pi.local:8080.");
+            }
+        }
+
+        foreach (var twice in options.Gateway.Boxes.GroupBy(b => b.Name, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.Key))
+        {
+            errors.Add($"EdgeServer:Gateway:Boxes: the name '{twice}' is used more than once.");
         }
 
         if (options.Runtime.NativeDirectory is { Length: > 0 } native && !Directory.Exists(Resolve(native)))

@@ -414,7 +414,15 @@ public sealed record ModelDetails(
     long MemoryBytes,
     string? MemoryEstimate,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? ExpiresAt,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Aliases);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Aliases)
+{
+    /// <summary>Requests the model holds now, queued or running (what a gateway balances on).</summary>
+    public int Requests { get; init; }
+
+    /// <summary>On a gateway, the box that serves the model ("local": the gateway itself).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Boxes { get; init; }
+}
 
 public sealed record ErrorResponse(ErrorBody Error);
 

@@ -45,10 +45,11 @@ public static class OpenAiEndpoints
         return await runner.RunAsync(context, outcome, request, names, shape, ChatMapper.IsStreaming(body));
     }
 
-    internal static IResult ListModels(IInferenceEngine engine)
+    internal static IResult ListModels(IInferenceEngine engine, Gateway.BoxDirectory boxes, IOptions<EdgeServerOptions> options)
     {
         var memory = engine.Memory;
-        return OpenAiResults.Json(new ModelList("list", engine.ListModels().Select(ToDto).ToList(), new MemoryDto(memory.BudgetBytes, memory.UsedBytes)), OpenAiJsonContext.Web.ModelList);
+        var models = engine.ListModels().Select(ToDto).ToList();
+        return OpenAiResults.Json(new ModelList("list", options.Value.Gateway.Enabled ? Gateway.GatewayHosting.Union(models, boxes) : models, new MemoryDto(memory.BudgetBytes, memory.UsedBytes)), OpenAiJsonContext.Web.ModelList);
     }
 
     internal static IResult GetModel(string id, IInferenceEngine engine) => engine.FindModel(id) is { } model
@@ -89,9 +90,9 @@ public static class OpenAiEndpoints
         return OpenAiResults.Json(ToDto(engine.FindModel(id) ?? throw new ModelNotFoundException(id)), OpenAiJsonContext.Web.ModelDto);
     }
 
-    private static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
+    internal static ModelDto ToDto(ModelDescriptor m) => new(m.Id, "model", m.Created.ToUnixTimeSeconds(), "edgeserver",
         new ModelDetails(m.Status.ToString().ToLowerInvariant(), m.Error, m.Architecture, m.Quantization, m.ParameterCount, m.FileSize, m.ContextLength, m.ChatTemplate,
-            m.MemoryBytes, m.MemoryParts, m.ExpiresAt?.ToUnixTimeSeconds(), m.Aliases.Count > 0 ? m.Aliases : null));
+            m.MemoryBytes, m.MemoryParts, m.ExpiresAt?.ToUnixTimeSeconds(), m.Aliases.Count > 0 ? m.Aliases : null) { Requests = m.Requests });
 
     private static string Fingerprint(IInferenceEngine engine) => $"fp_edgeserver_llama.cpp-{engine.RuntimeVersion}";
 }
