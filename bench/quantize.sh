@@ -4,6 +4,8 @@
 # (Ollama's eval_count / eval_duration, the first token left out as in the request log). Run it on a quiet box:
 # the numbers are of the box it runs on.
 #   bench/quantize.sh MODEL-F16.gguf [--tokens 128] [--threads N] [--keep]
+# The F16 source of docs/benchmarks.md (the 1B shape): `dotnet bench/EdgeServer.Bench/bin/Release/net10.0/EdgeServer.Bench.dll
+# quantize-source --models-dir DIR` writes it (about 2.8 GiB) and prints its path.
 # The quantized files go to $EDGESERVER_BENCH_CACHE/quantize (removed at the end unless --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -40,6 +40,9 @@ internal static class Models
         new("qwen2.5-0.5b-shape-q4_0", new LlamaShape(896, 24, 14, 2, 4864, 32768, 1000000f), 151936, GgmlType.Q4_0, 64),
     ];
 
+    /// <summary>The source of bench/quantize.sh: the 1B shape in F16 (its rows are multiples of 256, as k-quants need).</summary>
+    public static readonly Spec QuantizeSource = new("llama-3.2-1b-shape-f16", All[0].Shape, All[0].Vocabulary, GgmlType.F16, 64);
+
     /// <summary>
     /// F16 K and V for every layer over <paramref name="slots"/> x <paramref name="contextPerSlot"/> cells (each slot's
     /// context capped at the training length, as both servers cap it), in MiB.

@@ -22,6 +22,9 @@ switch (command)
         }
 
         return 0;
+    case "quantize-source":
+        Console.WriteLine(Models.Ensure(Models.QuantizeSource, Opt("--models-dir")));
+        return 0;
     case "run":
         return await Runner.RunAsync(
             peerBin: Opt("--peer-bin"),
