@@ -492,8 +492,10 @@ public sealed class PullPlan(string name, string finalPath, Uri url, long size, 
     /// <summary>Removes the partial file: its bytes are wrong, and resuming from them could not help.</summary>
     public void Discard()
     {
-        Partial.Dispose();
+        // Removed while still open and locked: closing first would let another pull lock the path in between and
+        // then lose its file to this delete.
         File.Delete(Partial.Name);
+        Partial.Dispose();
     }
 
     /// <summary>Releases the lock; an empty partial file (nothing downloaded) is removed, any other kept for a resume.</summary>
