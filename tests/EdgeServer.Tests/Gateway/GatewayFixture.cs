@@ -19,7 +19,8 @@ public sealed class BoxServer(int port, string modelsDirectory, string key) : In
 
     public int Port => port;
 
-    public override Task InitializeAsync() => StartAsync(
+    /// <summary>What a box and the gateway both start with: a fixed port, their models, a small context, no extras.</summary>
+    internal static string[] Arguments(int port, string modelsDirectory) =>
     [
         "--urls", $"http://127.0.0.1:{port}",
         "--models-dir", modelsDirectory,
@@ -28,6 +29,11 @@ public sealed class BoxServer(int port, string modelsDirectory, string key) : In
         "--Logging:LogLevel:Default=Warning",
         "--EdgeServer:Thermal:Enabled=false",
         "--EdgeServer:WebUi:Enabled=false",
+    ];
+
+    public override Task InitializeAsync() => StartAsync(
+    [
+        .. Arguments(port, modelsDirectory),
         $"--EdgeServer:Security:ApiKeys:0={key}",
     ], services => services.AddSingleton<IStartupFilter>(new Recorder(Seen)));
 
@@ -77,13 +83,7 @@ public sealed class GatewayServer(int port, string modelsDirectory, IReadOnlyLis
 
     public override Task InitializeAsync() => StartAsync(
     [
-        "--urls", $"http://127.0.0.1:{port}",
-        "--models-dir", modelsDirectory,
-        "--threads", "2",
-        "--ctx-size", "512",
-        "--Logging:LogLevel:Default=Warning",
-        "--EdgeServer:Thermal:Enabled=false",
-        "--EdgeServer:WebUi:Enabled=false",
+        .. BoxServer.Arguments(port, modelsDirectory),
         $"--EdgeServer:Security:ApiKeys:0={ClientKey}",
         "--EdgeServer:Gateway:Enabled=true",
         "--EdgeServer:Gateway:RefreshSeconds=1",
