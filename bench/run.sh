@@ -3,7 +3,9 @@
 # docs/benchmarks.png. From a clean clone it builds the peer first (cached outside the repository) and writes the
 # benchmark models (cached too). From a clean clone with nothing cached it took 27 minutes on 2 cores (about 11
 # building the peer, 1 writing the models, 16.6 measuring); later runs skip the first two.
-#   bench/run.sh [--rounds 3] [--only mobilellm]
+#   bench/run.sh [--rounds 3] [--only mobilellm] [--aot]
+# --aot also publishes EdgeServer with Native AOT (a few minutes more; needs a C compiler and linker, gcc or clang)
+# and measures it as a third server in the side-by-side step.
 # With --memory it runs only the memory scenario (three models, room for two; a few minutes) and rewrites only its
 # section of docs/benchmarks.md:
 #   bench/run.sh --memory [--rounds 3] [--only EdgeServer]
@@ -23,6 +25,16 @@ bench=bench/EdgeServer.Bench/bin/Release/net10.0/EdgeServer.Bench.dll
 rid=linux-x64; [ "$(uname -m)" = aarch64 ] && rid=linux-arm64
 dotnet publish src/EdgeServer -c Release -r "$rid" --self-contained false -o "$cache/edgeserver-$rid" -v quiet -nologo
 edge=$cache/edgeserver-$rid/EdgeServer.dll
+aot=()
+for arg in "$@"; do
+  if [ "$arg" = --aot ]; then
+    dotnet publish src/EdgeServer -c Release -r "$rid" -p:PublishAot=true -o "$cache/edgeserver-$rid-aot" -v quiet -nologo
+    aot=(--edge-aot "$cache/edgeserver-$rid-aot/EdgeServer")
+  fi
+done
+args=()
+for arg in "$@"; do [ "$arg" = --aot ] || args+=("$arg"); done
+set -- ${args[@]+"${args[@]}"}
 if [ "${1:-}" = "--memory" ]; then
   shift
   exec dotnet "$bench" memory --peer-bin "$peer_bin" --edge-dll "$edge" --models-dir "$cache/models" \
@@ -35,7 +47,8 @@ if [ "${1:-}" = "--busy" ]; then
     --out docs/benchmarks.md --command "bench/run.sh --busy${*:+ $*}" "$@"
 fi
 dotnet "$bench" models --models-dir "$cache/models" >&2
-dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll "$edge" \
-  --models-dir "$cache/models" --out docs/benchmarks.md --chart docs/benchmarks.png --command "bench/run.sh $*" "$@"
+dotnet "$bench" run --peer-bin "$peer_bin" --edge-dll "$edge" ${aot[@]+"${aot[@]}"} \
+  --models-dir "$cache/models" --out docs/benchmarks.md --chart docs/benchmarks.png \
+  --command "bench/run.sh $*${aot[*]:+ --aot}" "$@"
 dotnet "$bench" busy --peer-bin "$peer_bin" --edge-dll "$edge" \
   --models-dir "$cache/models" --out docs/benchmarks.md --command "bench/run.sh $*" "$@"

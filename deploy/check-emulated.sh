@@ -85,6 +85,7 @@ run() {
     tail -n 15 "$log" | sed 's/^/       /'
     stop_server; fail=1; return 1
   fi
+  [ -z "${surface:-}" ] || ask_surface "$base" "$id" "$out/surface"
   stop_server
 
   jq -r '.choices[0].text' "$out/completion.json" > "$out/completion.txt"
@@ -95,6 +96,40 @@ run() {
   local backend
   backend=$(grep -o 'loaded CPU backend from [^ ]*' "$log" | head -n 1 | sed 's|.*/||')
   say "ok   $label: up in ${ready} s, answered in $((SECONDS - started)) s in all; CPU backend ${backend:-(not logged)}"
+}
+
+# ask_surface BASE MODEL-ID DIR: more of the API, for builds that run natively (the Native AOT one against the JIT
+# one): structured output, tools, the Responses, Ollama and Anthropic APIs, errors, the model list, the OpenAPI
+# document, the metric names and the chat page. Each answer is kept as its status and its body without what differs
+# from run to run (ids, times, durations), so two builds of the same code must give the same files.
+ask_surface() {
+  local base=$1 id=$2 dir=$3 name path body code
+  mkdir -p "$dir"
+  local -a requests=(
+    "chat-schema|/v1/chat/completions|{\"model\":\"M\",\"messages\":[{\"role\":\"user\",\"content\":\"Name a cat.\"}],\"max_tokens\":32,\"temperature\":0,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"cat\",\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12},\"age\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":20}},\"required\":[\"name\",\"age\"],\"additionalProperties\":false}}}}"
+    "chat-tools|/v1/chat/completions|{\"model\":\"M\",\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Oslo?\"}],\"max_tokens\":48,\"temperature\":0,\"tool_choice\":\"required\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"strict\":true,\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":10}},\"required\":[\"city\"],\"additionalProperties\":false}}}]}"
+    "responses|/v1/responses|{\"model\":\"M\",\"input\":\"Once upon a time\",\"max_output_tokens\":16,\"temperature\":0}"
+    "ollama-chat|/api/chat|{\"model\":\"M\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"stream\":false,\"options\":{\"temperature\":0,\"num_predict\":16}}"
+    "anthropic|/v1/messages|{\"model\":\"M\",\"max_tokens\":16,\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}"
+    "bad-json|/v1/chat/completions|{\"model\":"
+    "bad-field|/v1/chat/completions|{\"model\":\"M\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"temperature\":\"hot\"}"
+    "unknown-model|/v1/chat/completions|{\"model\":\"no-such-model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}"
+    "models|/v1/models|"
+    "openapi|/swagger/v1/swagger.json|"
+    "chat-page|/|"
+  )
+  local normalize='walk(if type == "object" then with_entries(select(.key | test("^(id|created|created_at|completed_at|system_fingerprint|modified_at|expires_at|loaded_at|last_used|budget_bytes|available_bytes|free_bytes)$|duration|_ms$|seconds") | not)) else . end)'
+  for request in "${requests[@]}"; do
+    IFS='|' read -r name path body <<<"$request"
+    if [ -n "$body" ]; then
+      code=$(curl -sS -m 600 -o "$dir/$name.body" -w '%{http_code}' -H 'content-type: application/json' -d "${body//\"M\"/\"$id\"}" "$base$path")
+    else
+      code=$(curl -sS -m 60 -o "$dir/$name.body" -w '%{http_code}' "$base$path")
+    fi
+    { echo "status $code"; jq -S "$normalize" "$dir/$name.body" 2>/dev/null || echo "(not JSON, $(wc -c < "$dir/$name.body") bytes)"; } > "$dir/$name.txt"
+    rm -f "$dir/$name.body"
+  done
+  curl -sS -m 60 "$base/metrics" | sed -n 's/^# TYPE \([a-z_]*\) .*/\1/p' | grep '^edgeserver_' | sort > "$dir/metric-names.txt"
 }
 
 # same LABEL OUT-DIR: compares OUT-DIR's answers with the x86-64 ones.
@@ -121,8 +156,26 @@ PY
 }
 
 say "== emulated runs with $model"
-run "linux-x64 (native)" "$work/x64" "$root/linux-x64/EdgeServer" || { say "FAIL the x86-64 reference run failed"; exit 1; }
+surface=1 run "linux-x64 (native)" "$work/x64" "$root/linux-x64/EdgeServer" || { say "FAIL the x86-64 reference run failed"; exit 1; }
 say "       x86-64 completion: $(tr '\n' ' ' < "$work/x64/completion.txt")"
+
+# The Native AOT publish (check-publish.sh makes it on an x86-64 machine) must serve what the JIT build serves.
+if [ -x "$root/linux-x64-aot/EdgeServer" ]; then
+  if surface=1 run "linux-x64 Native AOT" "$work/aot" "$root/linux-x64-aot/EdgeServer" && same "linux-x64 Native AOT" "$work/aot"; then
+    for f in "$work/x64/surface"/*.txt; do
+      name=$(basename "$f" .txt)
+      if cmp -s "$f" "$work/aot/surface/$name.txt"; then
+        say "ok   linux-x64 Native AOT: $name equals the JIT build's ($(head -n 1 "$f"))"
+      else
+        say "FAIL linux-x64 Native AOT: $name differs from the JIT build's:"
+        diff "$f" "$work/aot/surface/$name.txt" | head -n 20 | sed 's/^/       /'
+        fail=1
+      fi
+    done
+  fi
+else
+  say "skip linux-x64 Native AOT: no publish in $root/linux-x64-aot"
+fi
 
 # .NET loads libssl at start-up and Debian has no cross package of it: apt downloads the distribution's libssl3 for
 # that architecture with a private package list (nothing is installed; the host's apt setup is left alone), and

@@ -6,6 +6,7 @@
 #    takes long on a small machine);
 #  - the ARM publishes run under qemu user-mode emulation and answer as the x86-64 one does
 #    (deploy/check-emulated.sh; skipped without qemu or the model);
+#  - a Native AOT publish for linux-x64 (on an x86-64 machine) answers as the JIT build does;
 #  - the systemd unit passes `systemd-analyze verify` (when systemd-analyze is installed).
 # Usage: deploy/check-publish.sh [output-dir]
 set -euo pipefail
@@ -67,6 +68,30 @@ for rid in "${rids[@]}"; do
   done < <(find "$dir" -type f -print0)
   say "ok   $rid: $checked ELF files are $machine ($cpu_variants CPU backend variants); e.g. $(file -b "$dir/runtimes/$rid/native/${libs%% *}" | cut -d, -f1-2)"
 done
+
+# The Native AOT build for the smallest boxes (docs/edge.md): one executable, compiled ahead of time. It is run
+# beside the JIT build below and must answer the same. EDGESERVER_CHECK_AOT=0 leaves it out.
+if [ "${EDGESERVER_CHECK_AOT:-1}" = 1 ] && [ "$(uname -m)" = x86_64 ] && [ "$fail" -eq 0 ]; then
+  if ! command -v gcc >/dev/null 2>&1 && ! command -v clang >/dev/null 2>&1; then
+    say "skip linux-x64 Native AOT: it links with clang or gcc and neither is installed"
+  else
+    dir="$out/linux-x64-aot"
+    say "== publish linux-x64 (Native AOT) -> $dir"
+    started=$SECONDS
+    if ! log=$(dotnet publish src/EdgeServer -c Release -r linux-x64 -p:PublishAot=true -o "$dir" -v quiet -nologo 2>&1); then
+      printf '%s\n' "$log"; say "FAIL linux-x64 Native AOT: dotnet publish failed"; fail=1
+    else
+      say "     took $((SECONDS - started)) s"
+      for required in runtimes/linux-x64/native/libllama.v0.5.0.so EdgeServer appsettings.json; do
+        [ -e "$dir/$required" ] || { say "FAIL linux-x64 Native AOT: $required is missing"; fail=1; }
+      done
+      if [ -e "$dir/libcoreclr.so" ] || [ -e "$dir/EdgeServer.dll" ]; then
+        say "FAIL linux-x64 Native AOT: the output holds the JIT runtime or assemblies"; fail=1
+      fi
+      say "ok   linux-x64 Native AOT: $(du -m "$dir/EdgeServer" | cut -f1) MiB executable"
+    fi
+  fi
+fi
 
 # Running them is what shows the binaries work: the ARM ones under emulation, against the x86-64 one's answers.
 if [ "$fail" -eq 0 ]; then

@@ -121,9 +121,9 @@ internal static partial class BusyBox
         var port = ServerProcess.FreePort();
         var empty = Directory.CreateTempSubdirectory("edgeserver-bench-models-");
         await using var process = variant.Edge
-            ? ServerProcess.Start(variant.Label, "dotnet",
+            ? ServerProcess.StartEdge(variant.Label, variant.Dll ?? edgeDll,
             [
-                variant.Dll ?? edgeDll, "--urls", $"http://127.0.0.1:{port}", "--models-dir", empty.FullName,
+                "--urls", $"http://127.0.0.1:{port}", "--models-dir", empty.FullName,
                 "--EdgeServer:Models:0:Id=bench", $"--EdgeServer:Models:0:Path={model}",
                 "--slots", $"{Slots}", "--ctx-size", $"{ContextPerSlot}", "--Logging:LogLevel:Default=Warning",
                 .. variant.Arguments,

@@ -58,9 +58,9 @@ internal static class MemoryScenario
             string[] common = ["--host", "127.0.0.1", "-t", $"{threads}", "-tb", $"{threads}", "-c", $"{Slots * ContextPerSlot}", "--parallel", $"{Slots}", "--no-webui", "--models-max", "2"];
             Contender[] contenders =
             [
-                new("EdgeServer", FormattableString.Invariant($"`Memory:Budget` {budgetMiB:0} MiB"), (dir, port) => ServerProcess.Start("EdgeServer", "dotnet",
+                new("EdgeServer", FormattableString.Invariant($"`Memory:Budget` {budgetMiB:0} MiB"), (dir, port) => ServerProcess.StartEdge("EdgeServer", edgeDll,
                 [
-                    edgeDll, "--urls", $"http://127.0.0.1:{port}", "--models-dir", dir, "--threads", $"{threads}",
+                    "--urls", $"http://127.0.0.1:{port}", "--models-dir", dir, "--threads", $"{threads}",
                     "--slots", $"{Slots}", "--ctx-size", $"{ContextPerSlot}", FormattableString.Invariant($"--EdgeServer:Memory:Budget={budgetMiB:0}mb"),
                     "--EdgeServer:Memory:KeepAlive=-1", "--Logging:LogLevel:Default=Warning",
                 ], port)),
@@ -103,9 +103,9 @@ internal static class MemoryScenario
     private static async Task<Dictionary<string, double>> EstimatesAsync(string edgeDll, string directory, int threads, HttpClient http)
     {
         var port = ServerProcess.FreePort();
-        await using var process = ServerProcess.Start("EdgeServer", "dotnet",
+        await using var process = ServerProcess.StartEdge("EdgeServer", edgeDll,
         [
-            edgeDll, "--urls", $"http://127.0.0.1:{port}", "--models-dir", directory, "--threads", $"{threads}",
+            "--urls", $"http://127.0.0.1:{port}", "--models-dir", directory, "--threads", $"{threads}",
             "--slots", $"{Slots}", "--ctx-size", $"{ContextPerSlot}", "--Logging:LogLevel:Default=Warning",
         ], port);
         await process.WaitHealthyAsync(http, TimeSpan.FromMinutes(2));

@@ -35,7 +35,8 @@ switch (command)
             output: Opt("--out"),
             chart: Opt("--chart"),
             commandLine: Opt("--command", "bench/run.sh"),
-            edgeNative: Opt("--edge-native", ""));
+            edgeNative: Opt("--edge-native", ""),
+            edgeAot: Opt("--edge-aot", ""));
     case "residency":
         return await Residency.RunAsync(
             edgeDll: Opt("--edge-dll"),
@@ -71,7 +72,7 @@ switch (command)
             commandLine: Opt("--command", "bench/run.sh --busy"));
     default:
         Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR");
-        Console.Error.WriteLine("       EdgeServer.Bench run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME]");
+        Console.Error.WriteLine("       EdgeServer.Bench run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME] [--edge-aot EXECUTABLE]");
         Console.Error.WriteLine("       EdgeServer.Bench residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4]");
         Console.Error.WriteLine("       EdgeServer.Bench memory --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--threads N] [--only SERVER]");
         Console.Error.WriteLine("       EdgeServer.Bench busy --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--polls 0,100] [--peer-threads 2,1] [--baseline-dll PATH] [--quiet-load 1.0] [--quiet-wait 600] (writes or replaces its section of FILE.md)");
@@ -82,6 +83,7 @@ internal static class Runner
 {
     private const string Edge = "EdgeServer";
     private const string Peer = "llama-server";
+    private const string EdgeAot = "EdgeServer, Native AOT";
     private const int Slots = 8;
     private const int ContextPerSlot = 1536;
     private static readonly int[] Concurrency = [1, 2, 4, 8];
@@ -90,9 +92,15 @@ internal static class Runner
     /// <summary>Another llama.cpp build for EdgeServer (--native-dir), e.g. the peer's own, to compare the servers alone.</summary>
     private static string s_edgeNative = "";
 
-    public static async Task<int> RunAsync(string peerBin, string edgeDll, string modelsDir, int rounds, string only, string output, string chart, string commandLine, string edgeNative = "")
+    /// <summary>A Native AOT publish of EdgeServer (--edge-aot), measured as a third server beside the other two.</summary>
+    private static string s_edgeAot = "";
+
+    public static async Task<int> RunAsync(string peerBin, string edgeDll, string modelsDir, int rounds, string only, string output, string chart, string commandLine,
+        string edgeNative = "", string edgeAot = "")
     {
         s_edgeNative = edgeNative;
+        s_edgeAot = edgeAot;
+        string[] servers = edgeAot.Length > 0 ? [Edge, Peer, EdgeAot] : [Edge, Peer];
         var threads = Environment.ProcessorCount;
         var report = new StringBuilder();
         var chartSeries = new List<(string Label, double[] Xs, double[] Ys)>();
@@ -108,7 +116,8 @@ internal static class Runner
             var samples = new Samples();
             for (var round = 0; round < rounds; round++)
             {
-                string[] order = round % 2 == 0 ? [Edge, Peer] : [Peer, Edge];
+                // Each server goes first in turn (with two: EdgeServer first in odd rounds, llama-server in even ones).
+                var order = servers.Skip(round % servers.Length).Concat(servers.Take(round % servers.Length)).ToArray();
                 foreach (var server in order)
                 {
                     Console.Error.WriteLine($"   round {round + 1}/{rounds}: {server}");
@@ -117,7 +126,7 @@ internal static class Runner
             }
 
             Append(report, spec, sizeMiB, ceiling, samples, threads);
-            foreach (var server in new[] { Edge, Peer })
+            foreach (var server in servers)
             {
                 chartSeries.Add(($"{server}, {spec.Name}", Concurrency.Select(c => (double)c).ToArray(),
                     Concurrency.Select(c => Median(samples[server, $"aggregate_{c}"])).ToArray()));
@@ -137,10 +146,10 @@ internal static class Runner
         var port = ServerProcess.FreePort();
         var empty = Directory.CreateTempSubdirectory("edgeserver-bench-models-");
         var clock = Stopwatch.StartNew();
-        await using var process = server == Edge
-            ? ServerProcess.Start(server, "dotnet",
+        await using var process = server != Peer
+            ? ServerProcess.StartEdge(server, server == EdgeAot ? s_edgeAot : edgeDll,
             [
-                edgeDll, "--urls", $"http://127.0.0.1:{port}", "--models-dir", empty.FullName,
+                "--urls", $"http://127.0.0.1:{port}", "--models-dir", empty.FullName,
                 "--EdgeServer:Models:0:Id=bench", $"--EdgeServer:Models:0:Path={model}",
                 "--threads", $"{threads}", "--slots", $"{Slots}", "--ctx-size", $"{ContextPerSlot}",
                 "--EdgeServer:Scheduler:QueueCapacity=64", "--Logging:LogLevel:Default=Warning",
@@ -159,7 +168,7 @@ internal static class Runner
             samples.Add(server, "cold_start_s", clock.Elapsed.TotalSeconds);
             samples.Add(server, "rss_after_load_mib", process.Memory().Rss / 1048576.0);
 
-            var seed = round * 100_000 + (server == Edge ? 0 : 50_000);
+            var seed = round * 100_000 + (server == Peer ? 50_000 : 0);
             for (var i = 0; i < 3; i++)
             {
                 var r = await load.CompleteAsync(LoadGenerator.Prompt(32, seed++), spec.MaxTokens);
@@ -250,14 +259,20 @@ internal static class Runner
     {
         md.AppendLine(CultureInfo.InvariantCulture, $"### {spec.Name} ({sizeMiB:0} MiB file, {spec.Type})");
         md.AppendLine();
-        md.AppendLine("| metric | EdgeServer | llama-server | EdgeServer / llama-server | target |");
-        md.AppendLine("|---|---|---|---|---|");
+        var aot = s_edgeAot.Length > 0;
+        md.AppendLine(aot
+            ? "| metric | EdgeServer | llama-server | EdgeServer / llama-server | EdgeServer, Native AOT | Native AOT / llama-server | target |"
+            : "| metric | EdgeServer | llama-server | EdgeServer / llama-server | target |");
+        md.AppendLine(aot ? "|---|---|---|---|---|---|---|" : "|---|---|---|---|---|");
         void Row(string label, string key, string format, string target, bool lowerIsBetter = false, Func<List<double>, double>? stat = null)
         {
             stat ??= Median;
-            var e = stat(s[Edge, key]);
             var p = stat(s[Peer, key]);
-            md.AppendLine(CultureInfo.InvariantCulture, $"| {label} | {e.ToString(format, CultureInfo.InvariantCulture)} | {p.ToString(format, CultureInfo.InvariantCulture)} | {(p == 0 ? "n/a" : (e / p).ToString("0.00", CultureInfo.InvariantCulture))} | {target} |");
+            string Value(string server) => stat(s[server, key]).ToString(format, CultureInfo.InvariantCulture);
+            string Ratio(string server) => p == 0 ? "n/a" : (stat(s[server, key]) / p).ToString("0.00", CultureInfo.InvariantCulture);
+            md.AppendLine(aot
+                ? $"| {label} | {Value(Edge)} | {Value(Peer)} | {Ratio(Edge)} | {Value(EdgeAot)} | {Ratio(EdgeAot)} | {target} |"
+                : $"| {label} | {Value(Edge)} | {Value(Peer)} | {Ratio(Edge)} | {target} |");
         }
 
         Row($"single-stream decode, tokens/s ({spec.MaxTokens} tokens)", "decode_tps", "0.0", ">= 1.00");
@@ -281,12 +296,16 @@ internal static class Runner
         var peerDecode = Median(s[Peer, "decode_tps"]);
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Engine ceiling (llama-bench, {threads} threads, same model): pp512 {ceiling.Pp512:0.0} t/s, tg128 {ceiling.Tg128:0.0} t/s. " +
-            $"Single-stream decode as a fraction of tg128: EdgeServer {edgeDecode / ceiling.Tg128:0.00} (target >= 0.97), llama-server {peerDecode / ceiling.Tg128:0.00}.");
+            $"Single-stream decode as a fraction of tg128: EdgeServer {edgeDecode / ceiling.Tg128:0.00} (target >= 0.97), " +
+            $"{(aot ? FormattableString.Invariant($"Native AOT {Median(s[EdgeAot, "decode_tps"]) / ceiling.Tg128:0.00}, ") : "")}" +
+            $"llama-server {peerDecode / ceiling.Tg128:0.00}.");
         md.AppendLine();
         var edgeCache = Median(s[Edge, "turn2_cached_ttft_s"]) / Median(s[Edge, "turn2_cold_ttft_s"]);
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Prefix cache: EdgeServer's second-turn TTFT with the cache is {edgeCache:0.00} of the cold one (target <= 0.20); resident memory above the file's size after load: " +
-            $"EdgeServer {Median(s[Edge, "rss_after_load_mib"]) - sizeMiB:0} MiB, llama-server {Median(s[Peer, "rss_after_load_mib"]) - sizeMiB:0} MiB.");
+            $"EdgeServer {Median(s[Edge, "rss_after_load_mib"]) - sizeMiB:0} MiB, " +
+            $"{(aot ? FormattableString.Invariant($"Native AOT {Median(s[EdgeAot, "rss_after_load_mib"]) - sizeMiB:0} MiB, ") : "")}" +
+            $"llama-server {Median(s[Peer, "rss_after_load_mib"]) - sizeMiB:0} MiB.");
         md.AppendLine();
     }
 
@@ -306,9 +325,9 @@ internal static class Runner
             Q4_0, MobileLLM 125M in Q8_0): speed and memory do not depend on weight values, only on shapes and types.
             Every request is a streamed `/v1/completions` call with greedy sampling and `ignore_eos`, so each server
             generates exactly the requested number of tokens; prompts are unique per request (so no prompt cache helps,
-            except in the second-turn rows, which are about it). The servers are started {rounds} times each, alternating
-            (EdgeServer first in odd rounds, llama-server first in even ones), and each figure is the median over those
-            starts (time to first token: p50 and p95 over 5 requests per start). "Target" is what EdgeServer aims for.
+            except in the second-turn rows, which are about it). The servers are started {rounds} times each, each one
+            first in turn, and each figure is the median over those starts (time to first token: p50 and p95 over 5
+            requests per start). "Target" is what EdgeServer aims for.{AotNote()}
 
             Machine: {cpu}, {Environment.ProcessorCount} cores, {Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0)} GiB.
             Measured on {DateTimeOffset.UtcNow:yyyy-MM-dd}; the run took {elapsed.TotalMinutes:0} minutes.
@@ -333,6 +352,14 @@ internal static class Runner
             memory is VmRSS, and the peak VmHWM.
             """;
     }
+
+    private static string AotNote() => s_edgeAot.Length == 0 ? "" : """
+
+            "EdgeServer" is the publish the Dockerfile and the systemd install ship (framework-dependent here, with
+            ReadyToRun code, run by `dotnet`); "EdgeServer, Native AOT" is the same code published with Native AOT
+            (`-p:PublishAot=true`: one executable, compiled ahead of time, no JIT), the build for the smallest boxes
+            (docs/edge.md).
+            """;
 
     /// <summary>
     /// The sections written by other commands (residency, from its output with its own method; memory, by its command)

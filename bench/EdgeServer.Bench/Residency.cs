@@ -80,9 +80,9 @@ internal static class Residency
     {
         var port = ServerProcess.FreePort();
         var empty = Directory.CreateTempSubdirectory("edgeserver-bench-models-");
-        await using var process = ServerProcess.Start("EdgeServer", "dotnet",
+        await using var process = ServerProcess.StartEdge("EdgeServer", edgeDll,
         [
-            edgeDll, "--urls", $"http://127.0.0.1:{port}", "--models-dir", empty.FullName,
+            "--urls", $"http://127.0.0.1:{port}", "--models-dir", empty.FullName,
             "--EdgeServer:Models:0:Id=bench", $"--EdgeServer:Models:0:Path={model}", "--threads", $"{threads}",
             "--Logging:LogLevel:Default=Warning",
             .. (setting.Mmap.Length > 0 ? new[] { $"--EdgeServer:Runtime:UseMmap={setting.Mmap}", $"--EdgeServer:Runtime:Repack={setting.Repack}" } : []),

@@ -29,6 +29,13 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>EdgeServer from a framework-dependent publish (EdgeServer.dll, run with dotnet) or a Native AOT
+    /// publish (the EdgeServer executable, run as it is).</summary>
+    public static ServerProcess StartEdge(string name, string edge, IEnumerable<string> arguments, int port) =>
+        edge.EndsWith(".dll", StringComparison.Ordinal)
+            ? Start(name, "dotnet", [edge, .. arguments], port)
+            : Start(name, edge, arguments, port);
+
     public static ServerProcess Start(string name, string fileName, IEnumerable<string> arguments, int port)
     {
         var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true };
