@@ -12,6 +12,9 @@
 # With --busy it runs only the busy-box scenario (one stream idle, then beside a CPU-bound process) and rewrites only
 # its section:
 #   bench/run.sh --busy [--rounds 3] [--polls 0,100] [--baseline-dll PATH]
+# With --gateway it runs only the two-boxes-behind-a-gateway scenario (each box pinned to one core) and rewrites only
+# its section:
+#   bench/run.sh --gateway [--rounds 3] [--streams 4] [--latency-requests 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${EDGESERVER_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeserver-bench}
@@ -39,6 +42,12 @@ if [ "${1:-}" = "--memory" ]; then
   shift
   exec dotnet "$bench" memory --peer-bin "$peer_bin" --edge-dll "$edge" --models-dir "$cache/models" \
     --out docs/benchmarks.md --command "bench/run.sh --memory${*:+ $*}" "$@"
+fi
+if [ "${1:-}" = "--gateway" ]; then
+  shift
+  dotnet "$bench" models --models-dir "$cache/models" >&2
+  exec dotnet "$bench" gateway --edge-dll "$edge" --models-dir "$cache/models" \
+    --out docs/benchmarks.md --command "bench/run.sh --gateway${*:+ $*}" "$@"
 fi
 if [ "${1:-}" = "--busy" ]; then
   shift

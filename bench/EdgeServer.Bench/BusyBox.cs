@@ -62,7 +62,7 @@ internal static partial class BusyBox
                 for (var i = 0; i < variants.Count; i++)
                 {
                     var variant = variants[(i + round) % variants.Count];
-                    Console.Error.WriteLine($"== {spec.Name}, round {round + 1}/{rounds}: {variant.Label} (load {LoadAverage():0.00})");
+                    Console.Error.WriteLine($"== {spec.Name}, round {round + 1}/{rounds}: {variant.Label} (load {Stats.LoadAverage():0.00})");
                     var sample = await MeasureAsync(variant, spec, model, peerBin, edgeDll, round, http);
                     Console.Error.WriteLine(FormattableString.Invariant(
                         $"   idle {sample.IdleTps:0.0} t/s ({sample.IdleThreads?.ToString(CultureInfo.InvariantCulture) ?? "-"} threads), busy {sample.BusyTps:0.0} t/s ({sample.BusyThreads?.ToString(CultureInfo.InvariantCulture) ?? "-"} threads); load {sample.LoadBefore:0.00} -> {sample.LoadAfter:0.00}"));
@@ -76,7 +76,7 @@ internal static partial class BusyBox
         var elapsed = DateTimeOffset.UtcNow - started;
         report.AppendLine(CultureInfo.InvariantCulture,
             $"Measured on {DateTimeOffset.UtcNow:yyyy-MM-dd} with {cores} cores, {rounds} starts per server; {waited} The run took {elapsed.TotalMinutes:0} minutes.");
-        await File.WriteAllTextAsync(output, Replace(File.Exists(output) ? await File.ReadAllTextAsync(output) : "", Section(report.ToString(), commandLine)));
+        await File.WriteAllTextAsync(output, Markdown.ReplaceSection(File.Exists(output) ? await File.ReadAllTextAsync(output) : "", Heading, Section(report.ToString(), commandLine)));
         Console.Error.WriteLine($"wrote {output} in {elapsed.TotalMinutes:0.0} min");
         return 0;
     }
@@ -103,19 +103,6 @@ internal static partial class BusyBox
         {tables}
         """;
 
-    /// <summary>The file with this section replaced (up to the next section of the same level), or appended.</summary>
-    private static string Replace(string existing, string section)
-    {
-        var at = existing.IndexOf("\n" + Heading + "\n", StringComparison.Ordinal);
-        if (at < 0)
-        {
-            return existing.Length == 0 ? section : existing.TrimEnd('\n') + "\n\n" + section;
-        }
-
-        var next = existing.IndexOf("\n## ", at + Heading.Length + 2, StringComparison.Ordinal);
-        return existing[..(at + 1)] + section + (next < 0 ? "" : existing[next..]);
-    }
-
     private static async Task<Sample> MeasureAsync(Variant variant, Models.Spec spec, string model, string peerBin, string edgeDll, int round, HttpClient http)
     {
         var port = ServerProcess.FreePort();
@@ -138,7 +125,7 @@ internal static partial class BusyBox
             var load = new LoadGenerator(http, process.BaseAddress);
             await process.WaitHealthyAsync(http, TimeSpan.FromMinutes(5));
             var seed = round * 10_000;
-            var loadBefore = LoadAverage();
+            var loadBefore = Stats.LoadAverage();
             await load.CompleteAsync(LoadGenerator.Prompt(32, seed++), spec.MaxTokens);
             var idle = new List<double>();
             for (var i = 0; i < Completions; i++)
@@ -158,7 +145,7 @@ internal static partial class BusyBox
             }
 
             var busyThreads = variant.Edge ? await ThreadsAsync(http, process.BaseAddress) : null;
-            return new Sample(Median(idle), Median(busy), idleThreads, busyThreads, loadBefore, LoadAverage());
+            return new Sample(Stats.Median(idle), Stats.Median(busy), idleThreads, busyThreads, loadBefore, Stats.LoadAverage());
         }
         catch (HttpRequestException)
         {
@@ -174,7 +161,7 @@ internal static partial class BusyBox
     private static void Append(StringBuilder md, Models.Spec spec, Dictionary<Variant, List<Sample>> samples, List<Variant> variants)
     {
         var peer = variants.First(v => !v.Edge);
-        double M(Variant v, Func<Sample, double> f) => Median(samples[v].Select(f));
+        double M(Variant v, Func<Sample, double> f) => Stats.Median(samples[v].Select(f));
         string Ratio(Variant v, Func<Sample, double> f) => (M(v, f) / M(peer, f)).ToString("0.00", CultureInfo.InvariantCulture);
         string Range(Variant v, Func<Sample, double> f) => FormattableString.Invariant($"{M(v, f):0.0} ({samples[v].Min(f):0.0}-{samples[v].Max(f):0.0})");
         // A build without the metric (the baseline) has nothing to show.
@@ -192,7 +179,7 @@ internal static partial class BusyBox
 
         var loads = samples.Values.SelectMany(s => s).SelectMany(s => new[] { s.LoadBefore, s.LoadAfter }).ToList();
         md.AppendLine();
-        md.AppendLine(CultureInfo.InvariantCulture, $"1-minute load average at the start and end of each server's measurement: {loads.Min():0.00} to {loads.Max():0.00} (median {Median(loads):0.00}; the background process alone adds 1).");
+        md.AppendLine(CultureInfo.InvariantCulture, $"1-minute load average at the start and end of each server's measurement: {loads.Min():0.00} to {loads.Max():0.00} (median {Stats.Median(loads):0.00}; the background process alone adds 1).");
         md.AppendLine();
     }
 
@@ -200,20 +187,19 @@ internal static partial class BusyBox
     private static async Task<string> WaitForQuietAsync(double threshold, TimeSpan limit)
     {
         var clock = Stopwatch.StartNew();
-        var first = LoadAverage();
-        while (LoadAverage() >= threshold && clock.Elapsed < limit)
+        var first = Stats.LoadAverage();
+        while (Stats.LoadAverage() >= threshold && clock.Elapsed < limit)
         {
-            Console.Error.WriteLine($"load average {LoadAverage():0.00}: waiting for it to fall under {threshold:0.00} ({clock.Elapsed.TotalSeconds:0} of {limit.TotalSeconds:0} s)");
+            Console.Error.WriteLine($"load average {Stats.LoadAverage():0.00}: waiting for it to fall under {threshold:0.00} ({clock.Elapsed.TotalSeconds:0} of {limit.TotalSeconds:0} s)");
             await Task.Delay(TimeSpan.FromSeconds(15));
         }
 
-        var now = LoadAverage();
+        var now = Stats.LoadAverage();
         return now < threshold
             ? FormattableString.Invariant($"the run began once the 1-minute load average was under {threshold:0.00} (it was {first:0.00}, then {now:0.00} after {clock.Elapsed.TotalSeconds:0} s).")
             : FormattableString.Invariant($"the machine did not become quiet: the 1-minute load average was {first:0.00}, and still {now:0.00} after {clock.Elapsed.TotalSeconds:0} s.");
     }
 
-    private static double LoadAverage() => double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
 
     /// <summary>EdgeServer's edgeserver.decode.threads for the benchmark model, from /metrics.</summary>
     private static async Task<int?> ThreadsAsync(HttpClient http, Uri server)
@@ -232,12 +218,6 @@ internal static partial class BusyBox
 
     [GeneratedRegex(@"^edgeserver_decode_threads\{[^}]*model=""bench""[^}]*\} (\d+)", RegexOptions.Multiline)]
     private static partial Regex ThreadsLine();
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     /// <summary>One CPU-bound process (a shell loop with no system calls), started and killed around a measurement.</summary>
     private sealed class Burner : IDisposable

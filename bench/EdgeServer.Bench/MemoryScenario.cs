@@ -89,7 +89,7 @@ internal static class MemoryScenario
             var elapsed = DateTimeOffset.UtcNow - started;
             var loadAfter = File.ReadAllText("/proc/loadavg").Split(' ')[..3];
             var section = Section(specs, fileMiB, kvMiB, estimates, budgetMiB, contenders, results, threads, rounds, elapsed, loadBefore, loadAfter, commandLine);
-            await File.WriteAllTextAsync(output, ReplaceSection(File.Exists(output) ? await File.ReadAllTextAsync(output) : "", section));
+            await File.WriteAllTextAsync(output, Markdown.ReplaceSection(File.Exists(output) ? await File.ReadAllTextAsync(output) : "", Heading, section));
             Console.Error.WriteLine($"wrote the section \"{Heading[3..]}\" of {output} in {elapsed.TotalMinutes:0.0} min");
             return 0;
         }
@@ -310,19 +310,6 @@ internal static class MemoryScenario
                 : 0;
     }
 
-    /// <summary>The document with this scenario's section replaced (up to the next section of the same level), or appended.</summary>
-    public static string ReplaceSection(string document, string section)
-    {
-        var at = document.IndexOf("\n" + Heading + "\n", StringComparison.Ordinal);
-        if (at < 0)
-        {
-            return document.TrimEnd('\n') + "\n\n" + section;
-        }
-
-        var next = document.IndexOf("\n## ", at + Heading.Length + 2, StringComparison.Ordinal);
-        return document[..(at + 1)] + section + (next < 0 ? "" : "\n" + document[(next + 1)..]);
-    }
-
     private static string Section(Models.Spec[] specs, Dictionary<string, double> fileMiB, Dictionary<string, double> kvMiB, Dictionary<string, double> estimates,
         double budgetMiB, Contender[] contenders, Dictionary<Contender, List<Round>> results, int threads, int rounds, TimeSpan elapsed,
         string[] loadBefore, string[] loadAfter, string commandLine)
@@ -443,9 +430,5 @@ internal static class MemoryScenario
     }
 
     /// <summary>The median; NaN (printed "NaN") when a failed round left nothing to take it of.</summary>
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
+    private static double Median(IEnumerable<double> values) => values.ToArray() is { Length: > 0 } v ? Stats.Median(v) : double.NaN;
 }

@@ -70,8 +70,18 @@ switch (command)
             quietLoad: double.Parse(Opt("--quiet-load", "1.0"), CultureInfo.InvariantCulture),
             quietWait: TimeSpan.FromSeconds(Int("--quiet-wait", 600)),
             commandLine: Opt("--command", "bench/run.sh --busy"));
+    case "gateway":
+        return await GatewayScenario.RunAsync(
+            edgeDll: Opt("--edge-dll"),
+            modelsDir: Opt("--models-dir"),
+            rounds: Int("--rounds", 3),
+            streams: Int("--streams", 4),
+            latencyRequests: Int("--latency-requests", 30),
+            output: Opt("--out"),
+            commandLine: Opt("--command", "bench/run.sh --gateway"));
     default:
         Console.Error.WriteLine("usage: EdgeServer.Bench models --models-dir DIR");
+        Console.Error.WriteLine("       EdgeServer.Bench gateway --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--streams 4] [--latency-requests 30] (writes or replaces its section of FILE.md)");
         Console.Error.WriteLine("       EdgeServer.Bench run --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md --chart FILE.png [--rounds 3] [--only NAME] [--edge-aot EXECUTABLE]");
         Console.Error.WriteLine("       EdgeServer.Bench residency --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--only NAME] [--threads N] [--settings 0,1,2,3,4]");
         Console.Error.WriteLine("       EdgeServer.Bench memory --peer-bin DIR --edge-dll PATH --models-dir DIR --out FILE.md [--rounds 3] [--threads N] [--only SERVER]");
@@ -129,7 +139,7 @@ internal static class Runner
             foreach (var server in servers)
             {
                 chartSeries.Add(($"{server}, {spec.Name}", Concurrency.Select(c => (double)c).ToArray(),
-                    Concurrency.Select(c => Median(samples[server, $"aggregate_{c}"])).ToArray()));
+                    Concurrency.Select(c => Stats.Median(samples[server, $"aggregate_{c}"])).ToArray()));
             }
         }
 
@@ -266,7 +276,7 @@ internal static class Runner
         md.AppendLine(aot ? "|---|---|---|---|---|---|---|" : "|---|---|---|---|---|");
         void Row(string label, string key, string format, string target, bool lowerIsBetter = false, Func<List<double>, double>? stat = null)
         {
-            stat ??= Median;
+            stat ??= Stats.Median;
             var p = stat(s[Peer, key]);
             string Value(string server) => stat(s[server, key]).ToString(format, CultureInfo.InvariantCulture);
             string Ratio(string server) => p == 0 ? "n/a" : (stat(s[server, key]) / p).ToString("0.00", CultureInfo.InvariantCulture);
@@ -278,7 +288,7 @@ internal static class Runner
         Row($"single-stream decode, tokens/s ({spec.MaxTokens} tokens)", "decode_tps", "0.0", ">= 1.00");
         Row($"JSON-schema decode, tokens/s (a {JsonChars}-character string, grammar-constrained)", "json_tps", "0.0", "");
         Row("time to first token p50, s (112-token prompt)", "ttft_112_s", "0.000", "<= 1.00", true);
-        Row("time to first token p95, s (112-token prompt)", "ttft_112_s", "0.000", "", true, v => Percentile(v, 0.95));
+        Row("time to first token p95, s (112-token prompt)", "ttft_112_s", "0.000", "", true, v => Stats.Percentile(v, 0.95));
         Row("prompt processing, tokens/s (512-token prompt)", "pp512_tps", "0.0", "");
         foreach (var c in Concurrency)
         {
@@ -292,20 +302,20 @@ internal static class Runner
         Row("peak resident memory, MiB", "peak_rss_mib", "0", "", true);
         Row("cold start to first completion, s", "cold_start_s", "0.00", "<= 1.00", true);
         md.AppendLine();
-        var edgeDecode = Median(s[Edge, "decode_tps"]);
-        var peerDecode = Median(s[Peer, "decode_tps"]);
+        var edgeDecode = Stats.Median(s[Edge, "decode_tps"]);
+        var peerDecode = Stats.Median(s[Peer, "decode_tps"]);
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Engine ceiling (llama-bench, {threads} threads, same model): pp512 {ceiling.Pp512:0.0} t/s, tg128 {ceiling.Tg128:0.0} t/s. " +
             $"Single-stream decode as a fraction of tg128: EdgeServer {edgeDecode / ceiling.Tg128:0.00} (target >= 0.97), " +
-            $"{(aot ? FormattableString.Invariant($"Native AOT {Median(s[EdgeAot, "decode_tps"]) / ceiling.Tg128:0.00}, ") : "")}" +
+            $"{(aot ? FormattableString.Invariant($"Native AOT {Stats.Median(s[EdgeAot, "decode_tps"]) / ceiling.Tg128:0.00}, ") : "")}" +
             $"llama-server {peerDecode / ceiling.Tg128:0.00}.");
         md.AppendLine();
-        var edgeCache = Median(s[Edge, "turn2_cached_ttft_s"]) / Median(s[Edge, "turn2_cold_ttft_s"]);
+        var edgeCache = Stats.Median(s[Edge, "turn2_cached_ttft_s"]) / Stats.Median(s[Edge, "turn2_cold_ttft_s"]);
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Prefix cache: EdgeServer's second-turn TTFT with the cache is {edgeCache:0.00} of the cold one (target <= 0.20); resident memory above the file's size after load: " +
-            $"EdgeServer {Median(s[Edge, "rss_after_load_mib"]) - sizeMiB:0} MiB, " +
-            $"{(aot ? FormattableString.Invariant($"Native AOT {Median(s[EdgeAot, "rss_after_load_mib"]) - sizeMiB:0} MiB, ") : "")}" +
-            $"llama-server {Median(s[Peer, "rss_after_load_mib"]) - sizeMiB:0} MiB.");
+            $"EdgeServer {Stats.Median(s[Edge, "rss_after_load_mib"]) - sizeMiB:0} MiB, " +
+            $"{(aot ? FormattableString.Invariant($"Native AOT {Stats.Median(s[EdgeAot, "rss_after_load_mib"]) - sizeMiB:0} MiB, ") : "")}" +
+            $"llama-server {Stats.Median(s[Peer, "rss_after_load_mib"]) - sizeMiB:0} MiB.");
         md.AppendLine();
     }
 
@@ -373,21 +383,6 @@ internal static class Runner
         return at < 0 ? "" : "\n" + existing[at..];
     }
 
-    private static double Median(List<double> values) => Percentile(values, 0.5);
-
-    private static double Percentile(List<double> values, double p)
-    {
-        if (values.Count == 0)
-        {
-            return 0;
-        }
-
-        var sorted = values.Order().ToArray();
-        var rank = p * (sorted.Length - 1);
-        var lo = (int)Math.Floor(rank);
-        var hi = (int)Math.Ceiling(rank);
-        return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
-    }
 
     private sealed class Samples
     {

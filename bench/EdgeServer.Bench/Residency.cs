@@ -58,14 +58,14 @@ internal static class Residency
             foreach (var setting in settings)
             {
                 var s = samples[setting];
-                double M(Func<Sample, double> f) => Median(s.Select(f));
+                double M(Func<Sample, double> f) => Stats.Median(s.Select(f));
                 string Range(Func<Sample, double> f) => FormattableString.Invariant($"{M(f):0.0} ({s.Min(f):0.0}-{s.Max(f):0.0})");
                 report.AppendLine(CultureInfo.InvariantCulture,
                     $"| {setting.Label} | {M(x => x.Rss):0} | {M(x => x.Anon):0} | {M(x => x.Rss - x.Anon):0} | {M(x => x.RssAfter):0} | {M(x => x.AnonAfter):0} | {M(x => x.RssAfter - x.AnonAfter):0} | {M(x => x.Rss) / (fileMiB + kvMiB):0.00} | {Range(x => x.DecodeTps)} | {Range(x => x.Pp512Tps)} |");
             }
 
             report.AppendLine();
-            report.AppendLine(CultureInfo.InvariantCulture, $"Server before loading any model: {Median(samples.Values.SelectMany(v => v).Select(x => x.BaseRss)):0} MiB resident, {Median(samples.Values.SelectMany(v => v).Select(x => x.BaseAnon)):0} MiB of it anonymous (median over all starts).");
+            report.AppendLine(CultureInfo.InvariantCulture, $"Server before loading any model: {Stats.Median(samples.Values.SelectMany(v => v).Select(x => x.BaseRss)):0} MiB resident, {Stats.Median(samples.Values.SelectMany(v => v).Select(x => x.BaseAnon)):0} MiB of it anonymous (median over all starts).");
             report.AppendLine();
         }
 
@@ -104,7 +104,7 @@ internal static class Residency
 
             var pp = 512 / (await load.CompleteAsync(LoadGenerator.Prompt(512, seed++), 1)).TimeToFirstToken.TotalSeconds;
             var (rssAfter, anonAfter) = process.Residency();
-            return new Sample(baseRss, baseAnon, rss, anon, rssAfter, anonAfter, Median(decode), pp);
+            return new Sample(baseRss, baseAnon, rss, anon, rssAfter, anonAfter, Stats.Median(decode), pp);
         }
         catch (HttpRequestException)
         {
@@ -117,9 +117,4 @@ internal static class Residency
         }
     }
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 }

@@ -31,10 +31,12 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     /// <summary>EdgeServer from a framework-dependent publish (EdgeServer.dll, run with dotnet) or a Native AOT
     /// publish (the EdgeServer executable, run as it is).</summary>
-    public static ServerProcess StartEdge(string name, string edge, IEnumerable<string> arguments, int port) =>
-        edge.EndsWith(".dll", StringComparison.Ordinal)
-            ? Start(name, "dotnet", [edge, .. arguments], port)
-            : Start(name, edge, arguments, port);
+    /// <param name="cpus">When set, the process runs on these cores only (taskset -c), as a smaller box would.</param>
+    public static ServerProcess StartEdge(string name, string edge, IEnumerable<string> arguments, int port, string? cpus = null)
+    {
+        string[] command = edge.EndsWith(".dll", StringComparison.Ordinal) ? ["dotnet", edge, .. arguments] : [edge, .. arguments];
+        return cpus is null ? Start(name, command[0], command[1..], port) : Start(name, "taskset", ["-c", cpus, .. command], port);
+    }
 
     public static ServerProcess Start(string name, string fileName, IEnumerable<string> arguments, int port)
     {

@@ -147,8 +147,9 @@ public static partial class GatewayHosting
     }
 
     /// <summary>
-    /// Of the healthy boxes that list the model: those with it loaded, then those with the fewest requests; YARP's
-    /// least-requests balancing picks among equals. None healthy: 503; none listing it (any more): the usual 404.
+    /// Of the healthy boxes that list the model: those with it loaded, then those with the shortest queue (the larger
+    /// of what the box last reported and what this gateway has in flight to it); YARP's least-requests balancing
+    /// picks among equals. None healthy: 503; none listing it (any more): the usual 404.
     /// </summary>
     private static async Task ChooseBoxesAsync(HttpContext context, Func<Task> next)
     {
@@ -179,8 +180,13 @@ public static partial class GatewayHosting
             return;
         }
 
-        var best = candidates.OrderByDescending(c => c.Model!.Loaded).ThenBy(c => c.Model!.Requests).First().Model!;
-        feature.AvailableDestinations = candidates.Where(c => c.Model!.Loaded == best.Loaded && c.Model.Requests == best.Requests).Select(c => c.Destination).ToList();
+        // A box's queue as its last model list gave it is up to RefreshSeconds old; the requests this gateway has in
+        // flight to it are exact. The larger of the two counts, so a burst does not all go to the box that looked
+        // idle at the last read.
+        static int Queue((DestinationState Destination, BoxModel? Model) c) => Math.Max(c.Model!.Requests, c.Destination.ConcurrentRequestCount);
+        var loaded = candidates.Any(c => c.Model!.Loaded);
+        var shortest = candidates.Where(c => c.Model!.Loaded == loaded).Min(Queue);
+        feature.AvailableDestinations = candidates.Where(c => c.Model!.Loaded == loaded && Queue(c) == shortest).Select(c => c.Destination).ToList();
         await next();
 
         var box = feature.ProxiedDestination?.DestinationId ?? "none";
