@@ -220,15 +220,32 @@ public static partial class GatewayHosting
             }
 
             // Anything without a string model goes on to this server's own endpoint, which answers it as it always has.
-            if (await ReadModelAsync(request, context.RequestAborted) is { } model
-                && engine.FindModel(model) is not { Status: not ModelStatus.Unavailable }
-                && boxes.Knows(model))
+            if (await ReadModelAsync(request, context.RequestAborted) is { } name
+                && BoxModel(name, request.Path) is { } model)
             {
                 context.Items[ModelItem] = model;
                 context.SetEndpoint(_proxy ??= endpoints.Endpoints.First(e => e.Metadata.GetMetadata<RouteModel>()?.Config.RouteId == RouteId));
             }
 
             await next(context);
+        }
+
+        /// <summary>
+        /// The box model a request names, or null when this server serves it (or nobody does). Ollama's clients name
+        /// models as /api/tags shows them, "name:latest": on its API the name without the tag counts too, as each
+        /// server resolves it itself.
+        /// </summary>
+        private string? BoxModel(string name, PathString path)
+        {
+            const string latest = ":latest";
+            var untagged = path.StartsWithSegments("/api") && name.EndsWith(latest, StringComparison.Ordinal) ? name[..^latest.Length] : null;
+            bool Local(string n) => engine.FindModel(n) is { Status: not ModelStatus.Unavailable };
+            if (Local(name) || (untagged is not null && Local(untagged)))
+            {
+                return null;
+            }
+
+            return boxes.Knows(name) ? name : untagged is not null && boxes.Knows(untagged) ? untagged : null;
         }
 
         /// <summary>The body's "model", read within the server's body limit and left to be read again.</summary>

@@ -8,6 +8,7 @@ using EdgeServer.Inference;
 using EdgeServer.Inference.Gguf;
 using EdgeServer.OpenAi;
 using EdgeServer.Telemetry;
+using Microsoft.Extensions.Options;
 
 namespace EdgeServer.Ollama;
 
@@ -160,16 +161,37 @@ public static class OllamaEndpoints
         }
     }
 
-    internal static IResult ListModels(IInferenceEngine engine) => OllamaResults.Json(
-        new OllamaTagsResponse(engine.ListModels().Where(m => m.Status != ModelStatus.Unavailable)
-            .Select(m => new OllamaModelEntry(OllamaMapper.Tagged(m.Id), OllamaMapper.Tagged(m.Id), Iso(m.Created), m.FileSize, Digest(m), Details(m))).ToList()),
-        OllamaJsonContext.Web.OllamaTagsResponse);
+    /// <summary>This server's models and, on a gateway, every box's (each once, by the first box that lists it).</summary>
+    internal static IResult ListModels(IInferenceEngine engine, Gateway.BoxDirectory boxes, IOptions<EdgeServerOptions> options)
+    {
+        var local = engine.ListModels().Where(m => m.Status != ModelStatus.Unavailable).ToList();
+        var entries = local.Select(m => new OllamaModelEntry(OllamaMapper.Tagged(m.Id), OllamaMapper.Tagged(m.Id), Iso(m.Created), m.FileSize,
+            Digest(m.Id, m.FileSize, m.Created), Details(m.Architecture, m.ParameterCount, m.Quantization))).ToList();
+        entries.AddRange(BoxModels(local, boxes, options).Select(m => new OllamaModelEntry(OllamaMapper.Tagged(m.Id), OllamaMapper.Tagged(m.Id),
+            Iso(DateTimeOffset.FromUnixTimeSeconds(m.Created)), m.Details.FileSize, Digest(m.Id, m.Details.FileSize, DateTimeOffset.FromUnixTimeSeconds(m.Created)),
+            Details(m.Details.Architecture, m.Details.Parameters, m.Details.Quantization))));
+        return OllamaResults.Json(new OllamaTagsResponse(entries), OllamaJsonContext.Web.OllamaTagsResponse);
+    }
 
-    /// <summary>Loaded models; a model with requests, or kept until it must make room, shows no expiry as the far future.</summary>
-    internal static IResult RunningModels(IInferenceEngine engine) => OllamaResults.Json(
-        new OllamaPsResponse(engine.ListModels().Where(m => m.Status == ModelStatus.Loaded)
-            .Select(m => new OllamaRunningModel(OllamaMapper.Tagged(m.Id), OllamaMapper.Tagged(m.Id), m.MemoryBytes, Digest(m), Details(m), Iso(m.ExpiresAt ?? DateTimeOffset.MaxValue), 0)).ToList()),
-        OllamaJsonContext.Web.OllamaPsResponse);
+    /// <summary>Loaded models (on a gateway, the boxes' too); a model with requests, or kept until it must make room, shows no expiry as the far future.</summary>
+    internal static IResult RunningModels(IInferenceEngine engine, Gateway.BoxDirectory boxes, IOptions<EdgeServerOptions> options)
+    {
+        var all = engine.ListModels();
+        var running = all.Where(m => m.Status == ModelStatus.Loaded)
+            .Select(m => new OllamaRunningModel(OllamaMapper.Tagged(m.Id), OllamaMapper.Tagged(m.Id), m.MemoryBytes, Digest(m.Id, m.FileSize, m.Created),
+                Details(m.Architecture, m.ParameterCount, m.Quantization), Iso(m.ExpiresAt ?? DateTimeOffset.MaxValue), 0)).ToList();
+        running.AddRange(BoxModels(all.Where(m => m.Status != ModelStatus.Unavailable).ToList(), boxes, options).Where(m => m.Details.Status == "loaded")
+            .Select(m => new OllamaRunningModel(OllamaMapper.Tagged(m.Id), OllamaMapper.Tagged(m.Id), m.Details.MemoryBytes,
+                Digest(m.Id, m.Details.FileSize, DateTimeOffset.FromUnixTimeSeconds(m.Created)), Details(m.Details.Architecture, m.Details.Parameters, m.Details.Quantization),
+                Iso(m.Details.ExpiresAt is { } expires ? DateTimeOffset.FromUnixTimeSeconds(expires) : DateTimeOffset.MaxValue), 0)));
+        return OllamaResults.Json(new OllamaPsResponse(running), OllamaJsonContext.Web.OllamaPsResponse);
+    }
+
+    /// <summary>On a gateway, the models the boxes list that this server does not serve itself; elsewhere none.</summary>
+    private static IEnumerable<ModelDto> BoxModels(IReadOnlyList<ModelDescriptor> local, Gateway.BoxDirectory boxes, IOptions<EdgeServerOptions> options) =>
+        options.Value.Gateway.Enabled
+            ? Gateway.GatewayHosting.Union([], boxes).Where(m => !local.Any(l => l.Id == m.Id))
+            : [];
 
     internal static async Task<IResult> ShowAsync(HttpContext context, IInferenceEngine engine)
     {
@@ -205,7 +227,7 @@ public static class OllamaEndpoints
             capabilities.Add("embedding");
         }
 
-        return OllamaResults.Json(new OllamaShowResponse(modelfile.ToString(), parameters, gguf?.ChatTemplate ?? string.Empty, Details(m), ModelInfo(gguf, m, body.Verbose == true), capabilities, Iso(m.Created)),
+        return OllamaResults.Json(new OllamaShowResponse(modelfile.ToString(), parameters, gguf?.ChatTemplate ?? string.Empty, Details(m.Architecture, m.ParameterCount, m.Quantization), ModelInfo(gguf, m, body.Verbose == true), capabilities, Iso(m.Created)),
             OllamaJsonContext.Web.OllamaShowResponse);
     }
 
@@ -221,13 +243,13 @@ public static class OllamaEndpoints
     private static string Iso(DateTimeOffset time) => time.UtcDateTime.ToString("o", CultureInfo.InvariantCulture);
 
     /// <summary>Ollama's digest is its manifest's hash; here a stable stand-in from the id, size and time (hashing gigabytes per listing would be too slow).</summary>
-    private static string Digest(ModelDescriptor m) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{m.Id}\n{m.FileSize}\n{m.Created.UtcTicks}"))));
+    private static string Digest(string id, long fileSize, DateTimeOffset created) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{id}\n{fileSize}\n{created.UtcTicks}"))));
 
-    private static OllamaModelDetails Details(ModelDescriptor m)
+    private static OllamaModelDetails Details(string? architecture, ulong parameters, string? quantization)
     {
-        var family = m.Architecture ?? "unknown";
-        return new OllamaModelDetails(string.Empty, "gguf", family, [family], ParameterSize(m.ParameterCount), m.Quantization ?? "unknown");
+        var family = architecture ?? "unknown";
+        return new OllamaModelDetails(string.Empty, "gguf", family, [family], ParameterSize(parameters), quantization ?? "unknown");
     }
 
     /// <summary>"8.0B", "1.2B", "135.3M", as Ollama shows sizes.</summary>

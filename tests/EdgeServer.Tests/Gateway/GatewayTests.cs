@@ -234,4 +234,55 @@ public sealed class GatewayTests(GatewayFixture boxes) : IClassFixture<GatewayFi
         Assert.Contains("edgeserver_gateway_requests_total{", text, StringComparison.Ordinal);
         Assert.Contains(text.Split('\n'), l => l.StartsWith("edgeserver_gateway_requests_total{", StringComparison.Ordinal) && l.Contains("box=\"a\"", StringComparison.Ordinal) && l.Contains("status=\"200\"", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task OllamaClientsSeeEveryBoxsModelsAndReachThemByTheirTaggedNames()
+    {
+        using (var tags = await Gateway.Http.SendAsync(Gateway.Request(HttpMethod.Get, "/api/tags")))
+        {
+            var body = await tags.Content.ReadAsStringAsync();
+            Assert.True(tags.StatusCode == HttpStatusCode.OK, body);
+            var names = JsonDocument.Parse(body).RootElement.GetProperty("models").EnumerateArray().Select(m => m.GetProperty("name").GetString()).ToList();
+            // Each once, though "shared" is on two boxes.
+            Assert.Equal(["alpha:latest", "beta:latest", "gamma:latest", "home:latest", "shared:latest"], names.Order(StringComparer.Ordinal));
+            var gamma = JsonDocument.Parse(body).RootElement.GetProperty("models").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "gamma:latest");
+            Assert.True(gamma.GetProperty("size").GetInt64() > 0);
+            Assert.Equal("llama", gamma.GetProperty("details").GetProperty("family").GetString());
+        }
+
+        // Ollama's clients name models as /api/tags shows them, with the tag.
+        Forget(boxes.B, boxes.C);
+        var (status, reply) = await Gateway.SendAsync("/api/chat", """{"model":"beta:latest","messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"num_predict":3}}""");
+        Assert.True(status == HttpStatusCode.OK, reply);
+        Assert.Equal(["/api/chat"], Paths(boxes.B));
+        (status, reply) = await Gateway.SendAsync("/api/show", """{"model":"gamma:latest"}""");
+        Assert.True(status == HttpStatusCode.OK, reply);
+        Assert.Equal(["/api/show"], Paths(boxes.C));
+
+        // /api/ps shows what the boxes have loaded too, once their next model list says so.
+        var running = new List<string?>();
+        for (var i = 0; i < 100 && !running.Contains("beta:latest"); i++)
+        {
+            await Task.Delay(100);
+            using var ps = await Gateway.Http.SendAsync(Gateway.Request(HttpMethod.Get, "/api/ps"));
+            running = JsonDocument.Parse(await ps.Content.ReadAsStringAsync()).RootElement.GetProperty("models").EnumerateArray().Select(m => m.GetProperty("name").GetString()).ToList();
+        }
+
+        Assert.Contains("beta:latest", running);
+        Assert.Equal(running.Count, running.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task OneBoxModelIsFoundByItsId()
+    {
+        using var response = await Gateway.Http.SendAsync(Gateway.Request(HttpMethod.Get, "/v1/models/gamma"));
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        var model = JsonDocument.Parse(body).RootElement;
+        Assert.Equal("gamma", model.GetProperty("id").GetString());
+        Assert.Equal(["c"], model.GetProperty("details").GetProperty("boxes").EnumerateArray().Select(b => b.GetString()));
+
+        using var missing = await Gateway.Http.SendAsync(Gateway.Request(HttpMethod.Get, "/v1/models/nobody-has-it"));
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+    }
 }

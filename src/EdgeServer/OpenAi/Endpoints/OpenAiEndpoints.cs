@@ -52,9 +52,21 @@ public static class OpenAiEndpoints
         return OpenAiResults.Json(new ModelList("list", options.Value.Gateway.Enabled ? Gateway.GatewayHosting.Union(models, boxes) : models, new MemoryDto(memory.BudgetBytes, memory.UsedBytes)), OpenAiJsonContext.Web.ModelList);
     }
 
-    internal static IResult GetModel(string id, IInferenceEngine engine) => engine.FindModel(id) is { } model
-        ? OpenAiResults.Json(ToDto(model), OpenAiJsonContext.Web.ModelDto)
-        : throw OpenAiException.From(new ModelNotFoundException(id));
+    /// <summary>One model by id or alias; on a gateway, a box's model too (with the boxes that have it).</summary>
+    internal static IResult GetModel(string id, IInferenceEngine engine, Gateway.BoxDirectory boxes, IOptions<EdgeServerOptions> options)
+    {
+        if (engine.FindModel(id) is { } model)
+        {
+            return OpenAiResults.Json(ToDto(model), OpenAiJsonContext.Web.ModelDto);
+        }
+
+        var remote = options.Value.Gateway.Enabled
+            ? Gateway.GatewayHosting.Union([], boxes).FirstOrDefault(m => m.Id == id || m.Details.Aliases?.Contains(id, StringComparer.Ordinal) == true)
+            : null;
+        return remote is not null
+            ? OpenAiResults.Json(remote, OpenAiJsonContext.Web.ModelDto)
+            : throw OpenAiException.From(new ModelNotFoundException(id));
+    }
 
     /// <summary>{id}/load or {id}/unload (ids may hold slashes, so the action is the last segment).</summary>
     internal static async Task<IResult> ModelActionAsync(string action, HttpContext context, IInferenceEngine engine, RequestDeadline deadline, GenerationOutcome outcome)
