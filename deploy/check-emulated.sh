@@ -219,6 +219,7 @@ started=$SECONDS
 a64=(linux-arm64 qemu-aarch64 /usr/aarch64-linux-gnu)
 emulate "linux-arm64 on cortex-a72 (Pi 4)" "${a64[@]}" cortex-a72 arm64 aarch64-linux-gnu
 emulate "linux-arm64 on cortex-a76 (Pi 5)" "${a64[@]}" cortex-a76 arm64 aarch64-linux-gnu
+emulate "linux-arm64 Native AOT on cortex-a76 (Pi 5)" linux-arm64-aot qemu-aarch64 /usr/aarch64-linux-gnu cortex-a76 arm64 aarch64-linux-gnu
 # qemu-arm has no Cortex-A72 (an AArch64 core in qemu); the Pi 2's Cortex-A7 is the oldest core the build targets.
 if compgen -G "$root/linux-arm/runtimes/linux-arm/native/libllama*.so*" >/dev/null; then
   emulate "linux-arm (32-bit) on cortex-a7 (Pi 2)" linux-arm qemu-arm /usr/arm-linux-gnueabihf cortex-a7 armhf arm-linux-gnueabihf

@@ -6,7 +6,8 @@
 #    takes long on a small machine);
 #  - the ARM publishes run under qemu user-mode emulation and answer as the x86-64 one does
 #    (deploy/check-emulated.sh; skipped without qemu or the model);
-#  - a Native AOT publish for linux-x64 (on an x86-64 machine) answers as the JIT build does;
+#  - Native AOT publishes for linux-x64 and, cross-compiled, linux-arm64 (on an x86-64 machine) answer as the JIT
+#    build does;
 #  - the systemd unit passes `systemd-analyze verify` (when systemd-analyze is installed).
 # Usage: deploy/check-publish.sh [output-dir]
 set -euo pipefail
@@ -89,6 +90,22 @@ if [ "${EDGESERVER_CHECK_AOT:-1}" = 1 ] && [ "$(uname -m)" = x86_64 ] && [ "$fai
         say "FAIL linux-x64 Native AOT: the output holds the JIT runtime or assemblies"; fail=1
       fi
       say "ok   linux-x64 Native AOT: $(du -m "$dir/EdgeServer" | cut -f1) MiB executable"
+    fi
+  fi
+  # linux-arm64 with Debian's cross gcc (.ci/run installs it), run under emulation below as a Pi 5.
+  if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then
+    say "skip linux-arm64 Native AOT: aarch64-linux-gnu-gcc is not installed (Debian packages gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)"
+  else
+    dir="$out/linux-arm64-aot"
+    say "== publish linux-arm64 (Native AOT, cross-compiled) -> $dir"
+    started=$SECONDS
+    if ! log=$(dotnet publish src/EdgeServer -c Release -r linux-arm64 -p:PublishAot=true -p:CppCompilerAndLinker="$PWD/deploy/aarch64-linux-gnu-gcc.sh" \
+        -p:ObjCopyName=aarch64-linux-gnu-objcopy -o "$dir" -v quiet -nologo 2>&1); then
+      printf '%s\n' "$log"; say "FAIL linux-arm64 Native AOT: dotnet publish failed"; fail=1
+    else
+      got=$(readelf -h "$dir/EdgeServer" | sed -n 's/^ *Machine: *//p')
+      if [ "$got" != AArch64 ]; then say "FAIL linux-arm64 Native AOT: the executable is for '$got'"; fail=1; fi
+      say "ok   linux-arm64 Native AOT: $(du -m "$dir/EdgeServer" | cut -f1) MiB executable for $got, in $((SECONDS - started)) s"
     fi
   fi
 fi
