@@ -40,7 +40,14 @@ public static class EdgeServerHosting
         var contentRoot = File.Exists(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"))
             ? Directory.GetCurrentDirectory()
             : AppContext.BaseDirectory;
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
+        // Every setting is taken at start-up, so the settings files are read once, not watched: a watch is recursive
+        // over the content root (a repository with its node_modules when run from one), paid at start-up and in
+        // memory. The host reads this switch from its own configuration, so it goes in last, over any given.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            Args = [.. args, "--hostBuilder:reloadConfigOnChange=false"],
+            ContentRootPath = contentRoot,
+        });
         builder.Configuration.AddCommandLine(args, SwitchMappings.ToDictionary());
         builder.AddEdgeServer();
         return builder;
