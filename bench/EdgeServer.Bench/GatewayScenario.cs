@@ -174,7 +174,7 @@ internal static class GatewayScenario
             `-c 1`) with one decode thread and {streams} slots, serving the same model ({spec.Name}), and a third
             EdgeServer as a pure gateway (no models, `EdgeServer:Gateway`, docs/gateway.md) in front of them. The
             gateway and the load generator are not pinned: on a 2-core machine they share the boxes' cores, which real
-            boxes would not. {rounds} rounds, a fresh set of processes each; {elapsed.TotalMinutes:0} minutes; load average
+            boxes would not. {rounds} rounds, a fresh set of processes each, in {elapsed.TotalMinutes:0.0} min; load average
             {loadBefore:0.00} before and {loadAfter:0.00} after. Measured on {DateTimeOffset.UtcNow:yyyy-MM-dd} with:
 
             ```sh

@@ -363,8 +363,7 @@ internal static class Runner
             """;
     }
 
-    private static string AotNote() => s_edgeAot.Length == 0 ? "" : """
-
+    private static string AotNote() => s_edgeAot.Length == 0 ? "" : "\n\n" + """
             "EdgeServer" is the publish the Dockerfile and the systemd install ship (framework-dependent here, with
             ReadyToRun code, run by `dotnet`); "EdgeServer, Native AOT" is the same code published with Native AOT
             (`-p:PublishAot=true`: one executable, compiled ahead of time, no JIT), the build for the smallest boxes
