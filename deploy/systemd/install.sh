@@ -54,12 +54,9 @@ ENV
   echo "An API key was generated in /etc/edgeserver/edgeserver.env"
 fi
 
-# Announce the box on the local network when the Avahi daemon runs here (a gateway's admin finds it with
-# `avahi-browse -rt _edgeserver._tcp`). The service always has a key (above), so the record says one is required.
-if [ -d /etc/avahi/services ]; then
-  install -m 0644 deploy/systemd/edgeserver.service-avahi /etc/avahi/services/edgeserver.service
-  echo "Announced as _edgeserver._tcp through Avahi (/etc/avahi/services/edgeserver.service)."
-fi
+# The server announces itself on the local network (mDNS, docs/gateway.md "Finding the boxes"), through the Avahi
+# daemon where it runs; an announcement file an earlier install put there would announce it twice.
+rm -f /etc/avahi/services/edgeserver.service
 
 install -m 0644 deploy/systemd/edge-server.service /etc/systemd/system/edge-server.service
 systemctl daemon-reload

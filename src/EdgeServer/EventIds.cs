@@ -54,6 +54,14 @@ internal static class EventIds
     public const int BoxBack = 9001;
     public const int GatewayLoop = 9002;
 
+    // Discovery (mDNS)
+    public const int Announcing = 9010;
+    public const int NotAnnounced = 9011;
+    public const int MdnsFailed = 9012;
+    public const int MdnsMalformed = 9013;
+    public const int BoxAnnounced = 9014;
+    public const int BoxAnnouncementIgnored = 9015;
+
     // Request log
     public const int Generation = 7000;
     public const int Request = 7001;

@@ -32,9 +32,21 @@ public sealed partial class BoxDirectory : BackgroundService
     private readonly HttpClient _http;
     private volatile IReadOnlyDictionary<string, BoxState> _boxes;
 
-    public BoxDirectory(IOptions<EdgeServerOptions> options, GatewayIdentity identity, TimeProvider clock, ILogger<BoxDirectory> logger)
+    private readonly Discovery.AnnouncedBoxes _announced;
+    private readonly IServiceProvider _services;
+    private readonly string? _ownName;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _told = new(StringComparer.Ordinal);
+    private readonly Lock _swap = new();
+    private volatile IReadOnlyList<GatewayBox> _current;
+
+    public BoxDirectory(IOptions<EdgeServerOptions> options, GatewayIdentity identity, Discovery.AnnouncedBoxes announced, IServiceProvider services, TimeProvider clock,
+        ILogger<BoxDirectory> logger)
     {
         _settings = options.Value.Gateway;
+        _announced = announced;
+        _services = services;
+        _ownName = options.Value.Discovery.Announce ? options.Value.Discovery.Name() : null;
+        _current = _settings.Boxes.Where(b => b.Url.Length > 0).ToList();
         _identity = identity;
         _clock = clock;
         _logger = logger;
@@ -44,7 +56,7 @@ public sealed partial class BoxDirectory : BackgroundService
             MaxResponseContentBufferSize = MaxListingBytes,
         };
         _boxes = _settings.Enabled
-            ? _settings.Boxes.ToDictionary(b => b.Name, b => new BoxState(b.Name, new Uri(b.Url), [], false, "not read yet"), StringComparer.Ordinal)
+            ? _current.ToDictionary(b => b.Name, b => new BoxState(b.Name, new Uri(b.Url), [], false, "not read yet"), StringComparer.Ordinal)
             : new Dictionary<string, BoxState>();
     }
 
@@ -55,9 +67,97 @@ public sealed partial class BoxDirectory : BackgroundService
     /// <summary>Whether any box lists the model, reachable or not.</summary>
     public bool Knows(string model) => _boxes.Values.Any(b => b.Models.Any(m => m.Answers(model)));
 
-    /// <summary>Reads every box once now (also what each period does).</summary>
-    public Task RefreshAsync(CancellationToken cancellationToken) =>
-        Task.WhenAll(_settings.Boxes.Select(b => RefreshAsync(b, cancellationToken)));
+    /// <summary>Takes in the boxes announced since, then reads every box once now (also what each period does).</summary>
+    public Task RefreshAsync(CancellationToken cancellationToken)
+    {
+        Sync();
+        return Task.WhenAll(_current.Select(b => RefreshAsync(b, cancellationToken)));
+    }
+
+    /// <summary>
+    /// The boxes to use: those with a Url in settings; those named in settings without one, at the address they
+    /// announce (with the key the settings give); and, with AcceptKeyless, announced boxes that need no key. An
+    /// announced box that needs a key no entry gives, or that is announced at two addresses at once (one may be an
+    /// impostor), is logged and left out.
+    /// </summary>
+    internal List<GatewayBox> Resolve()
+    {
+        var boxes = _settings.Boxes.Where(b => b.Url.Length > 0).ToList();
+        if (!_settings.Discovery.Enabled)
+        {
+            return boxes;
+        }
+
+        var announced = _announced.Current().Where(a => !string.Equals(a.Name, _ownName, StringComparison.OrdinalIgnoreCase)).ToList();
+        foreach (var a in announced)
+        {
+            var entry = _settings.Boxes.FirstOrDefault(b => string.Equals(b.Name, a.Name, StringComparison.OrdinalIgnoreCase));
+            string? ignored = null;
+            if (a.Conflicted)
+            {
+                ignored = "it is announced at two addresses at once (is another device using its name?)";
+            }
+            else if (entry is { Url.Length: 0 })
+            {
+                boxes.Add(new GatewayBox { Name = entry.Name, Url = a.Url.ToString(), ApiKey = entry.ApiKey });
+            }
+            else if (entry is not null)
+            {
+                continue; // its Url in settings wins
+            }
+            else if (a.KeyRequired)
+            {
+                ignored = "it requires a key, and no EdgeServer:Gateway:Boxes entry of that name gives one";
+            }
+            else if (!_settings.Discovery.AcceptKeyless)
+            {
+                ignored = "boxes without keys are used only with EdgeServer:Gateway:Discovery:AcceptKeyless";
+            }
+            else
+            {
+                boxes.Add(new GatewayBox { Name = a.Name, Url = a.Url.ToString() });
+            }
+
+            if (ignored is not null && _told.TryAdd($"{a.Name} {a.Url} {ignored}", true))
+            {
+                LogIgnored(_logger, a.Name, a.Url, ignored);
+            }
+            else if (ignored is null && _told.TryAdd($"{a.Name} {a.Url}", true))
+            {
+                LogAnnounced(_logger, a.Name, a.Url);
+            }
+        }
+
+        return boxes;
+    }
+
+    /// <summary>Brings the table and the proxy's destinations in line with <see cref="Resolve"/>.</summary>
+    private void Sync()
+    {
+        var wanted = Resolve();
+        var before = _current;
+        if (wanted.Count == before.Count && wanted.All(w => before.Any(b => b.Name == w.Name && b.Url == w.Url)))
+        {
+            return;
+        }
+
+        var boxes = new Dictionary<string, BoxState>(StringComparer.Ordinal);
+        foreach (var box in wanted)
+        {
+            boxes[box.Name] = _boxes.TryGetValue(box.Name, out var known) && known.Url == new Uri(box.Url)
+                ? known
+                : new BoxState(box.Name, new Uri(box.Url), [], false, "not read yet");
+        }
+
+        lock (_swap)
+        {
+            _boxes = boxes;
+        }
+
+        _current = wanted;
+        _services.GetService<Yarp.ReverseProxy.Configuration.InMemoryConfigProvider>()?.Update(
+            [GatewayHosting.Route()], [GatewayHosting.Cluster(_settings, wanted)]);
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -82,7 +182,11 @@ public sealed partial class BoxDirectory : BackgroundService
 
     private async Task RefreshAsync(GatewayBox box, CancellationToken cancellationToken)
     {
-        var previous = _boxes[box.Name];
+        if (!_boxes.TryGetValue(box.Name, out var previous))
+        {
+            return; // no longer announced
+        }
+
         BoxState next;
         try
         {
@@ -127,8 +231,14 @@ public sealed partial class BoxDirectory : BackgroundService
             }
         }
 
-        var boxes = new Dictionary<string, BoxState>(_boxes, StringComparer.Ordinal) { [box.Name] = next };
-        _boxes = boxes;
+        lock (_swap)
+        {
+            // Only while the box is still the one read: an announcement may have moved or removed it meanwhile.
+            if (_boxes.TryGetValue(box.Name, out var still) && still.Url == previous.Url)
+            {
+                _boxes = new Dictionary<string, BoxState>(_boxes, StringComparer.Ordinal) { [box.Name] = next };
+            }
+        }
     }
 
     /// <summary>The models of an EdgeServer /v1/models answer; null for anything else.</summary>
@@ -170,6 +280,12 @@ public sealed partial class BoxDirectory : BackgroundService
             return null;
         }
     }
+
+    [LoggerMessage(EventId = EventIds.BoxAnnounced, Level = LogLevel.Information, Message = "Gateway: box {Box} found by its announcement at {Url}")]
+    private static partial void LogAnnounced(ILogger logger, string box, Uri url);
+
+    [LoggerMessage(EventId = EventIds.BoxAnnouncementIgnored, Level = LogLevel.Warning, Message = "Gateway: the box {Box} announced at {Url} is not used: {Why}")]
+    private static partial void LogIgnored(ILogger logger, string box, Uri url, string why);
 
     [LoggerMessage(EventId = EventIds.BoxProblem, Level = LogLevel.Warning, Message = "Gateway: box {Box} is left out: {Problem}")]
     private static partial void LogBoxProblem(ILogger logger, string box, string problem);

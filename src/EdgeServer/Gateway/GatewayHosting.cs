@@ -33,7 +33,10 @@ public static partial class GatewayHosting
     {
         var services = builder.Services;
         services.TryAddSingleton<GatewayIdentity>();
+        services.TryAddSingleton(sp => new Discovery.AnnouncedBoxes(sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IOptions<EdgeServerOptions>>().Value.Gateway.Discovery.MaxBoxes));
         services.TryAddSingleton<BoxDirectory>();
+        services.AddHostedService<Discovery.MdnsService>();
         var settings = builder.Configuration.GetSection($"{EdgeServerOptions.Section}:Gateway").Get<GatewaySettings>() ?? new();
         if (!settings.Enabled)
         {
@@ -44,7 +47,7 @@ public static partial class GatewayHosting
         services.TryAddSingleton<GatewayRouter>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPassiveHealthCheckPolicy, FailedForwardPolicy>());
         services.AddReverseProxy()
-            .LoadFromMemory([Route()], [Cluster(settings)])
+            .LoadFromMemory([Route()], [Cluster(settings, settings.Boxes.Where(b => b.Url.Length > 0))])
             .AddTransforms(transforms => transforms.AddRequestTransform(context =>
             {
                 // The client's key is for this gateway only; each box gets its own.
@@ -65,7 +68,7 @@ public static partial class GatewayHosting
             }));
     }
 
-    private static RouteConfig Route() => new()
+    internal static RouteConfig Route() => new()
     {
         RouteId = RouteId,
         ClusterId = ClusterId,
@@ -74,7 +77,8 @@ public static partial class GatewayHosting
         Order = int.MaxValue,
     };
 
-    private static ClusterConfig Cluster(GatewaySettings settings) => new()
+    /// <summary>The boxes as YARP's one cluster: settings' boxes at start-up, then those BoxDirectory resolves (announced ones too).</summary>
+    internal static ClusterConfig Cluster(GatewaySettings settings, IEnumerable<GatewayBox> boxes) => new()
     {
         ClusterId = ClusterId,
         LoadBalancingPolicy = LoadBalancingPolicies.LeastRequests,
@@ -98,7 +102,7 @@ public static partial class GatewayHosting
         },
         // Response buffering stays off (YARP's default), so server-sent events pass token by token.
         HttpRequest = new ForwarderRequestConfig { ActivityTimeout = TimeSpan.FromSeconds(settings.ActivityTimeoutSeconds) },
-        Destinations = settings.Boxes.ToDictionary(b => b.Name, b => new DestinationConfig { Address = b.Url }, StringComparer.Ordinal),
+        Destinations = boxes.ToDictionary(b => b.Name, b => new DestinationConfig { Address = b.Url }, StringComparer.Ordinal),
     };
 
     /// <summary>Refuses a request that came back to this gateway, then, after authentication, routes by model.</summary>

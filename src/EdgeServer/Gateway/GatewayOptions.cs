@@ -31,6 +31,10 @@ public sealed class GatewaySettings
     /// <summary>Longest silence of a box while it answers (a small board's first token on a long prompt takes minutes).</summary>
     [Range(1, 86_400)]
     public int ActivityTimeoutSeconds { get; set; } = 600;
+
+    /// <summary>Finding boxes by their announcements on the local network (mDNS/DNS-SD).</summary>
+    [ValidateObjectMembers]
+    public Discovery.GatewayDiscoverySettings Discovery { get; set; } = new();
 }
 
 /// <summary>One box the gateway forwards to.</summary>
@@ -40,8 +44,10 @@ public sealed class GatewayBox
     [Required]
     public string Name { get; set; } = string.Empty;
 
-    /// <summary>Its base address, e.g. http://kitchen-pi.local:8080 (without /v1).</summary>
-    [Required]
+    /// <summary>
+    /// Its base address, e.g. http://kitchen-pi.local:8080 (without /v1). Left out, with discovery on, the box is
+    /// found by its announcement under <see cref="Name"/>.
+    /// </summary>
     public string Url { get; set; } = string.Empty;
 
     /// <summary>The key the box asks for, sent as Authorization: Bearer; the client's own key never goes to a box.</summary>

@@ -70,6 +70,10 @@ public sealed class EdgeServerOptions
     [ValidateObjectMembers]
     public Gateway.GatewaySettings Gateway { get; set; } = new();
 
+    /// <summary>Announcing this server on the local network (mDNS/DNS-SD, docs/gateway.md).</summary>
+    [ValidateObjectMembers]
+    public Discovery.DiscoverySettings Discovery { get; set; } = new();
+
     /// <summary>The engine's scheduler settings, before any model's own.</summary>
     public SchedulerOptions ToSchedulerOptions() => new()
     {
@@ -592,13 +596,23 @@ public sealed class EdgeServerOptionsFileValidator : IValidateOptions<EdgeServer
             errors.Add($"EdgeServer:Energy:PowerFile: the file '{Resolve(powerFile)}' does not exist.");
         }
 
-        if (options.Gateway.Enabled && options.Gateway.Boxes.Count == 0)
+        if (options.Gateway.Enabled && options.Gateway.Boxes.Count == 0 && !options.Gateway.Discovery.Enabled)
         {
-            errors.Add("EdgeServer:Gateway:Boxes: gateway mode is on, but no box is listed; add { \"Name\", \"Url\" } entries or turn EdgeServer:Gateway:Enabled off.");
+            errors.Add("EdgeServer:Gateway:Boxes: gateway mode is on, but no box is listed; add { \"Name\", \"Url\" } entries, turn EdgeServer:Gateway:Discovery:Enabled on, or turn EdgeServer:Gateway:Enabled off.");
         }
 
         foreach (var (box, i) in options.Gateway.Boxes.Select((b, i) => (b, i)))
         {
+            if (string.IsNullOrEmpty(box.Url))
+            {
+                if (!options.Gateway.Discovery.Enabled)
+                {
+                    errors.Add($"EdgeServer:Gateway:Boxes:{i}:Url ('{box.Name}'): a box without a Url is found by its announcement, and EdgeServer:Gateway:Discovery:Enabled is off.");
+                }
+
+                continue;
+            }
+
             if (!Uri.TryCreate(box.Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https") || url.Query.Length > 0)
             {
                 errors.Add($"EdgeServer:Gateway:Boxes:{i}:Url ('{box.Name}'): '{box.Url}' is not a box address such as http://kitchen-pi.local:8080.");

@@ -335,7 +335,8 @@ public class StartupTests
     public async Task ListeningOnTheNetworkWithoutKeysLogsALoudWarning()
     {
         var logs = new CapturingLoggerProvider();
-        var builder = EdgeServerHosting.CreateBuilder(["--urls", "http://0.0.0.0:0", "--models-dir", "/nonexistent", "--Logging:LogLevel:Default=Warning"]);
+        // Not announced: tests multicast nothing on the machine's networks.
+        var builder = EdgeServerHosting.CreateBuilder(["--urls", "http://0.0.0.0:0", "--models-dir", "/nonexistent", "--Logging:LogLevel:Default=Warning", "--EdgeServer:Discovery:Announce=false"]);
         builder.Logging.AddProvider(logs);
         await using var app = builder.Build();
         app.MapEdgeServer();
