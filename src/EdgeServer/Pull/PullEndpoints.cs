@@ -39,7 +39,7 @@ public static partial class PullEndpoints
         var settings = options.Value;
         var memory = engine.Memory;
         var budget = new MemoryBudget(memory.BudgetBytes ?? long.MaxValue, memory.BudgetDerivation ?? "no budget");
-        using var http = new PullHttp(settings.Pull.Hub, Environment.GetEnvironmentVariable(PullCommand.HubTokenVariable));
+        using var http = new PullHttp(settings.Pull.Hub, Environment.GetEnvironmentVariable(PullCommand.HubTokenVariable), publicOnly: !settings.Pull.AllowPrivateAddresses);
         var puller = new ModelPuller(http, PullCommand.Target(settings, CpuRepackFeatures.Current, budget), clock);
         var notes = new List<string>();
         PullPlan plan;

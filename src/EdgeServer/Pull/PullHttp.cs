@@ -17,17 +17,28 @@ public sealed class PullHttp : IDisposable
     private readonly Uri _hub;
     private readonly string? _token;
 
-    public PullHttp(Uri hub, string? token, HttpMessageHandler? handler = null)
+    /// <param name="publicOnly">
+    /// Connect only to public addresses (and to the hub's own address and port): what a pull asked for over the
+    /// network may reach. The address is checked as connected, after name resolution, so a name that resolves to
+    /// a local address (or changes its answer between two lookups) is refused too.
+    /// </param>
+    public PullHttp(Uri hub, string? token, HttpMessageHandler? handler = null, bool publicOnly = false)
     {
         _hub = hub;
         _token = string.IsNullOrWhiteSpace(token) ? null : token.Trim();
-        _client = new HttpClient(handler ?? new SocketsHttpHandler
+        var sockets = new SocketsHttpHandler
         {
             AllowAutoRedirect = false,
             AutomaticDecompression = DecompressionMethods.None,
             ConnectTimeout = TimeSpan.FromSeconds(30),
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-        })
+        };
+        if (publicOnly)
+        {
+            sockets.ConnectCallback = ConnectPublicAsync;
+        }
+
+        _client = new HttpClient(handler ?? sockets)
         {
             Timeout = Timeout.InfiniteTimeSpan,
         };
@@ -71,6 +82,11 @@ public sealed class PullHttp : IDisposable
             try
             {
                 response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            }
+            catch (HttpRequestException e) when (e.InnerException is LocalAddressException)
+            {
+                throw PullException.InvalidSource(
+                    $"{Describe(current)} is on the local network ({e.InnerException.Message}); a pull asked for over the API fetches from public addresses and the hub only. Allow it with EdgeServer:Pull:AllowPrivateAddresses, or pull on the box with `EdgeServer pull`.");
             }
             catch (HttpRequestException e)
             {
@@ -126,6 +142,62 @@ public sealed class PullHttp : IDisposable
         408 or 425 or 429 or >= 500 => PullException.Upstream($"{Describe(url)} answered {(int)response.StatusCode} {response.ReasonPhrase}.", transient: true),
         var status => PullException.Upstream($"{Describe(url)} answered {status} {response.ReasonPhrase} for {what}."),
     };
+
+    private sealed class LocalAddressException(string message) : IOException(message);
+
+    private IPAddress[]? _hubAddresses;
+
+    private async ValueTask<Stream> ConnectPublicAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var host = context.DnsEndPoint.Host;
+        var addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken);
+        _hubAddresses ??= IPAddress.TryParse(_hub.Host.Trim('[', ']'), out var hubLiteral) ? [hubLiteral] : await Dns.GetHostAddressesAsync(_hub.Host, cancellationToken);
+        var allowed = addresses.Where(a => IsPublic(a) || (context.DnsEndPoint.Port == _hub.Port && _hubAddresses.Contains(a))).ToArray();
+        if (allowed.Length == 0)
+        {
+            throw new LocalAddressException($"{host} is {(addresses.Length == 0 ? "not resolved" : string.Join(", ", addresses.Select(a => a.ToString())))}");
+        }
+
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(allowed, context.DnsEndPoint.Port, cancellationToken);
+            return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Whether an address is on the public internet: not loopback, private, link-local, shared (CGNAT), multicast or reserved.</summary>
+    public static bool IsPublic(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) || address.Equals(IPAddress.IPv6None))
+        {
+            return false;
+        }
+
+        var b = address.GetAddressBytes();
+        if (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
+        {
+            return !(b[0] is 0 or 10 or 127 or >= 224
+                || (b[0] == 100 && b[1] is >= 64 and <= 127)
+                || (b[0] == 169 && b[1] == 254)
+                || (b[0] == 172 && b[1] is >= 16 and <= 31)
+                || (b[0] == 192 && b[1] == 168)
+                || (b[0] == 192 && b[1] == 0 && b[2] == 0));
+        }
+
+        return !(address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast || address.IsIPv6UniqueLocal
+            || (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8));
+    }
 
     /// <summary>An address as it may be shown and logged: without its query (a CDN's signature) or user info.</summary>
     public static string Describe(Uri url) => $"{url.Scheme}://{url.Authority}{url.AbsolutePath}";

@@ -24,6 +24,14 @@ public sealed class PullSettings
     [Range(1, 3600)]
     public int StallTimeoutSeconds { get; set; } = 60;
 
+    /// <summary>
+    /// Whether POST /v1/models/pull may fetch from loopback, private, link-local and other non-public addresses (a
+    /// file server on the local network). Off: a key holder could otherwise make the server reach services on the
+    /// network and on the box itself. The hub's own address (HubUrl, a mirror) is always allowed; the command line
+    /// <c>EdgeServer pull</c> is not limited.
+    /// </summary>
+    public bool AllowPrivateAddresses { get; set; }
+
     public Uri Hub => new(HubUrl.TrimEnd('/') + "/");
 
     public long MinFreeSpaceBytes => ByteSize.Parse(MinFreeSpace);

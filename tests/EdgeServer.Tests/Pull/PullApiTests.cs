@@ -77,6 +77,38 @@ public sealed class PullApiTests(PullServerFixture server) : IClassFixture<PullS
     }
 
     [Fact]
+    public async Task AUrlIntoTheLocalNetworkIsRefusedWithoutConnecting()
+    {
+        // A service on this machine that a key holder must not reach through the server.
+        using var inner = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        inner.Start();
+        var port = ((IPEndPoint)inner.LocalEndpoint).Port;
+        foreach (var source in new[] { $"http://127.0.0.1:{port}/secret.gguf", $"http://localhost:{port}/secret.gguf", $"http://[::ffff:127.0.0.1]:{port}/secret.gguf" })
+        {
+            using var response = await server.PostAsync("/v1/models/pull", $$"""{"model":"{{source}}"}""");
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{source}: {body}");
+            var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+            Assert.Equal("invalid_model_source", error.GetProperty("code").GetString());
+            Assert.Contains("EdgeServer:Pull:AllowPrivateAddresses", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.False(inner.Pending(), "the server connected to the local service");
+    }
+
+    [Theory]
+    [InlineData("169.254.169.254")]
+    [InlineData("10.0.0.1:8080")]
+    [InlineData("192.168.1.1")]
+    public async Task TheHubRedirectingIntoTheLocalNetworkIsRefused(string target)
+    {
+        using var response = await server.PostAsync("/v1/models/pull", $$"""{"model":"{{server.Hub.Address}}inward/{{target}}/x.gguf"}""");
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, body);
+        Assert.Contains("local network", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ASecondPullOfTheFileIsAConflictAndALeavingClientKeepsOnlyThePartialFile()
     {
         var partial = Path.Combine(server.ModelsDirectory, "other-Q8_0.gguf.partial");
