@@ -97,6 +97,7 @@ public static class EdgeServerHosting
         services.TryAddSingleton<RequestDeadline>();
         services.TryAddSingleton<GenerationRunner>();
         services.TryAddSingleton<ResponseStore>();
+        services.TryAddSingleton<Pull.PullSlots>();
         services.TryAddScoped<GenerationOutcome>();
         // Registered by its interface only; the container still disposes it, as it does every IDisposable it creates.
         services.TryAddSingleton<IInferenceEngine>(CreateEngine);

@@ -25,9 +25,10 @@ public static partial class PullEndpoints
             .Produces<ErrorResponse>(StatusCodes.Status400BadRequest)
             .Produces<ErrorResponse>(StatusCodes.Status404NotFound)
             .Produces<ErrorResponse>(StatusCodes.Status409Conflict)
+            .Produces<ErrorResponse>(StatusCodes.Status429TooManyRequests)
             .Produces<ErrorResponse>(StatusCodes.Status507InsufficientStorage);
 
-    internal static async Task PullAsync(HttpContext context, IInferenceEngine engine, IOptions<EdgeServerOptions> options, TimeProvider clock, ILogger<PullHttp> logger)
+    internal static async Task PullAsync(HttpContext context, IInferenceEngine engine, IOptions<EdgeServerOptions> options, PullSlots slots, TimeProvider clock, ILogger<PullHttp> logger)
     {
         var aborted = context.RequestAborted;
         var body = await OpenAiResults.ReadBodyAsync(context.Request, PullJsonContext.Default.PullRequestBody, aborted);
@@ -35,6 +36,10 @@ public static partial class PullEndpoints
         {
             throw OpenAiException.MissingParameter("model");
         }
+
+        using var place = slots.TryTake() ?? throw new OpenAiException(StatusCodes.Status429TooManyRequests,
+            $"{slots.Limit} pull(s) are running, as many as EdgeServer:Pull:MaxConcurrent allows. Try again when one is done.",
+            "rate_limit_error", "model", "too_many_pulls") { RetryAfter = TimeSpan.FromSeconds(30) };
 
         var settings = options.Value;
         var memory = engine.Memory;

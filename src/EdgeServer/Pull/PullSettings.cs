@@ -32,7 +32,40 @@ public sealed class PullSettings
     /// </summary>
     public bool AllowPrivateAddresses { get; set; }
 
+    /// <summary>
+    /// Pulls POST /v1/models/pull runs at once; more get 429. Each holds a download, up to 64 MiB of header read
+    /// before it, and the disk space it checked for.
+    /// </summary>
+    [Range(1, 16)]
+    public int MaxConcurrent { get; set; } = 2;
+
     public Uri Hub => new(HubUrl.TrimEnd('/') + "/");
 
     public long MinFreeSpaceBytes => ByteSize.Parse(MinFreeSpace);
+}
+
+/// <summary>The places for pulls over the API (<see cref="PullSettings.MaxConcurrent"/>).</summary>
+public sealed class PullSlots(Microsoft.Extensions.Options.IOptions<EdgeServerOptions> options) : IDisposable
+{
+    private readonly SemaphoreSlim _slots = new(options.Value.Pull.MaxConcurrent, options.Value.Pull.MaxConcurrent);
+
+    public int Limit { get; } = options.Value.Pull.MaxConcurrent;
+
+    /// <summary>A place, to dispose when the pull ends; null when all are taken.</summary>
+    public IDisposable? TryTake() => _slots.Wait(0) ? new Place(_slots) : null;
+
+    public void Dispose() => _slots.Dispose();
+
+    private sealed class Place(SemaphoreSlim slots) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                slots.Release();
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ using EdgeServer.TestSupport;
 namespace EdgeServer.Tests.Pull;
 
 /// <summary>A server with an empty models folder whose hub is <see cref="HubFixture"/>.</summary>
-public sealed class PullServerFixture : InProcessServer
+public class PullServerFixture : InProcessServer
 {
     public HubFixture Hub { get; private set; } = null!;
 
@@ -28,8 +28,12 @@ public sealed class PullServerFixture : InProcessServer
             "--EdgeServer:Thermal:Enabled=false",
             $"--EdgeServer:Pull:HubUrl={Hub.Address}",
             "--EdgeServer:Pull:Retries=0",
+            .. ExtraArguments,
         ]);
     }
+
+    /// <summary>Settings a derived fixture adds.</summary>
+    protected virtual string[] ExtraArguments => [];
 
     public override async Task DisposeAsync()
     {
@@ -164,5 +168,53 @@ public sealed class PullApiTests(PullServerFixture server) : IClassFixture<PullS
         {
             return false;
         }
+    }
+}
+
+/// <summary>A server that runs one pull at a time.</summary>
+public sealed class OnePullServerFixture : PullServerFixture
+{
+    protected override string[] ExtraArguments => ["--EdgeServer:Pull:MaxConcurrent=1"];
+}
+
+/// <summary>Pulls beyond EdgeServer:Pull:MaxConcurrent wait their turn outside: each holds a download and reads up to 64 MiB of header.</summary>
+public sealed class PullLimitTests(OnePullServerFixture server) : IClassFixture<OnePullServerFixture>
+{
+    [Fact]
+    public async Task APullBeyondTheLimitIsA429WithRetryAfterAndRunsOnceTheOtherEnds()
+    {
+        server.Hub.StallNextBodyAfter = server.Model.Length / 2;
+        using var leaving = new CancellationTokenSource();
+        var first = server.Http.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "/v1/models/pull") { Content = new StringContent("""{"model":"test-org/tiny-GGUF:Q8_0"}""", System.Text.Encoding.UTF8, "application/json") },
+            HttpCompletionOption.ResponseHeadersRead, leaving.Token);
+        var hubSide = await server.Hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        using (var second = await server.PostAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q4_K_M"}"""))
+        {
+            var body = await second.Content.ReadAsStringAsync();
+            Assert.True(second.StatusCode == HttpStatusCode.TooManyRequests, body);
+            Assert.Equal("too_many_pulls", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("code").GetString());
+            Assert.NotNull(second.Headers.RetryAfter);
+        }
+
+        (await first).Dispose();
+        await leaving.CancelAsync();
+        await Task.Delay(Timeout.Infinite, hubSide).ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(30));
+        server.Hub.ReleaseStall();
+
+        // The first pull's place is given back when it ends.
+        HttpStatusCode status = 0;
+        for (var i = 0; i < 100 && status != HttpStatusCode.OK; i++)
+        {
+            using var again = await server.PostAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q4_K_M"}""");
+            status = again.StatusCode;
+            if (status == HttpStatusCode.TooManyRequests)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        Assert.Equal(HttpStatusCode.OK, status);
     }
 }
