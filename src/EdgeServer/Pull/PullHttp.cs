@@ -16,15 +16,18 @@ public sealed class PullHttp : IDisposable
     private readonly HttpClient _client;
     private readonly Uri _hub;
     private readonly string? _token;
+    private readonly TimeSpan _headersTimeout;
 
     /// <param name="publicOnly">
     /// Connect only to public addresses (and to the hub's own address and port): what a pull asked for over the
     /// network may reach. The address is checked as connected, after name resolution, so a name that resolves to
     /// a local address (or changes its answer between two lookups) is refused too.
     /// </param>
-    public PullHttp(Uri hub, string? token, HttpMessageHandler? handler = null, bool publicOnly = false)
+    /// <param name="headersTimeout">The longest wait for a server's answer to start (its headers), per hop; 60 s when not given.</param>
+    public PullHttp(Uri hub, string? token, HttpMessageHandler? handler = null, bool publicOnly = false, TimeSpan? headersTimeout = null)
     {
         _hub = hub;
+        _headersTimeout = headersTimeout ?? TimeSpan.FromSeconds(60);
         _token = string.IsNullOrWhiteSpace(token) ? null : token.Trim();
         var sockets = new SocketsHttpHandler
         {
@@ -79,9 +82,12 @@ public sealed class PullHttp : IDisposable
             }
 
             HttpResponseMessage response;
+            // Only the wait for the headers is bounded here; the body is read under the download's own stall timeout.
+            using var headers = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            headers.CancelAfter(_headersTimeout);
             try
             {
-                response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+                response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, headers.Token);
             }
             catch (HttpRequestException e) when (e.InnerException is LocalAddressException)
             {
@@ -94,7 +100,7 @@ public sealed class PullHttp : IDisposable
             }
             catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
             {
-                throw PullException.Upstream($"{Describe(current)} did not answer.", transient: true, e);
+                throw PullException.Upstream($"{Describe(current)} did not answer within {_headersTimeout.TotalSeconds:0} s.", transient: true, e);
             }
 
             linkedSize ??= Header(response, "x-linked-size") is { } size && long.TryParse(size, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : null;

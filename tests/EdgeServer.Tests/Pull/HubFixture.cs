@@ -157,6 +157,8 @@ public sealed class HubFixture : IAsyncDisposable
         });
         app.MapMethods("/cycle/{name}", ["GET", "HEAD"], (string name) => Results.Redirect($"/cycle/{name}"));
         app.MapMethods("/elsewhere/{name}", ["GET", "HEAD"], (string name) => Results.Redirect($"file:///etc/{name}"));
+        // Takes the request and never answers it (until the client leaves).
+        app.MapMethods("/silent/{name}", ["GET", "HEAD"], async (HttpContext context) => await Task.Delay(Timeout.Infinite, context.RequestAborted));
         // A redirect into the local network: to an address (and port) given in the path.
         app.MapMethods("/inward/{target}/{name}", ["GET", "HEAD"], (string target, string name) => Results.Redirect($"http://{target}/{name}"));
     }

@@ -257,6 +257,16 @@ public sealed class ModelPullerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AServerThatNeverAnswersIsGivenUpOn()
+    {
+        var puller = new ModelPuller(new PullHttp(_hub.Address, null, headersTimeout: TimeSpan.FromSeconds(1)), Target(), TimeProvider.System);
+        var pull = PullAsync(puller, new Uri(_hub.Address, "silent/m.gguf").AbsoluteUri);
+        // Bounded only so that a hang fails the test instead of the run: the pull itself must give up after 1 s.
+        var e = await Assert.ThrowsAsync<PullException>(() => pull.WaitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Contains("did not answer", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TheTokenGoesToTheHubButNotToTheCdnItRedirectsTo()
     {
         await PullAsync(Puller(token: "hf_secret"), Repository);
