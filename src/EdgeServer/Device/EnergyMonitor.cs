@@ -205,6 +205,8 @@ internal sealed partial class EnergyMonitor : IHostedService, IDisposable
     {
         try
         {
+            // The sensor is asked outside the lock (a power command may take seconds), the interval closed inside it.
+            _source?.Prepare();
             lock (_lock)
             {
                 Sample(fresh: true);

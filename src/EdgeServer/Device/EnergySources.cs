@@ -25,6 +25,14 @@ internal abstract class EnergySource
     public abstract double? Read(TimeSpan now, bool fresh);
 
     /// <summary>
+    /// Asks the sensor now, outside the monitor's lock, for the next fresh <see cref="Read"/> to use: a slow source
+    /// (a command) then never holds up the generations that begin or end meanwhile. Fast sources need not.
+    /// </summary>
+    public virtual void Prepare()
+    {
+    }
+
+    /// <summary>
     /// The source the settings ask for: the power file or command when one is set, else the RAPL packages, else the
     /// power supplies that report power; null when the box has none of them.
     /// </summary>
@@ -138,6 +146,11 @@ internal abstract class PowerSource : EnergySource
     /// <summary>The last power read, for the metric.</summary>
     public double? LastWatts => _last?.Watts;
 
+    /// <summary>The power asked for by <see cref="Prepare"/>, taken by the next fresh reading.</summary>
+    private (bool Taken, double? Watts) _prepared = (true, null);
+
+    public override void Prepare() => _prepared = (false, Watts());
+
     public override double? Read(TimeSpan now, bool fresh)
     {
         if (!fresh)
@@ -153,7 +166,9 @@ internal abstract class PowerSource : EnergySource
             return _joules;
         }
 
-        if (Watts() is not { } watts || !double.IsFinite(watts) || watts < 0)
+        var read = _prepared.Taken ? Watts() : _prepared.Watts;
+        _prepared = (true, null);
+        if (read is not { } watts || !double.IsFinite(watts) || watts < 0)
         {
             // No integration across a gap: the next good reading starts again.
             _last = null;

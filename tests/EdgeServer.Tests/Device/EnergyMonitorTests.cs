@@ -215,6 +215,33 @@ public sealed class EnergyMonitorTests : IDisposable
     }
 
     [Fact]
+    public async Task ASlowPowerCommandDoesNotHoldUpGenerations()
+    {
+        var started = Path.Combine(_root, "command-started");
+        var done = Path.Combine(_root, "command-done");
+        // Fast at start-up; from the second run on it takes a while, as a meter on a slow bus might.
+        var counter = Path.Combine(_root, "runs");
+        using var monitor = Monitor(s => s.PowerCommand = $"echo x >> '{counter}'; if [ $(wc -l < '{counter}') -gt 1 ]; then touch '{started}'; sleep 4; touch '{done}'; fi; echo 2");
+        await monitor.StartAsync(default);
+        var reading = Task.Run(() => Seconds(1));
+        for (var i = 0; i < 600 && !File.Exists(started); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.True(File.Exists(started), "the timed reading never ran the command");
+        // While the command runs, a generation begins and ends at once: neither waits for the reading.
+        using (var share = monitor.Begin("m")!)
+        {
+            share.End(1);
+        }
+
+        _ = monitor.Watts;
+        Assert.False(File.Exists(done), "a generation waited for the power command to finish");
+        await reading;
+    }
+
+    [Fact]
     public async Task ACommandThatPrintsNoNumberMeasuresNothing()
     {
         using var monitor = Monitor(s => s.PowerCommand = "echo unplugged");
