@@ -85,7 +85,14 @@ internal sealed partial class RaplSource : EnergySource
             return null;
         }
 
-        var packages = domains.Where(d => TopLevel().IsMatch(Path.GetFileName(d))).Order(StringComparer.Ordinal)
+        // The top-level domains: the packages, and on some machines psys, the whole platform, packages included.
+        // With psys it alone is read (adding the packages to it would count them twice); without, the packages.
+        // A domain without a name (older kernels) counts as a package.
+        var top = domains.Where(d => TopLevel().IsMatch(Path.GetFileName(d))).Order(StringComparer.Ordinal)
+            .Select(d => (Path: d, Name: Sysfs.ReadSmall(Path.Combine(d, "name"))?.Trim())).ToList();
+        var platform = top.Where(d => d.Name == "psys").Select(d => d.Path).ToList();
+        var chosen = platform.Count > 0 ? platform : top.Where(d => d.Name is null || d.Name.StartsWith("package", StringComparison.Ordinal)).Select(d => d.Path).ToList();
+        var packages = chosen
             .Select(d => new Package(Path.Combine(d, "energy_uj"), ReadLong(Path.Combine(d, "max_energy_range_uj")) is > 0 and var range ? range : null, ReadLong(Path.Combine(d, "energy_uj"))))
             .Where(p => p.Last is not null).ToArray();
         return packages.Length == 0 ? null : new RaplSource(packages);

@@ -54,6 +54,23 @@ public sealed class EnergyMonitorTests : IDisposable
     }
 
     [Fact]
+    public async Task APlatformDomainIsTheWholeBoxAndIsNotAddedToThePackagesItHolds()
+    {
+        // Laptops and some desktops have psys beside the packages: the platform's power, the package's included.
+        Write("class/powercap/intel-rapl:0/name", "package-0");
+        Write("class/powercap/intel-rapl:0/energy_uj", "1000000");
+        Write("class/powercap/intel-rapl:1/name", "psys");
+        Write("class/powercap/intel-rapl:1/energy_uj", "2000000");
+        using var monitor = Monitor();
+        await monitor.StartAsync(default);
+        using var share = monitor.Begin("m")!;
+        Write("class/powercap/intel-rapl:0/energy_uj", "11000000");
+        Write("class/powercap/intel-rapl:1/energy_uj", "17000000");
+        Seconds(1);
+        Assert.Equal(15, share.End(1)!.Value, 6);
+    }
+
+    [Fact]
     public async Task RaplPackagesAddUpTheirSubDomainsDoNotAndAWrapCountsOnce()
     {
         const string package0 = "class/powercap/intel-rapl:0";
