@@ -33,6 +33,32 @@ public class ResponseStoreTests
     }
 
     [Fact]
+    public void OneKeyStoringMuchEvictsItsOwnResponsesNotAnothersKey()
+    {
+        var store = Store(limit: 4, bytes: "16kb");
+        Assert.True(store.Add(Response("b1", owner: "key-b")));
+        foreach (var id in new[] { "a1", "a2", "a3", "a4", "a5", "a6" })
+        {
+            Assert.True(store.Add(Response(id, owner: "key-a")));
+        }
+
+        Assert.NotNull(store.Find("b1", "key-b"));
+        Assert.Null(store.Find("a1", "key-a"));
+        Assert.NotNull(store.Find("a6", "key-a"));
+
+        // The same for bytes: big responses of one key push out that key's, not the other's.
+        var big = Store(limit: 100, bytes: "8kb");
+        Assert.True(big.Add(Response("small", owner: "key-b", chars: 100)));
+        foreach (var id in new[] { "x1", "x2", "x3", "x4" })
+        {
+            Assert.True(big.Add(Response(id, owner: "key-a", chars: 1500)));
+        }
+
+        Assert.NotNull(big.Find("small", "key-b"));
+        Assert.NotNull(big.Find("x4", "key-a"));
+    }
+
+    [Fact]
     public void TheOldestGoUntilTheNewOneFitsTheByteBudget()
     {
         var store = Store(bytes: "8kb");

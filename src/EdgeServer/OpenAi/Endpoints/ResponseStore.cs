@@ -22,8 +22,9 @@ internal sealed record StoredResponse(string Id, string? Owner, IReadOnlyList<Ch
 /// <summary>
 /// The responses kept in memory, bounded for a box on a shared network: at most
 /// <c>EdgeServer:Responses:StoreLimit</c> of them, none older than <c>StoreMaxAgeMinutes</c>, and at most
-/// <c>StoreMaxBytes</c> in all; adding one evicts the oldest until it fits, and one larger than the whole budget is
-/// not kept. Ids are random (122 bits), and an entry is found only by the API key that made it, so another key's id
+/// <c>StoreMaxBytes</c> in all; adding one evicts until it fits, and one larger than the whole budget is not kept.
+/// What is evicted is the oldest entry of the key that holds the most (by count when the count is the limit, by bytes
+/// when the bytes are), so one app storing a lot pushes out its own responses, not another key's conversations. Ids are random (122 bits), and an entry is found only by the API key that made it, so another key's id
 /// is as unknown as a made-up one.
 /// </summary>
 internal sealed class ResponseStore(IOptions<EdgeServerOptions> options, TimeProvider clock)
@@ -32,6 +33,7 @@ internal sealed class ResponseStore(IOptions<EdgeServerOptions> options, TimePro
     private readonly Dictionary<string, LinkedListNode<StoredResponse>> _byId = new(StringComparer.Ordinal);
     private readonly LinkedList<StoredResponse> _byAge = new();
     private readonly Lock _lock = new();
+    private readonly Dictionary<string, (int Count, long Bytes)> _byOwner = new(StringComparer.Ordinal);
     private long _bytes;
 
     private TimeSpan MaxAge => TimeSpan.FromMinutes(_settings.StoreMaxAgeMinutes);
@@ -59,13 +61,25 @@ internal sealed class ResponseStore(IOptions<EdgeServerOptions> options, TimePro
         lock (_lock)
         {
             RemoveExpired();
-            while (_byAge.First is { } oldest && (_byId.Count >= _settings.StoreLimit || _bytes + response.Size > budget))
+            while (_byAge.First is not null && (_byId.Count >= _settings.StoreLimit || _bytes + response.Size > budget))
             {
-                Remove(oldest);
+                var byCount = _byId.Count >= _settings.StoreLimit;
+                // The largest holder (the adding key first among equals) loses its oldest.
+                var adding = response.Owner ?? string.Empty;
+                var victim = _byOwner.OrderByDescending(o => byCount ? o.Value.Count : o.Value.Bytes).ThenByDescending(o => o.Key == adding).First().Key;
+                var node = _byAge.First;
+                while ((node.Value.Owner ?? string.Empty) != victim)
+                {
+                    node = node.Next!;
+                }
+
+                Remove(node);
             }
 
             _byId[response.Id] = _byAge.AddLast(response);
             _bytes += response.Size;
+            var owner = _byOwner.GetValueOrDefault(response.Owner ?? string.Empty);
+            _byOwner[response.Owner ?? string.Empty] = (owner.Count + 1, owner.Bytes + response.Size);
             return true;
         }
     }
@@ -109,5 +123,15 @@ internal sealed class ResponseStore(IOptions<EdgeServerOptions> options, TimePro
         _byAge.Remove(node);
         _byId.Remove(node.Value.Id);
         _bytes -= node.Value.Size;
+        var key = node.Value.Owner ?? string.Empty;
+        var owner = _byOwner[key];
+        if (owner.Count == 1)
+        {
+            _byOwner.Remove(key);
+        }
+        else
+        {
+            _byOwner[key] = (owner.Count - 1, owner.Bytes - node.Value.Size);
+        }
     }
 }
