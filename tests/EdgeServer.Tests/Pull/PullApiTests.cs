@@ -32,6 +32,16 @@ public class PullServerFixture : InProcessServer
         ]);
     }
 
+    /// <summary>Starts a pull whose download the hub holds halfway; returns the response (headers read) and the hub side's abort token.</summary>
+    public async Task<(Task<HttpResponseMessage> Response, CancellationToken HubSide)> StartStalledPullAsync(string source, CancellationToken leaving)
+    {
+        Hub.StallNextBodyAfter = Model.Length / 2;
+        var response = Http.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "/v1/models/pull") { Content = new StringContent($$"""{"model":"{{source}}"}""", System.Text.Encoding.UTF8, "application/json") },
+            HttpCompletionOption.ResponseHeadersRead, leaving);
+        return (response, await Hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None));
+    }
+
     /// <summary>Settings a derived fixture adds.</summary>
     protected virtual string[] ExtraArguments => [];
 
@@ -116,12 +126,8 @@ public sealed class PullApiTests(PullServerFixture server) : IClassFixture<PullS
     public async Task ASecondPullOfTheFileIsAConflictAndALeavingClientKeepsOnlyThePartialFile()
     {
         var partial = Path.Combine(server.ModelsDirectory, "other-Q8_0.gguf.partial");
-        server.Hub.StallNextBodyAfter = server.Model.Length / 2;
         using var leaving = new CancellationTokenSource();
-        var first = server.Http.SendAsync(
-            new HttpRequestMessage(HttpMethod.Post, "/v1/models/pull") { Content = new StringContent("""{"model":"test-org/tiny-GGUF:Q8_0"}""", System.Text.Encoding.UTF8, "application/json") },
-            HttpCompletionOption.ResponseHeadersRead, leaving.Token);
-        var hubSide = await server.Hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var (first, hubSide) = await server.StartStalledPullAsync("test-org/tiny-GGUF:Q8_0", leaving.Token);
 
         using (var second = await server.PostAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q8_0"}"""))
         {
@@ -183,12 +189,8 @@ public sealed class PullLimitTests(OnePullServerFixture server) : IClassFixture<
     [Fact]
     public async Task APullBeyondTheLimitIsA429WithRetryAfterAndRunsOnceTheOtherEnds()
     {
-        server.Hub.StallNextBodyAfter = server.Model.Length / 2;
         using var leaving = new CancellationTokenSource();
-        var first = server.Http.SendAsync(
-            new HttpRequestMessage(HttpMethod.Post, "/v1/models/pull") { Content = new StringContent("""{"model":"test-org/tiny-GGUF:Q8_0"}""", System.Text.Encoding.UTF8, "application/json") },
-            HttpCompletionOption.ResponseHeadersRead, leaving.Token);
-        var hubSide = await server.Hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var (first, hubSide) = await server.StartStalledPullAsync("test-org/tiny-GGUF:Q8_0", leaving.Token);
 
         using (var second = await server.PostAsync("/v1/models/pull", """{"model":"test-org/tiny-GGUF:Q4_K_M"}"""))
         {
